@@ -1,0 +1,154 @@
+/*
+ * storage — partition logs on disk, in Kafka's on-disk convention.
+ *
+ * Owns: for each log dir (st_mgr_t), the partition directories
+ * `<dir>/<topic>-<partition>/` holding segments `<base offset, 20 digits>.log`
+ * with sparse `.index` (u32 relative offset, u32 file position; one entry every
+ * index_interval_bytes) and `.timeindex` (i64 max timestamp so far, u32
+ * relative offset), the per-dir `recovery-point-offset-checkpoint`
+ * (Kafka's text format) and the `.kafka_cleanShutdown` marker; and one flusher
+ * thread per manager that group-commits fdatasync for all logs.
+ *
+ * Durability invariants (docs/durability.md numbers them for the whole broker):
+ *  S1. Batches are stored verbatim except for the base offset (not covered by
+ *      the CRC) and, for LogAppendTime topics, the timestamp type and
+ *      max timestamp (CRC recomputed). An append writes all batches of one
+ *      call with one write(2); on failure the segment is truncated back to its
+ *      previous length so nothing partial remains, the call returns
+ *      RB_KAFKA_STORAGE_ERROR, and if even the truncate fails the log enters a
+ *      fatal state and refuses all later appends.
+ *  S2. The high watermark (what fetch may return, st_log_read's bound) is the
+ *      durable offset: every byte below it has been fdatasync'd. A consumer
+ *      therefore never reads (or commits an offset past) a record that a crash
+ *      of the machine could take away.
+ *  S3. A failed fdatasync makes the log fatal (fsyncgate): no retry pretends
+ *      the data is safe; waiters get RB_KAFKA_STORAGE_ERROR.
+ *  S4. New segment files, and the partition directory entry, are fsynced
+ *      before any offset in them is reported durable.
+ *  S5. The recovery point in the checkpoint never exceeds the durable offset;
+ *      it is written with write-then-fsync-then-rename.
+ *  S6. Recovery after an unclean stop (no marker) scans every segment from
+ *      the one holding the recovery point to the end, validates every batch
+ *      (framing, CRC, offsets increasing), truncates at the first invalid
+ *      byte, deletes any later segments, and rebuilds the indexes of the
+ *      scanned segments. With the marker present, nothing is scanned but
+ *      indexes that fail a sanity check are rebuilt.
+ *
+ * Threads: st_log_* calls may come from any event-loop thread; a log's
+ * mutable state is guarded by its own mutex (appends to one partition are
+ * serialised by it). fdatasync runs on the flusher thread, never under a
+ * log's mutex for longer than it takes to copy the state it needs.
+ * Callbacks (sync waiters, the durable callback) run on the flusher thread and
+ * must not call back into the same log's append.
+ */
+#ifndef RILL_STORAGE_H
+#define RILL_STORAGE_H
+
+#include "base/base.h"
+#include "proto/proto.h"
+
+typedef struct {
+    int64_t segment_bytes;        /* segment.bytes (log.segment.bytes), default 1 GiB */
+    int64_t segment_ms;           /* segment.ms (log.roll.ms), default 7 days */
+    int32_t index_interval_bytes; /* index.interval.bytes, default 4096 */
+    int32_t segment_index_bytes;  /* segment.index.bytes, default 10 MiB: roll when the index is full */
+    int64_t flush_messages;       /* flush.messages: also sync after this many unsynced records (default: max) */
+    int64_t flush_ms;             /* flush.ms: also sync when the oldest unsynced record is this old (default: max) */
+    bool log_append_time;         /* message.timestamp.type=LogAppendTime */
+} st_log_config_t;
+
+void st_log_config_defaults(st_log_config_t *c);
+
+typedef struct st_mgr st_mgr_t;
+typedef struct st_log st_log_t;
+
+/* Called on the flusher thread whenever a log's durable offset (= high
+ * watermark) advances; the broker uses it to complete long-polling fetches. */
+typedef void (*st_durable_cb)(void *ctx, st_log_t *l, int64_t high_watermark);
+
+/* Opens a log dir (creating it), reads the recovery checkpoint, notes whether
+ * the clean-shutdown marker is present and removes it (the broker is now
+ * running), deletes leftover leftover "-delete" directories and ".tmp"/".cleaned"
+ * files, and starts the flusher thread. */
+int st_mgr_open(const char *dir, st_mgr_t **out);
+void st_mgr_set_durable_cb(st_mgr_t *m, st_durable_cb cb, void *ctx);
+/* Lists the partition directories present (name "topic-N") so the broker can
+ * match them against its topic catalog. Calls fn for each. */
+void st_mgr_list(st_mgr_t *m, void (*fn)(void *ctx, const char *topic, int32_t partition), void *ctx);
+/* Flushes every log, writes the checkpoint, writes the clean-shutdown marker,
+ * stops the flusher, frees everything. */
+void st_mgr_close(st_mgr_t *m);
+const char *st_mgr_dir(const st_mgr_t *m);
+/* Number of logs whose fsync failed (a dir with fatal logs is reported by
+ * DescribeLogDirs later). */
+int st_mgr_fatal_count(const st_mgr_t *m);
+
+/* Opens (recovering as S6 says) or creates the log of topic-partition. */
+int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_config_t *cfg, st_log_t **out);
+/* Changes the config of an open log (topic config changes). */
+void st_log_set_config(st_log_t *l, const st_log_config_t *cfg);
+/* Closes the log (flushing it) without deleting it. */
+void st_log_close(st_log_t *l);
+/* Deletes the log: renames its dir to `<topic>-<p>.<random>-delete`, fsyncs
+ * the parent, frees the log, removes the files. Readers holding dup'd fds keep
+ * reading what they had. */
+int st_log_delete(st_log_t *l);
+
+/* Appends a records blob that kp_batch_validate accepted (info describes it).
+ * Assigns offsets: batch i gets base offset LEO + sum of earlier batches'
+ * record counts; writes them into the caller's buffer in place (S1). Rolls the
+ * active segment first when the append would pass segment_bytes, when
+ * segment_ms has passed since the segment's first record, or when its index is
+ * full. Returns 0 and sets *base_offset (first offset assigned), *last_offset
+ * (last offset assigned) and *log_append_time (-1 unless LogAppendTime), or
+ * RB_KAFKA_STORAGE_ERROR. */
+int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info_t *info, int64_t now_ms,
+                  int64_t *base_offset, int64_t *last_offset, int64_t *log_append_time);
+
+/* Calls cb(ctx, err) once everything below `offset` is durable (err 0), or
+ * the log became fatal (err RB_KAFKA_STORAGE_ERROR). Called on the flusher
+ * thread, or synchronously from this call if already durable (returns 1 then,
+ * else 0). */
+typedef void (*st_sync_cb)(void *ctx, int err);
+int st_log_sync_wait(st_log_t *l, int64_t offset, st_sync_cb cb, void *ctx);
+
+typedef struct {
+    int64_t log_start_offset;
+    int64_t log_end_offset;  /* LEO: next offset to assign */
+    int64_t high_watermark;  /* durable offset (S2) */
+    int64_t size_bytes;      /* sum of segment sizes */
+    int32_t nsegments;
+    bool fatal;
+} st_log_state_t;
+void st_log_state(st_log_t *l, st_log_state_t *out);
+
+/* A read: a byte range of one segment file, whole batches only. */
+typedef struct {
+    int fd;            /* dup'd: the caller owns it (give it to a write chain) or closes it; -1 when len 0 */
+    int64_t file_off;
+    size_t len;        /* 0: nothing to return (offset == high watermark) */
+    int64_t high_watermark;
+    int64_t log_start_offset;
+} st_read_t;
+
+/* Reads whole batches starting with the batch containing `offset`, from one
+ * segment, up to max_bytes — but at least one whole batch if min_one is set
+ * (Kafka's rule: the first batch is returned even if larger than the limit)
+ * — and never past the high watermark. Errors: RB_OFFSET_OUT_OF_RANGE when
+ * offset < log start or > high watermark; RB_KAFKA_STORAGE_ERROR. */
+int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_read_t *out);
+
+/* ListOffsets by timestamp: the first offset whose batch max timestamp >= ts
+ * (and that batch's timestamp) among durable batches; RB_ERR_NOT_FOUND if none. */
+int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *timestamp);
+/* ListOffsets MAX_TIMESTAMP (-3): offset and timestamp of the record with the
+ * largest timestamp (the first such offset); RB_ERR_NOT_FOUND if empty. */
+int st_log_max_timestamp(st_log_t *l, int64_t *offset, int64_t *timestamp);
+
+const char *st_log_topic(const st_log_t *l);
+int32_t st_log_partition(const st_log_t *l);
+/* An opaque pointer the broker may attach (its partition object). */
+void st_log_set_user(st_log_t *l, void *user);
+void *st_log_user(const st_log_t *l);
+
+#endif
