@@ -1,0 +1,241 @@
+/*
+ * broker — rilld: configuration, the topic catalog, request dispatch and one
+ * file per API family. Uses storage (partition logs), net (event loops) and
+ * proto (codec, record batches); never librdkafka.
+ *
+ * Owns: bk_broker_t (one per process): its config, the log dirs (st_mgr_t),
+ * the topic table, the network server, the cluster id and node id.
+ *
+ * Invariants:
+ *  B1. The topic table is guarded by b_topics_lock (a rwlock): request
+ *      handlers look topics up and append/read under the read lock; creating
+ *      and deleting topics take the write lock. Nothing outside the lock keeps
+ *      a topic pointer: parked requests keep names and re-look them up.
+ *  B2. The catalog file (`<first log dir>/rill-topics`) is the authority on
+ *      which topics exist; it is replaced atomically (write, fsync, rename)
+ *      after the partition directories of a new topic exist and before the
+ *      directories of a deleted topic are removed.
+ *  B3. A request's response is built in the request's arena and encoded into
+ *      the connection's next response slot; slots complete in order (net).
+ *  B4. ApiVersions advertises exactly the rows of bk_apis[]: served versions,
+ *      with old versions we only refuse (UNSUPPORTED_VERSION per request)
+ *      included where clients need them in the range (see docs/protocol.md).
+ *
+ * Threads: handlers run on event-loop threads; storage callbacks (sync
+ * waiters, durable offset advances) run on the flusher thread and only post
+ * to event loops.
+ */
+#ifndef RILL_BROKER_H
+#define RILL_BROKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "base/base.h"
+#include "net/net.h"
+#include "proto/proto.h"
+#include "storage/storage.h"
+
+/* ---- configuration (config.c) ------------------------------------------------------ */
+typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
+
+/* X(field, "kafka.name", type, "default", "documentation") */
+#define BK_CONFIGS(X)                                                                                       \
+    X(listeners, "listeners", BK_CFG_STRING, "PLAINTEXT://127.0.0.1:9092",                                 \
+      "Listener to bind, PLAINTEXT://HOST:PORT (IPv4 host; port 0 picks a free port)")                     \
+    X(advertised_listeners, "advertised.listeners", BK_CFG_STRING, "",                                     \
+      "Listener given to clients in Metadata (default: listeners)")                                         \
+    X(log_dirs, "log.dirs", BK_CFG_STRING, "./var", "Comma-separated directories holding partition logs")   \
+    X(node_id, "node.id", BK_CFG_INT, "1", "This broker's id (broker.id is accepted as a synonym)")         \
+    X(num_network_threads, "num.network.threads", BK_CFG_INT, "0",                                          \
+      "Event-loop threads; 0 means one per CPU core")                                                       \
+    X(num_partitions, "num.partitions", BK_CFG_INT, "1", "Default partitions for new topics")              \
+    X(default_replication_factor, "default.replication.factor", BK_CFG_INT, "1",                           \
+      "Default replication factor (single node: only 1 is valid)")                                         \
+    X(auto_create_topics_enable, "auto.create.topics.enable", BK_CFG_BOOL, "true",                          \
+      "Create a topic when Metadata or Produce names one that does not exist")                              \
+    X(log_segment_bytes, "log.segment.bytes", BK_CFG_INT, "1073741824", "Segment file size before a roll")  \
+    X(log_roll_ms, "log.roll.ms", BK_CFG_INT, "604800000", "Roll a segment this long after its first record") \
+    X(log_roll_hours, "log.roll.hours", BK_CFG_INT, "168", "log.roll.ms in hours (used when log.roll.ms is not set)") \
+    X(log_index_interval_bytes, "log.index.interval.bytes", BK_CFG_INT, "4096",                             \
+      "Bytes of log between two offset-index entries")                                                     \
+    X(log_index_size_max_bytes, "log.index.size.max.bytes", BK_CFG_INT, "10485760",                         \
+      "Maximum size of one offset index; the segment rolls when it is full")                                \
+    X(message_max_bytes, "message.max.bytes", BK_CFG_INT, "1048588",                                        \
+      "Largest record batch the broker accepts (topic config max.message.bytes)")                          \
+    X(socket_request_max_bytes, "socket.request.max.bytes", BK_CFG_INT, "104857600",                        \
+      "Largest request frame; a bigger one closes the connection")                                          \
+    X(log_flush_interval_messages, "log.flush.interval.messages", BK_CFG_INT, "9223372036854775807",        \
+      "Force an fsync after this many unsynced records (the flusher syncs continuously anyway)")            \
+    X(log_flush_interval_ms, "log.flush.interval.ms", BK_CFG_INT, "9223372036854775807",                    \
+      "Force an fsync when unsynced data is this old (the flusher syncs continuously anyway)")             \
+    X(log_message_timestamp_type, "log.message.timestamp.type", BK_CFG_STRING, "CreateTime",                \
+      "CreateTime or LogAppendTime: default timestamp type of topics")                                      \
+    X(delete_topic_enable, "delete.topic.enable", BK_CFG_BOOL, "true", "Allow DeleteTopics")               \
+    X(max_decompressed_batch_bytes, "rill.max.decompressed.batch.bytes", BK_CFG_INT, "67108864",           \
+      "Cap on one batch's decompressed size during validation (decompression bombs fail past it)")        \
+    X(log_level, "rill.log.level", BK_CFG_STRING, "info", "debug, info, warn or error")
+
+typedef struct {
+#define BK__CFG_FIELD(field, name, type, def, doc) char *field##_str; int64_t field;
+    BK_CONFIGS(BK__CFG_FIELD)
+#undef BK__CFG_FIELD
+    char *listen_host;
+    int listen_port;
+    char *adv_host;
+    int adv_port;
+    bool log_roll_ms_set;
+} bk_config_t;
+
+/* Parses argv (`--config FILE`, `--name value`, `--name=value`, `--help`).
+ * Returns 0, 1 when --help was printed, or -1 after printing an error. */
+int bk_config_load(bk_config_t *cfg, int argc, char **argv);
+void bk_config_free(bk_config_t *cfg);
+void bk_config_print_help(FILE *f);
+
+/* ---- topics (topics.c) --------------------------------------------------------------- */
+typedef struct bk_partition bk_partition_t;
+typedef struct bk_topic bk_topic_t;
+typedef struct bk_broker bk_broker_t;
+
+#define BK_MAX_TOPIC_CONFIGS 32
+typedef struct {
+    int n;
+    char *names[BK_MAX_TOPIC_CONFIGS];
+    char *values[BK_MAX_TOPIC_CONFIGS];
+} bk_topic_configs_t;
+
+struct bk_partition {
+    bk_topic_t *p_topic;
+    int32_t p_index;
+    st_log_t *p_log;
+    pthread_mutex_t p_waiters_mu;  /* guards p_waiters (parked fetches) */
+    struct bk_fetch_waiter *p_waiters;
+};
+
+struct bk_topic {
+    bk_topic_t *t_next; /* hash chain */
+    char *t_name;
+    kp_uuid_t t_id;
+    int32_t t_npartitions;
+    bk_partition_t *t_parts;
+    bk_topic_configs_t t_configs;
+    st_log_config_t t_logcfg;
+    int64_t t_max_message_bytes;
+    bool t_internal;
+};
+
+/* Kafka's topic name rule: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
+bool bk_topic_name_valid(const char *p, size_t len);
+/* Looks a topic up by name; caller holds b_topics_lock (read or write). */
+bk_topic_t *bk_topic_find(bk_broker_t *b, const char *p, size_t len);
+bk_topic_t *bk_topic_find_id(bk_broker_t *b, const kp_uuid_t *id);
+/* Creates a topic (write lock taken inside). err_msg gets a reason on error.
+ * Returns 0 or a Kafka error code. */
+int bk_topic_create(bk_broker_t *b, const char *name, size_t name_len, int32_t partitions, int16_t rf,
+                    const bk_topic_configs_t *configs, bool validate_only, char *err_msg, size_t err_size,
+                    kp_uuid_t *id_out);
+int bk_topic_delete(bk_broker_t *b, const char *name, size_t name_len, kp_uuid_t *id_out);
+/* Loads the catalog and opens every partition log. */
+int bk_topics_load(bk_broker_t *b);
+void bk_topics_close(bk_broker_t *b);
+/* Validates topic configs (name known, value well-formed); fills log config. */
+int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_config_t *lc, int64_t *max_msg,
+                           char *err_msg, size_t err_size);
+/* Calls fn for each topic under the read lock the caller holds. */
+#define BK_TOPICS_FOREACH(b, t) \
+    for (size_t bk__i = 0; bk__i < (b)->b_ntopic_buckets; bk__i++) \
+        for (bk_topic_t *t = (b)->b_topic_buckets[bk__i]; t; t = t->t_next)
+
+/* ---- the broker ------------------------------------------------------------------------ */
+struct bk_broker {
+    bk_config_t b_cfg;
+    int b_nmgrs;
+    st_mgr_t **b_mgrs;
+    rn_server_t *b_server;
+    char b_cluster_id[32];
+    int32_t b_node_id;
+    pthread_rwlock_t b_topics_lock;
+    bk_topic_t **b_topic_buckets;
+    size_t b_ntopic_buckets;
+    size_t b_ntopics;
+    pthread_mutex_t b_catalog_mu;  /* serialises catalog rewrites */
+    atomic_bool b_stopping;
+};
+
+int bk_broker_start(bk_broker_t *b);
+void bk_broker_stop(bk_broker_t *b);
+
+/* ---- requests (dispatch.c) -------------------------------------------------------------- */
+typedef struct bk_req {
+    bk_broker_t *r_broker;
+    rn_conn_t *r_conn;
+    rn_slot_t *r_slot;
+    uint8_t *r_frame;        /* the request bytes (owned) */
+    size_t r_frame_len;
+    kp_req_header_t r_hdr;
+    const kp_api_desc_t *r_api;
+    void *r_body;            /* decoded request (arena) */
+    rb_arena_t r_arena;
+    int64_t r_start_us;
+} bk_req_t;
+
+typedef struct {
+    int16_t key;
+    int16_t min_ver;     /* advertised minimum (0 for every served API, see B4) */
+    int16_t serve_min;   /* first version actually served; older get UNSUPPORTED_VERSION */
+    int16_t max_ver;
+    /* Handles a decoded request. Returns 0 after it has completed (or
+     * arranged to complete) the response; the dispatcher then frees nothing —
+     * the handler owns r until bk_req_respond/bk_req_free. */
+    void (*handler)(bk_req_t *r);
+    /* Fills an error response for every item of the request (per-request
+     * UNSUPPORTED_VERSION answers); NULL when the API has a top-level code. */
+    void (*error_response)(bk_req_t *r, int16_t err, void *resp);
+} bk_api_t;
+
+extern const bk_api_t bk_apis[];
+extern const int bk_napis;
+
+void bk_dispatch_frame(rn_conn_t *c, uint8_t *frame, size_t len, void *ud);
+void bk_dispatch_close(rn_conn_t *c, void *ud);
+/* Allocates the response struct for r's API with defaults set. */
+void *bk_req_resp_new(bk_req_t *r);
+/* Encodes resp as r's response, completes r's slot and frees r. Loop thread. */
+void bk_req_respond(bk_req_t *r, void *resp);
+/* Completes r's slot with no response (acks=0) and frees r. */
+void bk_req_respond_none(bk_req_t *r);
+void bk_req_free(bk_req_t *r);
+/* arena helpers */
+kp_str_t bk_str(bk_req_t *r, const char *s);
+kp_str_t bk_strn(bk_req_t *r, const char *s, size_t n);
+#define BK_ALLOC_ARR(r, arr, count)                                                        \
+    do {                                                                                   \
+        (arr).n = (int32_t)(count);                                                        \
+        (arr).v = (count) ? rb_arena_alloc(&(r)->r_arena, sizeof(*(arr).v) * (size_t)(count)) : NULL; \
+    } while (0)
+
+/* ---- handlers (one file per family) ----------------------------------------------------- */
+void bk_handle_api_versions(bk_req_t *r);
+void bk_handle_metadata(bk_req_t *r);
+void bk_handle_produce(bk_req_t *r);
+void bk_handle_fetch(bk_req_t *r);
+void bk_handle_list_offsets(bk_req_t *r);
+void bk_handle_create_topics(bk_req_t *r);
+void bk_handle_delete_topics(bk_req_t *r);
+void bk_handle_describe_cluster(bk_req_t *r);
+void bk_handle_describe_log_dirs(bk_req_t *r);
+void bk_produce_error_response(bk_req_t *r, int16_t err, void *resp);
+void bk_fetch_error_response(bk_req_t *r, int16_t err, void *resp);
+void bk_list_offsets_error_response(bk_req_t *r, int16_t err, void *resp);
+void bk_metadata_error_response(bk_req_t *r, int16_t err, void *resp);
+void bk_create_topics_error_response(bk_req_t *r, int16_t err, void *resp);
+void bk_delete_topics_error_response(bk_req_t *r, int16_t err, void *resp);
+
+/* Fetch long-poll wakeups (fetch.c): called on the flusher thread. */
+void bk_fetch_on_durable(void *ctx, st_log_t *l, int64_t hw);
+/* Wakes every parked fetch on a partition (topic deletion). Write lock held. */
+void bk_fetch_wake_all(bk_partition_t *p);
+
+#endif

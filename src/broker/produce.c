@@ -1,0 +1,215 @@
+/*
+ * produce.c — Produce v3-v11: validate each partition's record batch, append
+ * it, answer per acks. acks=0: no response (an error closes the connection,
+ * as Kafka does); acks=1: after the append (in the page cache); acks=all:
+ * after the flusher has fdatasync'd it (docs/durability.md D1-D3).
+ */
+#include "broker/broker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+    bk_req_t *pc_req;
+    kp_produce_resp_t *pc_resp;
+    atomic_int pc_pending; /* outstanding sync waits + 1 while setting up */
+    rn_loop_t *pc_loop;
+} bk_produce_ctx_t;
+
+typedef struct {
+    bk_produce_ctx_t *pw_ctx;
+    kp_produce_resp_partition_produce_response_t *pw_part;
+} bk_produce_wait_t;
+
+void bk_produce_error_response(bk_req_t *r, int16_t err, void *vresp) {
+    kp_produce_req_t *req = r->r_body;
+    kp_produce_resp_t *resp = vresp;
+    BK_ALLOC_ARR(r, resp->responses, req->topic_data.n < 0 ? 0 : req->topic_data.n);
+    for (int32_t i = 0; i < resp->responses.n; i++) {
+        kp_produce_req_topic_produce_data_t *td = &req->topic_data.v[i];
+        kp_produce_resp_topic_produce_response_t *tr = &resp->responses.v[i];
+        tr->name = td->name;
+        BK_ALLOC_ARR(r, tr->partition_responses, td->partition_data.n < 0 ? 0 : td->partition_data.n);
+        for (int32_t k = 0; k < tr->partition_responses.n; k++) {
+            kp_produce_resp_partition_produce_response_t *pr = &tr->partition_responses.v[k];
+            kp_init_defaults(&kp_produce_resp_partition_produce_response_desc, pr);
+            pr->index = td->partition_data.v[k].index;
+            pr->error_code = err;
+            pr->base_offset = -1;
+            pr->log_append_time_ms = -1;
+            pr->log_start_offset = -1;
+        }
+    }
+}
+
+static void bk_produce_finish(void *arg) {
+    bk_produce_ctx_t *pc = arg;
+    bk_req_t *r = pc->pc_req;
+    kp_produce_resp_t *resp = pc->pc_resp;
+    free(pc);
+    bk_req_respond(r, resp);
+}
+
+static void bk_produce_release(bk_produce_ctx_t *pc) {
+    if (atomic_fetch_sub_explicit(&pc->pc_pending, 1, memory_order_acq_rel) == 1) {
+        if (rn_loop_current() == pc->pc_loop) bk_produce_finish(pc);
+        else rn_loop_post(pc->pc_loop, bk_produce_finish, pc);
+    }
+}
+
+/* Flusher thread (or synchronously): the partition's batch is durable, or not. */
+static void bk_produce_synced(void *arg, int err) {
+    bk_produce_wait_t *w = arg;
+    if (err) {
+        w->pw_part->error_code = RB_KAFKA_STORAGE_ERROR;
+        w->pw_part->base_offset = -1;
+        w->pw_part->error_message.p = "fsync failed; the log refuses writes";
+        w->pw_part->error_message.len = (int32_t)strlen(w->pw_part->error_message.p);
+    }
+    bk_produce_ctx_t *pc = w->pw_ctx;
+    free(w);
+    bk_produce_release(pc);
+}
+
+/* Creates topics named by the request that do not exist (auto-creation). */
+static void bk_produce_autocreate(bk_broker_t *b, kp_produce_req_t *req) {
+    if (!b->b_cfg.auto_create_topics_enable) return;
+    for (int32_t i = 0; i < req->topic_data.n; i++) {
+        kp_str_t nm = req->topic_data.v[i].name;
+        if (nm.len <= 0 || !bk_topic_name_valid(nm.p, (size_t)nm.len)) continue;
+        pthread_rwlock_rdlock(&b->b_topics_lock);
+        bool exists = bk_topic_find(b, nm.p, (size_t)nm.len) != NULL;
+        pthread_rwlock_unlock(&b->b_topics_lock);
+        if (exists) continue;
+        char msg[256];
+        bk_topic_configs_t none = {0};
+        int rc = bk_topic_create(b, nm.p, (size_t)nm.len, -1, -1, &none, false, msg, sizeof(msg), NULL);
+        if (rc && rc != RB_TOPIC_ALREADY_EXISTS) rb_warn("auto-creating topic %.*s failed: %s", nm.len, nm.p, msg);
+    }
+}
+
+static void bk_set_msg(bk_req_t *r, kp_produce_resp_partition_produce_response_t *pr, const char *msg) {
+    if (r->r_hdr.api_version >= 8 && msg && *msg) pr->error_message = bk_str(r, msg);
+}
+
+void bk_handle_produce(bk_req_t *r) {
+    bk_broker_t *b = r->r_broker;
+    kp_produce_req_t *req = r->r_body;
+    int16_t acks = req->acks;
+    int16_t v = r->r_hdr.api_version;
+    kp_produce_resp_t *resp = bk_req_resp_new(r);
+    bk_produce_ctx_t *pc = calloc(1, sizeof(*pc));
+    pc->pc_req = r;
+    pc->pc_resp = resp;
+    pc->pc_loop = rn_conn_loop(r->r_conn);
+    atomic_init(&pc->pc_pending, 1);
+    bool any_error = false;
+    char first_err[256] = "";
+
+    bk_produce_error_response(r, RB_NONE, resp);
+    if (acks != 0 && acks != 1 && acks != -1) {
+        bk_produce_error_response(r, RB_INVALID_REQUIRED_ACKS, resp);
+        any_error = true;
+        snprintf(first_err, sizeof(first_err), "invalid acks %d", acks);
+        goto done;
+    }
+    if (req->transactional_id.len >= 0) {
+        /* transactions come with the exactly-once work; until then refuse them
+         * cleanly rather than store batches we cannot account for */
+        bk_produce_error_response(r, RB_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, resp);
+        any_error = true;
+        snprintf(first_err, sizeof(first_err), "transactional produce is not supported yet");
+        goto done;
+    }
+    bk_produce_autocreate(b, req);
+    kp_batch_limits_t lim = {0};
+    lim.max_decompressed_bytes = (size_t)b->b_cfg.max_decompressed_batch_bytes;
+    int64_t now = rb_now_ms();
+
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    for (int32_t i = 0; i < req->topic_data.n; i++) {
+        kp_produce_req_topic_produce_data_t *td = &req->topic_data.v[i];
+        kp_produce_resp_topic_produce_response_t *tr = &resp->responses.v[i];
+        bk_topic_t *t = td->name.len > 0 ? bk_topic_find(b, td->name.p, (size_t)td->name.len) : NULL;
+        bool name_ok = td->name.len > 0 && bk_topic_name_valid(td->name.p, (size_t)td->name.len);
+        for (int32_t k = 0; k < td->partition_data.n; k++) {
+            kp_produce_req_partition_produce_data_t *pd = &td->partition_data.v[k];
+            kp_produce_resp_partition_produce_response_t *pr = &tr->partition_responses.v[k];
+            char msg[256] = "";
+            int err = 0;
+            if (!name_ok) {
+                err = RB_INVALID_TOPIC_EXCEPTION;
+            } else if (!t || pd->index < 0 || pd->index >= t->t_npartitions) {
+                err = RB_UNKNOWN_TOPIC_OR_PARTITION;
+            } else if (pd->records.len <= 0) {
+                err = RB_INVALID_RECORD;
+                snprintf(msg, sizeof(msg), "produce request without a record batch");
+            } else {
+                bk_partition_t *p = &t->t_parts[pd->index];
+                kp_batch_info_t info;
+                lim.max_batch_bytes = (size_t)t->t_max_message_bytes;
+                err = kp_batch_validate(pd->records.p, (size_t)pd->records.len, &lim, &info, msg, sizeof(msg));
+                if (!err && info.nbatches != 1) {
+                    err = RB_INVALID_RECORD;
+                    snprintf(msg, sizeof(msg),
+                             "Produce v3+ requests must contain exactly one record batch per partition (got %d)",
+                             info.nbatches);
+                }
+                if (!err && (info.any_transactional || info.producer_id >= 0)) {
+                    /* idempotent/transactional batches need producer state
+                     * (InitProducerId), which is not served yet */
+                    err = RB_UNKNOWN_PRODUCER_ID;
+                    snprintf(msg, sizeof(msg), "idempotent and transactional producers are not supported yet");
+                }
+                if (!err) {
+                    int64_t base = -1, last = -1, lat = -1;
+                    err = st_log_append(p->p_log, (uint8_t *)pd->records.p, (size_t)pd->records.len, &info, now,
+                                        &base, &last, &lat);
+                    if (err) {
+                        snprintf(msg, sizeof(msg), "append to %s-%d failed", t->t_name, pd->index);
+                    } else {
+                        st_log_state_t st;
+                        st_log_state(p->p_log, &st);
+                        pr->base_offset = base;
+                        pr->log_append_time_ms = lat;
+                        pr->log_start_offset = st.log_start_offset;
+                        if (acks == -1) {
+                            bk_produce_wait_t *w = malloc(sizeof(*w));
+                            w->pw_ctx = pc;
+                            w->pw_part = pr;
+                            atomic_fetch_add(&pc->pc_pending, 1);
+                            st_log_sync_wait(p->p_log, last + 1, bk_produce_synced, w);
+                        }
+                    }
+                }
+            }
+            if (err) {
+                pr->error_code = (int16_t)err;
+                pr->base_offset = -1;
+                bk_set_msg(r, pr, msg);
+                if (!any_error) {
+                    snprintf(first_err, sizeof(first_err), "%.*s-%d: %s %s", td->name.len < 0 ? 0 : (int)RB_MIN(td->name.len, 100),
+                             td->name.p, pd->index, rb_err_name(err), msg);
+                    any_error = true;
+                }
+            }
+        }
+    }
+    pthread_rwlock_unlock(&b->b_topics_lock);
+done:
+    if (any_error) rb_debug("produce from %s: %s", rn_conn_peer(r->r_conn), first_err);
+    (void)v;
+    if (acks == 0) {
+        /* no response; an error closes the connection so the client notices */
+        rn_conn_t *c = r->r_conn;
+        free(pc);
+        if (any_error) {
+            char why[300];
+            snprintf(why, sizeof(why), "acks=0 produce failed: %s", first_err);
+            rn_conn_close(c, why);
+        }
+        bk_req_respond_none(r);
+        return;
+    }
+    bk_produce_release(pc);
+}
