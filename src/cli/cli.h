@@ -83,6 +83,8 @@ int cli_common_opt(cli_common_t *cm, int c, const char *arg);
 /* The usual tail of a getopt loop: prints the error for '?'/':' or an unknown
  * option and returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints only the "Run 'rill CMD --help'" hint; returns CLI_EXIT_USAGE. */
+int cli_usage_hint(const char *cmd);
 
 /* For the default branch of a getopt loop (optstring starting with ':'):
  * reports an unknown option, a missing value or an option this command does
@@ -126,6 +128,9 @@ void cli_report_kafka_error(rd_kafka_t *rk, const char *what, rd_kafka_resp_err_
  * errors as warnings (deduplicated); otherwise it only records them for
  * cli_last_error. Fatal errors are always printed. */
 extern int cli_show_transient;
+/* When set, librdkafka's configuration warnings (CONFWARN) are not shown
+ * (perf e2e passes every -X to both its producer and its consumer). */
+extern int cli_hide_confwarn;
 
 /* Partition count of a topic from a metadata request. Prints an error and
  * returns -1 when the topic does not exist or the request fails. */

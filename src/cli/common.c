@@ -18,6 +18,7 @@
 
 volatile sig_atomic_t cli_stop;
 int cli_show_transient;
+int cli_hide_confwarn;
 
 static int cli_verbose;
 static pthread_mutex_t cli_err_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -74,7 +75,13 @@ int cli_getopt_error(const char *cmd, int c, char **argv) {
     }
     /* a known option that this command does not take */
     if (c > 0 && c < 256) return cli_usage_error(cmd, "option '-%c' does not apply here", c);
-    return cli_usage_error(cmd, "option '%s' does not apply here", arg);
+    if (arg[0] != '-' && optind > 1) arg = argv[optind - 2]; /* "--opt value": name the option */
+    return cli_usage_error(cmd, "option '%.*s' does not apply here", (int)strcspn(arg, "="), arg);
+}
+
+int cli_usage_hint(const char *cmd) {
+    fprintf(stderr, "Run 'rill %s --help' for usage.\n", cmd);
+    return CLI_EXIT_USAGE;
 }
 
 /* ---- value parsing ------------------------------------------------------------- */
@@ -221,7 +228,10 @@ static void cli_on_error(rd_kafka_t *rk, int err, const char *reason, void *opaq
 
 /* May run on librdkafka's internal threads. */
 static void cli_on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-    if (!cli_verbose && level > LOG_CRIT) return;
+    /* configuration warnings (e.g. a -X property of the wrong client type)
+     * always show; the rest needs -v since errors also reach cli_on_error */
+    bool confwarn = level <= LOG_WARNING && !strcmp(fac, "CONFWARN") && !cli_hide_confwarn;
+    if (!cli_verbose && level > LOG_CRIT && !confwarn) return;
     fprintf(stderr, "rill: librdkafka %d %s %s: %s\n", level, rd_kafka_name(rk), fac, buf);
 }
 

@@ -111,7 +111,7 @@ static int cli_consume_parse(int argc, char **argv, cli_consume_args_t *a) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS "p:o:n:ef:q", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, c, optarg);
-        if (rc < 0) return cli_usage_error("consume", "invalid option value");
+        if (rc < 0) return cli_usage_hint("consume");
         if (rc > 0) continue;
         switch (c) {
         case 'h':
@@ -221,12 +221,12 @@ static int cli_consume_run(const cli_consume_args_t *a) {
     uint64_t nrecords = 0;
     const char *why = "interrupted";
 
-    cli_show_transient = 1;
     if (!(conf = cli_conf_new(&a->common, defaults))) goto fail;
     rk = cli_kafka_new(RD_KAFKA_CONSUMER, conf);
     conf = NULL;
     if (!rk) goto fail;
     if ((nparts = cli_topic_partition_count(rk, a->topic, a->common.cm_timeout_ms)) < 0) goto fail;
+    cli_show_transient = 1; /* connected: report later trouble as it happens */
     if (a->partition >= nparts) {
         cli_errf("topic '%s' has %d partition%s; partition %d does not exist", a->topic, nparts,
                  nparts == 1 ? "" : "s", (int)a->partition);

@@ -121,7 +121,7 @@ static int cli_perf_parse(cli_perf_mode_t mode, int argc, char **argv, cli_perf_
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS "P:z:o:", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, c, optarg);
-        if (rc < 0) return cli_usage_error(cmd, "invalid option value");
+        if (rc < 0) return cli_usage_hint(cmd);
         if (rc > 0) continue;
         switch (c) {
         case 'h':

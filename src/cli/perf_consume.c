@@ -64,12 +64,12 @@ int cli_perf_consume_run(const cli_perf_args_t *a) {
 
     memset(&st, 0, sizeof st);
     st.pc_target = (uint64_t)a->num_records;
-    cli_show_transient = 1;
     if (!(conf = cli_conf_new(&a->common, defaults))) goto fail;
     rk = cli_kafka_new(RD_KAFKA_CONSUMER, conf);
     conf = NULL;
     if (!rk) goto fail;
     if ((nparts = cli_topic_partition_count(rk, a->topic, a->common.cm_timeout_ms)) < 0) goto fail;
+    cli_show_transient = 1; /* connected: report later trouble as it happens */
     if (!(rkt = rd_kafka_topic_new(rk, a->topic, NULL))) {
         cli_errf("topic '%s': %s", a->topic, rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;

@@ -188,7 +188,9 @@ int cli_perf_e2e_run(const cli_perf_args_t *a) {
     cli_hist_init(e.e2_lat);
     pthread_mutex_init(&e.e2_lock, NULL);
     lock_ready = true;
-    cli_show_transient = 1;
+    /* -X goes to both clients: a producer-only property is expected to be
+     * ignored by the consumer and the other way round */
+    cli_hide_confwarn = 1;
 
     /* producer */
     cli_perf_producer_defaults(a, pdefaults);
@@ -199,6 +201,7 @@ int cli_perf_e2e_run(const cli_perf_args_t *a) {
     conf = NULL;
     if (!prk) goto fail;
     if ((total = cli_topic_partition_count(prk, a->topic, a->common.cm_timeout_ms)) < 0) goto fail;
+    cli_show_transient = 1; /* connected: report later trouble as it happens */
     spread = a->partitions < 0 ? total : a->partitions;
     if (spread > total) {
         cli_errf("-P %d: topic '%s' has only %d partition%s", spread, a->topic, total, total == 1 ? "" : "s");
@@ -295,7 +298,7 @@ drain:
     atomic_store(&e.e2_stop, 1);
     pthread_join(thr, NULL);
     thr_started = false;
-    cli_e2e_progress(&e, &w_start, true);
+    if (e.e2_w_n) cli_e2e_progress(&e, &w_start, true);
     cli_e2e_report(a, &e, (double)(t_end - t0) / 1e6);
     rc = e.e2_received == e.e2_n && !e.e2_failed ? CLI_EXIT_OK : CLI_EXIT_FAIL;
 fail:

@@ -118,7 +118,6 @@ int cli_perf_produce_run(const cli_perf_args_t *a) {
     st.pp_lat = malloc(sizeof *st.pp_lat);
     if (!st.pp_lat) goto fail;
     cli_hist_init(st.pp_lat);
-    cli_show_transient = 1;
     cli_perf_producer_defaults(a, defaults);
     if (!(conf = cli_conf_new(&a->common, defaults))) goto fail;
     rd_kafka_conf_set_opaque(conf, &st);
@@ -127,6 +126,7 @@ int cli_perf_produce_run(const cli_perf_args_t *a) {
     conf = NULL;
     if (!rk) goto fail;
     if ((nparts = cli_perf_partitions(rk, a)) < 0) goto fail;
+    cli_show_transient = 1; /* connected: report later trouble as it happens */
     if (!(rkt = rd_kafka_topic_new(rk, a->topic, NULL))) {
         cli_errf("topic '%s': %s", a->topic, rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;

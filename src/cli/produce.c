@@ -24,6 +24,7 @@ typedef struct {
     size_t nheaders;
     const char *acks;        /* --acks: all|1|0 (passed as librdkafka "acks") */
     const char *compression; /* -z */
+    bool empty_null;         /* -Z: empty value/key -> null (tombstones) */
 } cli_produce_args_t;
 
 typedef struct {
@@ -49,6 +50,8 @@ static void cli_produce_help(FILE *out) {
             "                            gives a header with a null value)\n"
             "      --acks all|1|0        required acknowledgements (default all)\n"
             "  -z, --compression CODEC   none|gzip|snappy|lz4|zstd (default none)\n"
+            "  -Z, --null-empty          an empty line (or, with -K, an empty key or value)\n"
+            "                            is sent as null: a tombstone for compacted topics\n"
             "\n" CLI_COMMON_HELP);
 }
 
@@ -67,6 +70,7 @@ static int cli_produce_parse(int argc, char **argv, cli_produce_args_t *a) {
         {"header", required_argument, NULL, 'H'},
         {"acks", required_argument, NULL, CLI_OPT_ACKS},
         {"compression", required_argument, NULL, 'z'},
+        {"null-empty", no_argument, NULL, 'Z'},
         {NULL, 0, NULL, 0},
     };
     static const char *const codecs[] = {"none", "gzip", "snappy", "lz4", "zstd"};
@@ -78,9 +82,9 @@ static int cli_produce_parse(int argc, char **argv, cli_produce_args_t *a) {
     a->compression = "none";
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS "k:K:p:H:z:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS "k:K:p:H:z:Z", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, c, optarg);
-        if (rc < 0) return cli_usage_error("produce", "invalid option value");
+        if (rc < 0) return cli_usage_hint("produce");
         if (rc > 0) continue;
         switch (c) {
         case 'h':
@@ -119,6 +123,9 @@ static int cli_produce_parse(int argc, char **argv, cli_produce_args_t *a) {
             a->compression = optarg;
             break;
         }
+        case 'Z':
+            a->empty_null = true;
+            break;
         default:
             return cli_getopt_error("produce", c, argv);
         }
@@ -199,7 +206,6 @@ static int cli_produce_run(const cli_produce_args_t *a) {
     bool refused = false;
     int64_t t0 = rb_mono_us();
 
-    cli_show_transient = 1;
     if (!(conf = cli_conf_new(&a->common, defaults))) goto fail;
     rd_kafka_conf_set_opaque(conf, &st);
     rd_kafka_conf_set_dr_msg_cb(conf, cli_produce_on_delivery);
@@ -209,6 +215,7 @@ static int cli_produce_run(const cli_produce_args_t *a) {
     /* Fail early and clearly when the broker is unreachable or the topic is
      * missing, instead of after message.timeout.ms. */
     if ((nparts = cli_topic_partition_count(rk, a->topic, a->common.cm_timeout_ms)) < 0) goto fail;
+    cli_show_transient = 1; /* connected: report later trouble as it happens */
     if (a->partition != RD_KAFKA_PARTITION_UA && a->partition >= nparts) {
         cli_errf("topic '%s' has %d partition%s; partition %d does not exist", a->topic, nparts,
                  nparts == 1 ? "" : "s", (int)a->partition);
@@ -228,6 +235,10 @@ static int cli_produce_run(const cli_produce_args_t *a) {
                 val = d + strlen(a->key_delim);
                 val_len -= key_len + strlen(a->key_delim);
             }
+        }
+        if (a->empty_null) {
+            if (!val_len) val = NULL;
+            if (a->key_delim && key && !key_len) key = NULL;
         }
         if (cli_produce_one(rk, a, hdrs, key, key_len, val, val_len) != 0) {
             refused = true;

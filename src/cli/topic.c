@@ -114,7 +114,7 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":" CLI_COMMON_SHORTOPTS "p:r:c:i", longopts, NULL)) != -1) {
         int rc = cli_common_opt(&a->common, c, optarg);
-        if (rc < 0) return cli_usage_error(cmd, "invalid option value");
+        if (rc < 0) return cli_usage_hint(cmd);
         if (rc > 0) continue;
         switch (c) {
         case 'h':
@@ -394,7 +394,8 @@ static int cli_topic_cmp_part(const void *x, const void *y) {
 }
 
 /* Describes one topic; returns 0 or -1 (error printed). */
-static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_topic_args_t *a) {
+static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_topic_args_t *a,
+                                  bool *header_due) {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, name, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_metadata_partition_t *parts = NULL;
@@ -430,6 +431,11 @@ static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_to
     if (!parts) goto fail;
     memcpy(parts, t->partitions, (size_t)t->partition_cnt * sizeof *parts);
     qsort(parts, (size_t)t->partition_cnt, sizeof *parts, cli_topic_cmp_part);
+    if (*header_due) {
+        /* only once there is something to show */
+        printf("TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR\tLOG_START\tEND\tSIZE\n");
+        *header_due = false;
+    }
     for (int i = 0; i < t->partition_cnt; i++) {
         const rd_kafka_metadata_partition_t *p = &parts[i];
         int64_t lo = -1, hi = -1;
@@ -464,11 +470,11 @@ fail:
 
 static int cli_topic_describe(const cli_topic_args_t *a) {
     rd_kafka_t *rk = cli_topic_client_new(a);
+    bool header_due = !a->no_header;
     int failed = 0;
     if (!rk) return CLI_EXIT_FAIL;
-    if (!a->no_header) printf("TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR\tLOG_START\tEND\tSIZE\n");
     for (size_t i = 0; i < a->nnames; i++)
-        if (cli_topic_describe_one(rk, a->names[i], a) != 0) failed++;
+        if (cli_topic_describe_one(rk, a->names[i], a, &header_due) != 0) failed++;
     rd_kafka_destroy(rk);
     return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
