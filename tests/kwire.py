@@ -657,6 +657,7 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.timeout = timeout
         self.corr = 1000
+        self.peer_closed = False  # set when a send found the connection closed
 
     def close(self):
         try:
@@ -679,7 +680,13 @@ class Conn:
         return self.corr
 
     def send(self, data):
-        self.sock.sendall(data)
+        """Sends all of data. A broker may close the connection while we are
+        still sending a request it has already judged: that is noted (and
+        then seen by recv_frame/wait_closed), not raised."""
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.peer_closed = True
 
     def _recv_exact(self, n, deadline):
         buf = bytearray()
@@ -701,7 +708,12 @@ class Conn:
         """Returns the next response frame's payload; raises Closed on EOF
         or reset, socket.timeout on timeout."""
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        n = struct.unpack(">i", self._recv_exact(4, deadline))[0]
+        try:
+            n = struct.unpack(">i", self._recv_exact(4, deadline))[0]
+        except socket.timeout:
+            if self.peer_closed:
+                raise Closed("connection closed while sending")
+            raise
         assert 0 <= n < (1 << 30), "broker sent a bad frame length %d" % n
         return self._recv_exact(n, deadline)
 
@@ -732,7 +744,7 @@ class Conn:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return self.peer_closed
             self.sock.settimeout(left)
             try:
                 chunk = self.sock.recv(65536)
