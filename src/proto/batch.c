@@ -10,6 +10,7 @@
  *   batches whole, back to back, nothing trailing    CORRUPT_MESSAGE
  *   magic == 2                                       CORRUPT_MESSAGE (see KP_ERR_MAGIC)
  *   batch_length >= 49                               CORRUPT_MESSAGE
+ *   base_offset == 0 (the broker assigns offsets)    INVALID_RECORD
  *   12 + batch_length <= max_batch_bytes             MESSAGE_TOO_LARGE
  *   CRC-32C of bytes 21..end                         CORRUPT_MESSAGE
  *   codec 0..4                                       UNSUPPORTED_COMPRESSION_TYPE
@@ -155,8 +156,9 @@ static int kp_vfail(kp_vctx_t *v, int err, int32_t bi, size_t at, const char *fm
 /* Walks the records section; checks framing, offset deltas and the count. */
 static int kp_records_check(kp_vctx_t *v, const kp_batch_hdr_t *h, const uint8_t *p, size_t len, int32_t bi,
                             size_t at) {
+    static const uint8_t none[1];
     rb_rd_t rd;
-    rb_rd_init(&rd, p, len);
+    rb_rd_init(&rd, p ? p : none, len); /* an empty buffer may have p == NULL */
     kp_record_t r;
     for (int32_t i = 0; i < h->records_count; i++) {
         if (rb_rd_left(&rd) == 0)
@@ -193,6 +195,10 @@ static int kp_batch_check(kp_vctx_t *v, const uint8_t *p, size_t left, int32_t b
         return kp_vfail(v, RB_CORRUPT_MESSAGE, bi, at, "batch length %d exceeds the %zu bytes present", (int)bl,
                         left - KP_BATCH_LOG_OVERHEAD);
     size_t total = KP_BATCH_LOG_OVERHEAD + (size_t)bl;
+    int64_t base = (int64_t)rb_be64(p);
+    if (base != 0) /* offsets are the broker's to assign */
+        return kp_vfail(v, RB_INVALID_RECORD, bi, at, "base offset %lld, but a produced batch must say 0",
+                        (long long)base);
     if (v->lim->max_batch_bytes && total > v->lim->max_batch_bytes)
         return kp_vfail(v, RB_MESSAGE_TOO_LARGE, bi, at, "batch of %zu bytes exceeds the maximum %zu", total,
                         v->lim->max_batch_bytes);

@@ -42,6 +42,8 @@ static void fz_fix_crcs(uint8_t *p, size_t len) {
 
 /* Walks a records section; returns how many records parsed. */
 static int32_t fz_walk(const uint8_t *p, size_t len, bool strict, int32_t want) {
+    static const uint8_t none[1];
+    if (!p) p = none; /* an empty buffer may have p == NULL */
     rb_rd_t rd;
     rb_rd_init(&rd, p, len);
     int32_t n = 0;
