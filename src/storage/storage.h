@@ -82,8 +82,18 @@ const char *st_mgr_dir(const st_mgr_t *m);
 /* Number of logs whose fsync failed (a dir with fatal logs is reported by
  * DescribeLogDirs later). */
 int st_mgr_fatal_count(const st_mgr_t *m);
+/* Writes the recovery checkpoint now (the flusher also does every few
+ * seconds and at close). 0 or RB_KAFKA_STORAGE_ERROR. Any thread. */
+int st_mgr_checkpoint(st_mgr_t *m);
+/* When at least nlogs logs are dirty in one flusher round, one syncfs() of
+ * the filesystem replaces their fdatasyncs (0: never). Default 8; the
+ * environment variable RILL_STORAGE_SYNCFS_MIN overrides it at open. Ignored
+ * (never syncfs) on kernels older than 5.8, whose syncfs hides I/O errors. */
+void st_mgr_set_syncfs_min(st_mgr_t *m, int nlogs);
 
-/* Opens (recovering as S6 says) or creates the log of topic-partition. */
+/* Opens (recovering as S6 says) or creates the log of topic-partition.
+ * Errors: RB_ERR_INVALID_ARG (topic not [a-zA-Z0-9._-]{1,249}, partition < 0),
+ * RB_ERR_EXISTS (already open), RB_KAFKA_STORAGE_ERROR. */
 int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_config_t *cfg, st_log_t **out);
 /* Changes the config of an open log (topic config changes). */
 void st_log_set_config(st_log_t *l, const st_log_config_t *cfg);
@@ -91,7 +101,9 @@ void st_log_set_config(st_log_t *l, const st_log_config_t *cfg);
 void st_log_close(st_log_t *l);
 /* Deletes the log: renames its dir to `<topic>-<p>.<random>-delete`, fsyncs
  * the parent, frees the log, removes the files. Readers holding dup'd fds keep
- * reading what they had. */
+ * reading what they had. Pending sync waiters get RB_UNKNOWN_TOPIC_OR_PARTITION
+ * (on st_log_close, waiters for offsets never appended get
+ * RB_KAFKA_STORAGE_ERROR). No other call on l may run concurrently or follow. */
 int st_log_delete(st_log_t *l);
 
 /* Appends a records blob that kp_batch_validate accepted (info describes it).
@@ -101,7 +113,12 @@ int st_log_delete(st_log_t *l);
  * segment_ms has passed since the segment's first record, or when its index is
  * full. Returns 0 and sets *base_offset (first offset assigned), *last_offset
  * (last offset assigned) and *log_append_time (-1 unless LogAppendTime), or
- * RB_KAFKA_STORAGE_ERROR. */
+ * RB_KAFKA_STORAGE_ERROR, RB_RECORD_LIST_TOO_LARGE (a batch larger than
+ * segment_bytes, as Kafka), RB_CORRUPT_MESSAGE (the blob does not frame into
+ * whole magic-2 batches; nothing written). With LogAppendTime the batch gets
+ * the timestamp-type bit and max_timestamp = now_ms, its CRC recomputed; the
+ * base timestamp is left as is (Kafka's in-place path does the same; readers
+ * use max_timestamp for every record of such a batch). */
 int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info_t *info, int64_t now_ms,
                   int64_t *base_offset, int64_t *last_offset, int64_t *log_append_time);
 
@@ -134,15 +151,20 @@ typedef struct {
 /* Reads whole batches starting with the batch containing `offset`, from one
  * segment, up to max_bytes — but at least one whole batch if min_one is set
  * (Kafka's rule: the first batch is returned even if larger than the limit)
- * — and never past the high watermark. Errors: RB_OFFSET_OUT_OF_RANGE when
- * offset < log start or > high watermark; RB_KAFKA_STORAGE_ERROR. */
+ * — and never past the high watermark. An offset in [high watermark, log end
+ * offset] returns len 0 and no error (written, not yet durable: durability
+ * rule D5). Errors: RB_OFFSET_OUT_OF_RANGE when offset < log start or > log
+ * end offset; RB_KAFKA_STORAGE_ERROR (also for a fatal log). */
 int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_read_t *out);
 
-/* ListOffsets by timestamp: the first offset whose batch max timestamp >= ts
- * (and that batch's timestamp) among durable batches; RB_ERR_NOT_FOUND if none. */
+/* ListOffsets by timestamp, as Kafka answers it: the first batch (below the
+ * high watermark) whose max timestamp >= ts, then inside it the first record
+ * whose timestamp >= ts — its offset and timestamp (for a LogAppendTime batch:
+ * the base offset and max timestamp). RB_ERR_NOT_FOUND if none. */
 int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *timestamp);
 /* ListOffsets MAX_TIMESTAMP (-3): offset and timestamp of the record with the
- * largest timestamp (the first such offset); RB_ERR_NOT_FOUND if empty. */
+ * largest timestamp (the first such offset) below the high watermark;
+ * RB_ERR_NOT_FOUND if empty. */
 int st_log_max_timestamp(st_log_t *l, int64_t *offset, int64_t *timestamp);
 
 const char *st_log_topic(const st_log_t *l);
