@@ -32,6 +32,17 @@
  * "Found invalid record structure", DefaultRecordBatch's "Incorrect declared
  * batch size"), which it answers INVALID_RECORD, and so do we.
  *
+ * Limits: lim may be NULL; max_batch_bytes 0 means no size limit;
+ * max_decompressed_bytes 0 means KP_DECOMP_DEFAULT_CAP (64 MiB). Every batch
+ * is decompressed and every record parsed, whatever check_keys says (Kafka
+ * does the same), so keyless_record is always set.
+ *
+ * Info: max_timestamp and first_timestamp come from the records themselves
+ * (base_timestamp + delta), not from the header's max_timestamp, which a
+ * client may have got wrong (Kafka rewrites it for CreateTime topics; see
+ * LogValidator). any_control stays false: a control batch is refused. After
+ * a failure info is partial and means nothing.
+ *
  * Memory: validation allocates only the decompression buffer, bounded by the
  * decompression cap; no length from the wire is used before it is checked
  * against the bytes present.
@@ -228,8 +239,11 @@ static int kp_batch_check(kp_vctx_t *v, const uint8_t *p, size_t left, int32_t b
         size_t cap = v->lim->max_decompressed_bytes ? v->lim->max_decompressed_bytes : KP_DECOMP_DEFAULT_CAP;
         rb_buf_reset(&v->scratch);
         int rc = kp_decompress((kp_compression_t)codec, rec, rec_len, cap, &v->scratch);
+        if (rc == RB_ERR_NOMEM) /* our trouble, not the client's; never an internal code on the wire */
+            return kp_vfail(v, RB_UNKNOWN_SERVER_ERROR, bi, at, "out of memory decompressing (codec %d)", codec);
         if (rc)
-            return kp_vfail(v, rc, bi, at, "records do not decompress (codec %d) within %zu bytes", codec, cap);
+            return kp_vfail(v, RB_CORRUPT_MESSAGE, bi, at, "records do not decompress (codec %d) within %zu bytes",
+                            codec, cap);
         rec = v->scratch.p;
         rec_len = v->scratch.len;
         v->info->any_compressed = true;

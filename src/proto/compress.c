@@ -108,8 +108,8 @@ static int kp_snappy_block(const uint8_t *in, size_t in_len, size_t *made, size_
     if (snappy_uncompressed_length((const char *)in, in_len, &ulen) != SNAPPY_OK) return RB_CORRUPT_MESSAGE;
     if (ulen > cap - *made) return RB_CORRUPT_MESSAGE;
     if (ulen == 0) return 0;
-    /* a block cannot expand more than ~6x per input byte... but we rely on
-     * the cap check above; snappy_uncompress validates as it decodes. */
+    /* the declared size is within the cap; snappy_uncompress checks the
+     * block against it as it decodes */
     rb_buf_reserve(out, ulen);
     size_t n = ulen;
     if (snappy_uncompress((const char *)in, in_len, (char *)out->p + out->len, &n) != SNAPPY_OK || n != ulen)
@@ -159,7 +159,8 @@ static int kp_snappy_deflate(const uint8_t *in, size_t in_len, rb_buf_t *out) {
 /* ---- lz4 ----------------------------------------------------------------- */
 static int kp_lz4_inflate(const uint8_t *in, size_t in_len, size_t cap, rb_buf_t *out) {
     LZ4F_dctx *dc = NULL;
-    if (in_len == 0 || LZ4F_isError(LZ4F_createDecompressionContext(&dc, LZ4F_VERSION))) return RB_CORRUPT_MESSAGE;
+    if (in_len == 0) return RB_CORRUPT_MESSAGE;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&dc, LZ4F_VERSION))) return RB_ERR_NOMEM;
     int rc = RB_CORRUPT_MESSAGE;
     size_t made = 0, off = 0, hint = 1;
     while (off < in_len || hint != 0) {
@@ -185,8 +186,9 @@ static int kp_lz4_deflate(const uint8_t *in, size_t in_len, rb_buf_t *out) {
     LZ4F_preferences_t pr;
     memset(&pr, 0, sizeof(pr));
     pr.frameInfo.blockSizeID = LZ4F_max64KB;
+    /* what Kafka's Java writer produces: independent 64 KiB blocks, no
+     * content size (its reader refuses dependent blocks) */
     pr.frameInfo.blockMode = LZ4F_blockIndependent;
-    pr.frameInfo.contentSize = in_len;
     size_t bound = LZ4F_compressFrameBound(in_len, &pr);
     rb_buf_reserve(out, bound);
     size_t n = LZ4F_compressFrame(out->p + out->len, bound, in, in_len, &pr);
