@@ -352,7 +352,7 @@ def ck_producer(broker, **conf):
     import confluent_kafka as ck
     c = {"bootstrap.servers": broker.bootstrap, "socket.nagle.disable": True,
          "linger.ms": 5, "message.timeout.ms": 30000}
-    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    c.update({(k if k.endswith("_cb") else k.replace("_", ".")): v for k, v in conf.items()})
     return ck.Producer(c)
 
 
@@ -364,7 +364,7 @@ def ck_consumer(broker, **conf):
          "enable.auto.commit": False, "enable.auto.offset.store": False,
          "enable.partition.eof": False, "socket.nagle.disable": True,
          "fetch.wait.max.ms": 100}
-    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    c.update({(k if k.endswith("_cb") else k.replace("_", ".")): v for k, v in conf.items()})
     return ck.Consumer(c)
 
 

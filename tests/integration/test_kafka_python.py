@@ -131,27 +131,21 @@ def test_codecs(shared_broker, codec):
         "%s: librdkafka read back different records" % codec
 
 
-def test_reads_what_librdkafka_compressed(shared_broker):
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_reads_what_librdkafka_compressed(shared_broker, codec):
     """Batches written by librdkafka with each codec kafka-python can decode."""
-    topic = ck_create_topic(shared_broker, unique("kp-cross"), partitions=1)
+    if codec != "none" and not CODECS[codec]():
+        pytest.skip("kafka-python cannot decode %s here (Python module missing)" % codec)
+    topic = ck_create_topic(shared_broker, unique("kp-cross-" + codec), partitions=1)
+    p = ck_producer(shared_broker, **{"compression.type": codec, "linger.ms": 20})
     sent = []
-    for codec in ["none", "gzip", "snappy", "lz4", "zstd"]:
-        p = ck_producer(shared_broker, **{"compression.type": codec, "linger.ms": 20})
-        for i in range(20):
-            v = b"%s %d " % (codec.encode(), i) * 10
-            p.produce(topic, key=codec.encode(), value=v, partition=0)
-            sent.append((codec, v))
-        ck_produce_sync(p)
-    readable = [(c, v) for c, v in sent if c == "none" or CODECS[c]()]
-    # a consumer cannot skip batches it cannot decode, so read only up to the
-    # first codec it lacks
-    prefix = []
-    for c, v in sent:
-        if (c, v) not in readable:
-            break
-        prefix.append((c, v))
-    got = read(shared_broker, topic, 0, len(prefix))
-    assert [(r.key.decode(), r.value) for r in got] == prefix
+    for i in range(50):
+        v = b"%s %d " % (codec.encode(), i) * 10
+        p.produce(topic, key=b"k%d" % i, value=v, partition=0, headers=[("i", b"%d" % i)])
+        sent.append((b"k%d" % i, v, [("i", b"%d" % i)]))
+    ck_produce_sync(p)
+    got = read(shared_broker, topic, 0, len(sent))
+    assert [(r.key, r.value, list(r.headers)) for r in got] == sent
 
 
 def test_many_partitions(shared_broker):
