@@ -8,7 +8,7 @@
  * grows past cap+1 bytes beyond where it started, whatever the input claims:
  * a decompression bomb fails with RB_CORRUPT_MESSAGE after at most that much
  * work and memory. Library-internal state is bounded as well: zstd's window
- * is limited (see kp__zstd_window_log), lz4 frames are at most 4 MiB blocks,
+ * is limited (see kp_zstd_window_log), lz4 frames are at most 4 MiB blocks,
  * snappy chunks are sized from their own header and checked against the cap
  * before anything is allocated.
  *
@@ -202,7 +202,7 @@ static int kp_lz4_deflate(const uint8_t *in, size_t in_len, rb_buf_t *out) {
  * (what zstd's levels up to 19 use, so ordinary producer output always
  * decodes), never more than zstd's default limit 2^27. The window is the
  * decoder's only large allocation. */
-static int kp__zstd_window_log(size_t cap) {
+static int kp_zstd_window_log(size_t cap) {
     int lg = 23;
     while (lg < 27 && ((size_t)1 << lg) < cap) lg++;
     return lg;
@@ -217,7 +217,7 @@ static int kp_zstd_inflate(const uint8_t *in, size_t in_len, size_t cap, rb_buf_
     ZSTD_DCtx *dc = ZSTD_createDCtx();
     if (!dc) return RB_ERR_NOMEM;
     int rc = RB_CORRUPT_MESSAGE;
-    if (ZSTD_isError(ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, kp__zstd_window_log(cap)))) goto fail;
+    if (ZSTD_isError(ZSTD_DCtx_setParameter(dc, ZSTD_d_windowLogMax, kp_zstd_window_log(cap)))) goto fail;
     ZSTD_inBuffer ib = {in, in_len, 0};
     size_t made = 0, hint = 1;
     while (ib.pos < ib.size || hint != 0) {

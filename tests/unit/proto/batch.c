@@ -677,6 +677,71 @@ static void test_zstd_bomb_unknown_size(void **st) {
     free(zeros);
 }
 
+static void test_zstd_window_limit(void **st) {
+    (void)st;
+    /* a streamed frame asking for a 32 MiB window: refused under a small cap
+     * (the window would be the decoder's allocation), fine under a big one */
+    size_t n = 100000;
+    uint8_t *plain = malloc(n);
+    for (size_t i = 0; i < n; i++) plain[i] = (uint8_t)(i % 251);
+    ZSTD_CCtx *cc = ZSTD_createCCtx();
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 25)));
+    uint8_t *z = malloc(ZSTD_compressBound(n) + 64);
+    /* stream it so the window is not shrunk to the input size */
+    ZSTD_inBuffer ib = {plain, n, 0};
+    ZSTD_outBuffer ob = {z, ZSTD_compressBound(n) + 64, 0};
+    assert_false(ZSTD_isError(ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_continue)));
+    assert_int_equal(ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_end), 0);
+    assert_int_equal(ZSTD_getFrameContentSize(z, ob.pos), ZSTD_CONTENTSIZE_UNKNOWN);
+    rb_buf_t o;
+    rb_buf_init(&o);
+    assert_int_equal(kp_decompress(KP_COMP_ZSTD, z, ob.pos, MiB, &o), RB_CORRUPT_MESSAGE);
+    assert_int_equal(kp_decompress(KP_COMP_ZSTD, z, ob.pos, 64 * MiB, &o), 0);
+    assert_int_equal(o.len, n);
+    assert_memory_equal(o.p, plain, n);
+    /* the usual window (level 19 uses 2^23) decodes under a small cap */
+    rb_buf_reset(&o);
+    assert_false(ZSTD_isError(ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters)));
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 23)));
+    ib.pos = 0;
+    ob.pos = 0;
+    assert_false(ZSTD_isError(ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_continue)));
+    assert_int_equal(ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_end), 0);
+    assert_int_equal(kp_decompress(KP_COMP_ZSTD, z, ob.pos, 200000, &o), 0);
+    assert_int_equal(o.len, n);
+    rb_buf_free(&o);
+    ZSTD_freeCCtx(cc);
+    free(z);
+    free(plain);
+}
+
+static void test_null_limits_and_info(void **st) {
+    (void)st;
+    rb_buf_t b;
+    rb_buf_init(&b);
+    build_small(&b, KP_COMP_ZSTD);
+    assert_int_equal(kp_batch_validate(b.p, b.len, NULL, NULL, NULL, 0), 0);
+    b.p[b.len - 1] ^= 1;
+    assert_int_equal(kp_batch_validate(b.p, b.len, NULL, NULL, NULL, 0), RB_CORRUPT_MESSAGE);
+    char tiny[8];
+    assert_int_equal(kp_batch_validate(b.p, b.len, NULL, NULL, tiny, sizeof(tiny)), RB_CORRUPT_MESSAGE);
+    assert_true(strlen(tiny) < sizeof(tiny));
+    rb_buf_free(&b);
+}
+
+static void test_empty_decompressed_section(void **st) {
+    (void)st;
+    /* xerial header with no chunks: decompresses to nothing (found by the
+     * fuzzer in its own harness: an empty buffer has no memory behind it) */
+    rb_buf_t b;
+    rb_buf_init(&b);
+    build_raw(&b, (const uint8_t *)"\x82SNAPPY\0\0\0\0\1\0\0\0\1", 16, 1, 0, KP_COMP_SNAPPY);
+    expect(&b, RB_INVALID_RECORD, "cannot fit in 0 bytes");
+    rb_buf_free(&b);
+}
+
 static void test_snappy_lying_header(void **st) {
     (void)st;
     /* raw snappy block that claims 4 GiB - 1 of output from 6 bytes */
@@ -808,6 +873,9 @@ int main(void) {
         cmocka_unit_test(test_cap_boundary),
         cmocka_unit_test(test_bombs),
         cmocka_unit_test(test_zstd_bomb_unknown_size),
+        cmocka_unit_test(test_zstd_window_limit),
+        cmocka_unit_test(test_null_limits_and_info),
+        cmocka_unit_test(test_empty_decompressed_section),
         cmocka_unit_test(test_snappy_lying_header),
         cmocka_unit_test(test_snappy_raw_and_xerial),
         cmocka_unit_test(test_concatenated_streams),
