@@ -135,8 +135,9 @@ extern int cli_hide_confwarn;
 /* Partition count of a topic from a metadata request. Prints an error and
  * returns -1 when the topic does not exist or the request fails. */
 int cli_topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
-/* Parses a consumer start position: "beginning", "end", "stored" is not
- * supported; an offset N >= 0; or -N (N records before the end). */
+/* Parses a consumer start position: "beginning" (or earliest/oldest), "end"
+ * (or latest/newest), an absolute offset N >= 0, or -N (the last N records of
+ * each partition, RD_KAFKA_OFFSET_TAIL). 0 or -1. */
 int cli_parse_offset(const char *s, int64_t *out);
 
 /* ---- signals ------------------------------------------------------------------ */

@@ -418,6 +418,7 @@ void cli_hist_add(cli_hist_t *h, uint64_t v) {
 uint64_t cli_hist_pct(const cli_hist_t *h, double p) {
     uint64_t rank, seen = 0;
     if (!h->h_n) return 0;
+    if (p >= 100.0) return h->h_max;
     rank = (uint64_t)(p / 100.0 * (double)h->h_n + 0.999999);
     if (rank < 1) rank = 1;
     if (rank > h->h_n) rank = h->h_n;
