@@ -136,11 +136,25 @@ def free_port():
 
 
 # ---- running the CLI -------------------------------------------------------------
+CHILDREN = []  # the rill process running now, killed if the bench is interrupted
+
+
+def kill_children():
+    for proc in CHILDREN:
+        if proc.returncode is None:
+            try:
+                proc.kill()
+                os.waitpid(proc.pid, 0)
+            except OSError:
+                pass
+
+
 def run_rill(rill, args, timeout=RUN_TIMEOUT_S):
     """Runs rill; returns (exit status, stdout, stderr, child CPU seconds)."""
     out_f = tempfile.TemporaryFile()
     err_f = tempfile.TemporaryFile()
     proc = subprocess.Popen([rill] + args, stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL)
+    CHILDREN[:] = [proc]
     deadline = time.monotonic() + timeout
     status, ru = None, None
     while True:
@@ -285,6 +299,7 @@ def main():
     data_parent = os.environ.get("RILL_BENCH_DIR") or build
     rilld = Rilld(build, data_parent, args.keep)
     atexit.register(rilld.stop)
+    atexit.register(kill_children)  # runs first (atexit is last-in, first-out)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
     t_start = time.monotonic()
