@@ -30,6 +30,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define ST_IDX_BAD 1 /* st__idx_check: rebuild */
+
 static int idx_pwrite(int fd, int64_t at, const uint8_t *p, size_t n) {
     while (n) {
         ssize_t w = pwrite(fd, p, n, at);
@@ -192,14 +194,14 @@ static int idx_check_range(const st_seg_t *s, bool time, uint32_t from, uint32_t
             if (time) {
                 st_tent_t e;
                 tent_dec(buf + j * esz, &e);
-                if (e.ts < 0 || (int64_t)e.rel > max_rel) return RB_ERR_MALFORMED;
-                if (*have_prev && (e.ts <= prev_t->ts || e.rel < prev_t->rel)) return RB_ERR_MALFORMED;
+                if (e.ts < 0 || (int64_t)e.rel > max_rel) return ST_IDX_BAD;
+                if (*have_prev && (e.ts <= prev_t->ts || e.rel < prev_t->rel)) return ST_IDX_BAD;
                 *prev_t = e;
             } else {
                 st_oent_t e;
                 oent_dec(buf + j * esz, &e);
-                if ((int64_t)e.pos >= s->seg_size || (int64_t)e.rel > max_rel) return RB_ERR_MALFORMED;
-                if (*have_prev && (e.rel <= prev_o->rel || e.pos <= prev_o->pos)) return RB_ERR_MALFORMED;
+                if ((int64_t)e.pos >= s->seg_size || (int64_t)e.rel > max_rel) return ST_IDX_BAD;
+                if (*have_prev && (e.rel <= prev_o->rel || e.pos <= prev_o->pos)) return ST_IDX_BAD;
                 *prev_o = e;
             }
             *have_prev = true;
@@ -210,18 +212,18 @@ static int idx_check_range(const st_seg_t *s, bool time, uint32_t from, uint32_t
 }
 
 int st__idx_check(st_seg_t *s, bool full, int64_t next_base) {
-    if (s->seg_on == UINT32_MAX) return RB_ERR_MALFORMED; /* a file was missing */
+    if (s->seg_on == UINT32_MAX) return ST_IDX_BAD; /* a file was missing */
     struct stat so, stt;
     if (fstat(s->seg_ofd, &so) < 0 || fstat(s->seg_tfd, &stt) < 0) return -errno;
-    if (so.st_size % ST_OIDX_ENTRY || stt.st_size % ST_TIDX_ENTRY) return RB_ERR_MALFORMED;
+    if (so.st_size % ST_OIDX_ENTRY || stt.st_size % ST_TIDX_ENTRY) return ST_IDX_BAD;
     if (so.st_size / ST_OIDX_ENTRY > UINT32_MAX - 1 || stt.st_size / ST_TIDX_ENTRY > UINT32_MAX - 1)
-        return RB_ERR_MALFORMED;
+        return ST_IDX_BAD;
     s->seg_on = (uint32_t)(so.st_size / ST_OIDX_ENTRY);
     s->seg_tn = (uint32_t)(stt.st_size / ST_TIDX_ENTRY);
     /* every entry must name an offset below the next segment's base */
     int64_t max_rel = next_base == INT64_MAX ? INT32_MAX : RB_MIN((int64_t)INT32_MAX, next_base - 1 - s->seg_base);
-    if (max_rel < 0) return RB_ERR_MALFORMED;
-    if ((s->seg_on || s->seg_tn) && s->seg_size == 0) return RB_ERR_MALFORMED;
+    if (max_rel < 0) return ST_IDX_BAD;
+    if ((s->seg_on || s->seg_tn) && s->seg_size == 0) return ST_IDX_BAD;
     bool hp = false;
     st_tent_t pt;
     st_oent_t po;

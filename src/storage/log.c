@@ -167,7 +167,7 @@ static int load_trusted(st_log_t *l, int i) {
     if (rc < 0) return rc;
     bool rebuilt = false;
     st_scan_t sc;
-    if (rc == RB_ERR_MALFORMED) {
+    if (rc == 1) {
         rb_warn("storage: %s: segment %" PRId64 ": index failed its sanity check, rebuilding", l->l_dir, s->seg_base);
         memset(&sc, 0, sizeof(sc));
         sc.min_off = s->seg_base;

@@ -220,7 +220,7 @@ void st__idx_flush_tail(st_seg_t *s);
 void st__idx_seal(st_seg_t *s);
 /* Loads counters from the files and checks them against the segment (size,
  * next_base). full: every entry, else the first and last. Returns 0 if sane,
- * else RB_ERR_MALFORMED (the caller rebuilds them), or -errno. */
+ * 1 if not (the caller rebuilds them), or -errno. */
 int st__idx_check(st_seg_t *s, bool full, int64_t next_base);
 /* Largest offset-index entry whose key (rel offset, or position if by_pos) is
  * <= key, over the file's first n entries plus a tail copy. Returns its

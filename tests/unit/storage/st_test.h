@@ -177,7 +177,7 @@ static inline int64_t stt_read_all(st_log_t *l, int64_t from, size_t max_bytes) 
             assert_int_equal(next, r.high_watermark);
             return next;
         }
-        stt_b_t bs[4096];
+        stt_b_t bs[4096] = {{0}};
         int nb = stt_parse_read(&r, bs, 4096);
         assert_true(nb >= 1 && nb <= 4096);
         assert_true(bs[0].base <= next && bs[0].last >= next);
