@@ -188,8 +188,9 @@ void bk_handle_produce(bk_req_t *r) {
                 pr->base_offset = -1;
                 bk_set_msg(r, pr, msg);
                 if (!any_error) {
-                    snprintf(first_err, sizeof(first_err), "%.*s-%d: %s %s", td->name.len < 0 ? 0 : (int)RB_MIN(td->name.len, 100),
-                             td->name.p, pd->index, rb_err_name(err), msg);
+                    snprintf(first_err, sizeof(first_err), "%.*s-%d: %s %.100s",
+                             td->name.len < 0 ? 0 : (int)RB_MIN(td->name.len, 100), td->name.p, pd->index,
+                             rb_err_name(err), msg);
                     any_error = true;
                 }
             }
