@@ -260,7 +260,8 @@ def print_table(rows, header):
     print()
     print("produce p50/p99: delivery latency (produce() to ack) at full speed, so it includes client-side\n"
           "queueing; e2e p50/p99: produce() to consumer receipt at the fixed rate. MB = 2^20 bytes;\n"
-          "CPU-s/GB = CPU seconds per 10^9 bytes of record values; rilld peak RSS = VmHWM so far.")
+          "CPU-s/GB = CPU seconds per 10^9 bytes of record values (large for e2e: little data, fixed\n"
+          "per-second costs); rilld peak RSS = VmHWM so far.")
     sys.stdout.flush()
 
 
