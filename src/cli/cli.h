@@ -165,6 +165,10 @@ double cli_hist_avg(const cli_hist_t *h);
 
 /* ---- commands ------------------------------------------------------------------ */
 int cli_topic_main(int argc, char **argv);
+/* logdirs.c: adds each partition's size (bytes, all log dirs) on the broker at
+ * host:port into sizes[0..nparts) (entries left -1 stay -1 when absent).
+ * Returns 0, or -1 when the request failed. */
+int cli_logdirs_sizes(const char *host, int port, const char *topic, int32_t nparts, int64_t *sizes, int timeout_ms);
 int cli_produce_main(int argc, char **argv);
 int cli_consume_main(int argc, char **argv);
 int cli_perf_main(int argc, char **argv);

@@ -53,8 +53,8 @@ static const char *cli_topic_usage[] = {
         "\n"
         "One line per partition, tab-separated:\n"
         "  TOPIC PARTITION LEADER REPLICAS ISR LOG_START END SIZE\n"
-        "LOG_START and END are the low and high watermarks (ListOffsets); SIZE is \"-\"\n"
-        "until the client has DescribeLogDirs.\n"
+        "LOG_START and END are the low and high watermarks (ListOffsets).\n"
+        "SIZE is the bytes on disk (DescribeLogDirs on the leader), \"-\" if the broker cannot tell.\n"
         "\n"
         "      --no-header        omit the header line\n",
     [CLI_TOPIC_DELETE] =
@@ -399,6 +399,7 @@ static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_to
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, name, NULL);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_metadata_partition_t *parts = NULL;
+    int64_t *sizes = NULL;
     const rd_kafka_metadata_topic_t *t;
     rd_kafka_resp_err_t err;
     int rc = -1;
@@ -431,6 +432,19 @@ static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_to
     if (!parts) goto fail;
     memcpy(parts, t->partitions, (size_t)t->partition_cnt * sizeof *parts);
     qsort(parts, (size_t)t->partition_cnt, sizeof *parts, cli_topic_cmp_part);
+    /* sizes: DescribeLogDirs on each partition's leader (logdirs.c) */
+    sizes = malloc(((size_t)t->partition_cnt + 1) * sizeof *sizes);
+    if (!sizes) goto fail;
+    for (int i = 0; i < t->partition_cnt; i++) sizes[i] = -1;
+    for (int bi = 0; bi < md->broker_cnt; bi++) {
+        bool leads = false;
+        for (int i = 0; i < t->partition_cnt; i++)
+            if (parts[i].leader == md->brokers[bi].id) leads = true;
+        if (leads && cli_logdirs_sizes(md->brokers[bi].host, md->brokers[bi].port, name, t->partition_cnt, sizes,
+                                       a->common.cm_timeout_ms) != 0)
+            cli_warnf("topic '%s': sizes from broker %d unavailable (DescribeLogDirs failed)", name,
+                      (int)md->brokers[bi].id);
+    }
     if (*header_due) {
         /* only once there is something to show */
         printf("TOPIC\tPARTITION\tLEADER\tREPLICAS\tISR\tLOG_START\tEND\tSIZE\n");
@@ -454,15 +468,14 @@ static int cli_topic_describe_one(rd_kafka_t *rk, const char *name, const cli_to
             printf("\t-\t-");
         else
             printf("\t%lld\t%lld", (long long)lo, (long long)hi);
-        /* TODO(DescribeLogDirs): partition size in bytes needs the
-         * DescribeLogDirs API, which librdkafka 2.0.2 lacks; print it once the
-         * client (or a hand-rolled request) can ask for it. */
-        printf("\t-\n");
+        if (sizes[p->id] >= 0) printf("\t%lld\n", (long long)sizes[p->id]);
+        else printf("\t-\n");
     }
     fflush(stdout);
     rc = 0;
 fail:
     free(parts);
+    free(sizes);
     if (md) rd_kafka_metadata_destroy(md);
     if (rkt) rd_kafka_topic_destroy(rkt);
     return rc;
