@@ -53,7 +53,7 @@ def test_topic_lifecycle(broker):
     assert r[0] == ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "LOG_START", "END", "SIZE"]
     assert [x[1] for x in r[1:]] == ["0", "1", "2"]
     for x in r[1:]:
-        assert x[0] == t and x[5:] == ["0", "0", "-"], x  # empty; size needs DescribeLogDirs
+        assert x[0] == t and x[5:] == ["0", "0", "0"], x  # empty: 0 bytes on disk (DescribeLogDirs)
 
     _, out, _ = rill(["topic", "delete", t, "--no-header"], broker)
     assert rows(out) == [[t, "OK"]]
@@ -79,6 +79,10 @@ def test_produce_consume_round_trip(broker):
 
     _, out, _ = rill(["topic", "describe", t, "--no-header"], broker)
     assert [x[6] for x in rows(out)] == ["0", "5"]
+    # SIZE: bytes on disk; equals the partition's segment files
+    sizes = [int(x[7]) for x in rows(out)]
+    on_disk = sum(os.path.getsize(f) for f in broker.segment_files(t, 1))
+    assert sizes == [0, on_disk] and on_disk > 0, (sizes, on_disk)
 
     # start offsets and counts
     _, out, _ = rill(["consume", t, "-p", "1", "-o", "-2", "-e", "-q"], broker)
