@@ -209,6 +209,7 @@ int st__log_flush_now(st_log_t *l) {
 /* ---- checkpoint ------------------------------------------------------------------ */
 
 int st__ckpt_write(st_mgr_t *m) {
+    pthread_mutex_lock(&m->m_ckpt_mutex);
     rb_buf_t body, all;
     rb_buf_init(&body);
     rb_buf_init(&all);
@@ -238,6 +239,7 @@ int st__ckpt_write(st_mgr_t *m) {
     else m->m_ckpt_written = gen;
     rb_buf_free(&body);
     rb_buf_free(&all);
+    pthread_mutex_unlock(&m->m_ckpt_mutex);
     return rc;
 }
 
@@ -317,11 +319,12 @@ void *st__flusher_main(void *arg) {
         if (nj) pthread_cond_broadcast(&m->m_idle);
         if (rb_mono_ms() >= m->m_ckpt_next_ms) {
             m->m_ckpt_next_ms = rb_mono_ms() + ST_CKPT_INTERVAL_MS;
-            if (atomic_load(&m->m_ckpt_gen) != m->m_ckpt_written) {
-                pthread_mutex_unlock(&m->m_mutex);
-                st__ckpt_write(m);
-                pthread_mutex_lock(&m->m_mutex);
-            }
+            pthread_mutex_unlock(&m->m_mutex);
+            pthread_mutex_lock(&m->m_ckpt_mutex);
+            bool changed = atomic_load(&m->m_ckpt_gen) != m->m_ckpt_written;
+            pthread_mutex_unlock(&m->m_ckpt_mutex);
+            if (changed) st__ckpt_write(m);
+            pthread_mutex_lock(&m->m_mutex);
         }
     }
     pthread_mutex_unlock(&m->m_mutex);

@@ -124,12 +124,12 @@ static int list_segments(const char *dir, int64_t **out, int *nout) {
         v[n++] = b;
     }
     rewinddir(d);
-    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+    if (n > 1) qsort(v, (size_t)n, sizeof(*v), cmp_i64);
     while ((de = readdir(d))) {
         int64_t b = parse_seg_name(de->d_name, ".index");
         if (b < 0) b = parse_seg_name(de->d_name, ".timeindex");
         if (b < 0) continue;
-        if (!bsearch(&b, v, (size_t)n, sizeof(*v), cmp_i64)) {
+        if (n == 0 || !bsearch(&b, v, (size_t)n, sizeof(*v), cmp_i64)) {
             char p[4096];
             snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
             unlink(p);
@@ -361,8 +361,8 @@ out:
     return rc;
 }
 
-int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_config_t *cfg, st_log_t **out) {
-    if (!topic_valid(topic) || partition < 0) return RB_ERR_INVALID_ARG;
+static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, const st_log_config_t *cfg,
+                           st_log_t **out) {
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *o = m->m_logs; o; o = o->l_next) {
         if (o->l_partition == partition && !strcmp(o->l_topic, topic)) {
@@ -406,7 +406,7 @@ int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_
         if (o->l_partition == partition && !strcmp(o->l_topic, topic)) {
             pthread_mutex_unlock(&m->m_mutex);
             st__log_free(l);
-            return RB_ERR_EXISTS; /* lost a race with another open */
+            return RB_ERR_EXISTS; /* cannot happen under m_open_mutex; kept as a guard */
         }
     }
     l->l_next = m->m_logs;
@@ -429,6 +429,16 @@ fail:
     rb_error("storage: cannot open %s: %s", l->l_dir, rc < 0 ? strerror(-rc) : rb_err_name(rc));
     st__log_free(l);
     return RB_KAFKA_STORAGE_ERROR;
+}
+
+/* Thread note: any thread; opens, closes and deletes of one manager are
+ * serialised (m_open_mutex), so the same dir is never loaded twice at once. */
+int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_config_t *cfg, st_log_t **out) {
+    if (!topic_valid(topic) || partition < 0) return RB_ERR_INVALID_ARG;
+    pthread_mutex_lock(&m->m_open_mutex);
+    int rc = log_open_locked(m, topic, partition, cfg, out);
+    pthread_mutex_unlock(&m->m_open_mutex);
+    return rc;
 }
 
 void st__log_free(st_log_t *l) {
@@ -682,8 +692,10 @@ static void log_detach(st_log_t *l) {
     pthread_mutex_unlock(&m->m_mutex);
 }
 
+/* Thread note: any thread, with no other call on l running or to follow. */
 void st_log_close(st_log_t *l) {
     st_mgr_t *m = l->l_mgr;
+    pthread_mutex_lock(&m->m_open_mutex);
     log_detach(l);
     /* make the active segment's indexes complete on disk (the final time
      * entry makes a clean reopen exact), then flush everything */
@@ -703,10 +715,13 @@ void st_log_close(st_log_t *l) {
     st__mgr_remember(m, l->l_topic, l->l_partition, hw);
     rb_debug("storage: closed %s at %" PRId64, l->l_dir, hw);
     st__log_free(l);
+    pthread_mutex_unlock(&m->m_open_mutex);
 }
 
+/* Thread note: any thread, with no other call on l running or to follow. */
 int st_log_delete(st_log_t *l) {
     st_mgr_t *m = l->l_mgr;
+    pthread_mutex_lock(&m->m_open_mutex);
     log_detach(l);
     pthread_mutex_lock(&l->l_mutex);
     st_waiter_t *w = l->l_waiters;
@@ -729,6 +744,7 @@ int st_log_delete(st_log_t *l) {
     char *topic_dir = l->l_dir;
     l->l_dir = NULL;
     st__log_free(l); /* closes the fds; readers' dup'd fds stay valid */
+    pthread_mutex_unlock(&m->m_open_mutex);
     if (rc == 0) {
         int r = rb_rm_rf(dst);
         if (r < 0) rb_warn("storage: removing %s: %s (removed at next start)", dst, strerror(-r));

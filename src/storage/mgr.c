@@ -214,6 +214,8 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
         return RB_KAFKA_STORAGE_ERROR;
     }
     pthread_mutex_init(&m->m_mutex, NULL);
+    pthread_mutex_init(&m->m_open_mutex, NULL);
+    pthread_mutex_init(&m->m_ckpt_mutex, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -250,6 +252,8 @@ fail:
     for (int i = 0; i < m->m_nckpt; i++) free(m->m_ckpt[i].ck_topic);
     free(m->m_ckpt);
     pthread_mutex_destroy(&m->m_mutex);
+    pthread_mutex_destroy(&m->m_open_mutex);
+    pthread_mutex_destroy(&m->m_ckpt_mutex);
     pthread_cond_destroy(&m->m_cond);
     pthread_cond_destroy(&m->m_idle);
     free(m->m_dir);
@@ -334,6 +338,8 @@ void st_mgr_close(st_mgr_t *m) {
     for (int i = 0; i < m->m_nckpt; i++) free(m->m_ckpt[i].ck_topic);
     free(m->m_ckpt);
     pthread_mutex_destroy(&m->m_mutex);
+    pthread_mutex_destroy(&m->m_open_mutex);
+    pthread_mutex_destroy(&m->m_ckpt_mutex);
     pthread_cond_destroy(&m->m_cond);
     pthread_cond_destroy(&m->m_idle);
     free(m->m_dir);

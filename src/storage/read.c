@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define ST_READ_BUF (16 * 1024)
+#define ST_READ_CHUNK 4096 /* a fetch touches ~2 header neighbourhoods */
 
 typedef struct {
     st_seg_t *seg;      /* referenced */
@@ -143,6 +144,7 @@ int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_
     st_seg_t *s = sn.seg;
     st_frd_t r;
     st__frd_init(&r, s->seg_fd, sn.limit, ST_READ_BUF);
+    r.chunk = ST_READ_CHUNK;
     int rc = 0;
     int64_t start = -1;
     kp_batch_hdr_t h;

@@ -48,6 +48,7 @@ void st__frd_init(st_frd_t *r, int fd, int64_t limit, size_t cap) {
     r->fd = fd;
     r->limit = limit;
     r->cap = cap;
+    r->chunk = cap;
     r->buf = malloc(cap);
     if (!r->buf) abort();
     r->boff = 0;
@@ -63,7 +64,7 @@ const uint8_t *st__frd_get(st_frd_t *r, int64_t pos, size_t n, int *err) {
     *err = 0;
     if (pos < 0 || n > r->cap || pos + (int64_t)n > r->limit) return NULL;
     if (pos >= r->boff && pos + (int64_t)n <= r->boff + (int64_t)r->blen) return r->buf + (pos - r->boff);
-    size_t want = (size_t)RB_MIN((int64_t)r->cap, r->limit - pos);
+    size_t want = (size_t)RB_MIN((int64_t)RB_MAX(r->chunk, n), r->limit - pos);
     size_t got = 0;
     r->boff = pos;
     r->blen = 0;

@@ -39,7 +39,12 @@
  * serialised by it). fdatasync runs on the flusher thread, never under a
  * log's mutex for longer than it takes to copy the state it needs.
  * Callbacks (sync waiters, the durable callback) run on the flusher thread and
- * must not call back into the same log's append.
+ * must not call back into the same log's append, nor open, close or delete
+ * any log (a close waits for the flusher). A sync waiter may also run
+ * synchronously inside st_log_sync_wait (already durable / fatal), or on the
+ * thread calling st_log_close / st_log_delete.
+ * st_log_open/close/delete of one manager are serialised internally; a log
+ * must not be used after (or during) its close or delete.
  */
 #ifndef RILL_STORAGE_H
 #define RILL_STORAGE_H

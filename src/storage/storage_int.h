@@ -11,9 +11,11 @@
  *              segment is appended to; older ones are "sealed" (immutable,
  *              final time-index entry written, files fdatasync'd once).
  *
- * Locks (order: l_mutex -> m_mutex; never the reverse)
+ * Locks (order: m_open_mutex -> l_mutex -> m_mutex; never the reverse)
+ *   m_open_mutex  held through st_log_open/close and delete's rename.
  *   l_mutex    everything mutable in st_log_t and its segments' counters.
  *   m_mutex    the manager's log list, dirty queue, l_busy/l_in_queue flags.
+ *   m_ckpt_mutex  around a checkpoint write (takes m_mutex inside).
  *   Segments are reference-counted (seg_refs) so a reader or the flusher may
  *   use a segment's fds without holding l_mutex.
  *
@@ -133,6 +135,9 @@ struct st_mgr {
     char *m_dir;
     int m_dirfd;                 /* for syncfs() */
     bool m_clean_start;          /* the clean-shutdown marker was present */
+    pthread_mutex_t m_open_mutex; /* serialises st_log_open/close/delete: two opens
+                                     of one dir never recover it at once */
+    pthread_mutex_t m_ckpt_mutex; /* one checkpoint writer at a time (shared .tmp) */
     pthread_mutex_t m_mutex;
     pthread_cond_t m_cond;       /* flusher wake-up */
     pthread_cond_t m_idle;       /* a log's l_busy was cleared */
@@ -169,6 +174,7 @@ typedef struct {
     int64_t limit;   /* never read at or past this position */
     uint8_t *buf;
     size_t cap;
+    size_t chunk;    /* bytes read per miss (<= cap); default cap */
     int64_t boff;    /* file position of buf[0] */
     size_t blen;     /* valid bytes in buf */
 } st_frd_t;

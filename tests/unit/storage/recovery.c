@@ -477,7 +477,7 @@ static void test_index_rebuild(void **state) {
  * while appends run. */
 typedef struct {
     st_log_t *l;
-    volatile bool stop;
+    _Atomic bool stop;
 } app_t;
 
 static void *appender(void *arg) {
