@@ -200,8 +200,9 @@ typedef struct {
 } rb_rd_t;
 
 static inline void rb_rd_init(rb_rd_t *rd, const void *p, size_t len) {
-    rd->p = (const uint8_t *)p;
-    rd->end = rd->p + len;
+    static const uint8_t rb__empty[1];
+    rd->p = p ? (const uint8_t *)p : rb__empty; /* never NULL + 0 */
+    rd->end = rd->p + (p ? len : 0);
     rd->err = 0;
 }
 static inline size_t rb_rd_left(const rb_rd_t *rd) { return rd->err ? 0 : (size_t)(rd->end - rd->p); }

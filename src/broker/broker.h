@@ -226,6 +226,7 @@ void bk_handle_create_topics(bk_req_t *r);
 void bk_handle_delete_topics(bk_req_t *r);
 void bk_handle_describe_cluster(bk_req_t *r);
 void bk_handle_describe_log_dirs(bk_req_t *r);
+void bk_handle_find_coordinator(bk_req_t *r);
 void bk_produce_error_response(bk_req_t *r, int16_t err, void *resp);
 void bk_fetch_error_response(bk_req_t *r, int16_t err, void *resp);
 void bk_list_offsets_error_response(bk_req_t *r, int16_t err, void *resp);

@@ -24,6 +24,7 @@ const bk_api_t bk_apis[] = {
     {1, 0, 4, 16, bk_handle_fetch, bk_fetch_error_response},
     {2, 0, 0, 8, bk_handle_list_offsets, bk_list_offsets_error_response},
     {3, 0, 0, 12, bk_handle_metadata, bk_metadata_error_response},
+    {10, 0, 0, 5, bk_handle_find_coordinator, NULL},
     {18, 0, 0, 3, bk_handle_api_versions, NULL},
     {19, 0, 0, 7, bk_handle_create_topics, bk_create_topics_error_response},
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},

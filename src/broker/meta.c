@@ -143,3 +143,44 @@ void bk_handle_describe_cluster(bk_req_t *r) {
     resp->cluster_authorized_operations = INT32_MIN;
     bk_req_respond(r, resp);
 }
+
+/* FindCoordinator v0-v5: on a single node this broker coordinates every group
+ * (and, once transactions exist, every transactional id). Served now because
+ * librdkafka 2.0.2 enables LZ4 only when FindCoordinator v0 is advertised;
+ * the group APIs themselves come with consumer groups. Transaction
+ * coordinators are not available until transactions are served. */
+void bk_handle_find_coordinator(bk_req_t *r) {
+    bk_broker_t *b = r->r_broker;
+    kp_find_coordinator_req_t *req = r->r_body;
+    kp_find_coordinator_resp_t *resp = bk_req_resp_new(r);
+    int16_t v = r->r_hdr.api_version;
+    int16_t err = 0;
+    const char *msg = NULL;
+    if (req->key_type == 1) {
+        err = RB_COORDINATOR_NOT_AVAILABLE;
+        msg = "transactions are not served yet";
+    } else if (req->key_type != 0) {
+        err = RB_INVALID_REQUEST;
+        msg = "unknown coordinator key type";
+    }
+    if (v < 4) {
+        resp->error_code = err;
+        resp->error_message = msg ? bk_str(r, msg) : bk_str(r, NULL);
+        resp->node_id = err ? -1 : b->b_node_id;
+        resp->host = bk_str(r, err ? "" : b->b_cfg.adv_host);
+        resp->port = err ? -1 : b->b_cfg.adv_port;
+    } else {
+        int32_t n = req->coordinator_keys.n < 0 ? 0 : req->coordinator_keys.n;
+        BK_ALLOC_ARR(r, resp->coordinators, n);
+        for (int32_t i = 0; i < n; i++) {
+            kp_find_coordinator_resp_coordinator_t *c = &resp->coordinators.v[i];
+            c->key = req->coordinator_keys.v[i];
+            c->error_code = err;
+            c->error_message = msg ? bk_str(r, msg) : bk_str(r, NULL);
+            c->node_id = err ? -1 : b->b_node_id;
+            c->host = bk_str(r, err ? "" : b->b_cfg.adv_host);
+            c->port = err ? -1 : b->b_cfg.adv_port;
+        }
+    }
+    bk_req_respond(r, resp);
+}
