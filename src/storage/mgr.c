@@ -224,9 +224,9 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     pthread_cond_init(&m->m_idle, NULL);
     atomic_init(&m->m_fatal, 0);
     atomic_init(&m->m_ckpt_gen, 0);
-    m->m_syncfs_min = syncfs_reports_errors() ? ST_SYNCFS_MIN_DEFAULT : 0;
     const char *env = getenv("RILL_STORAGE_SYNCFS_MIN");
-    if (env && *env && m->m_syncfs_min >= 0) m->m_syncfs_min = syncfs_reports_errors() ? atoi(env) : 0;
+    m->m_syncfs_min = env && *env ? atoi(env) : ST_SYNCFS_MIN_DEFAULT;
+    if (m->m_syncfs_min < 0 || !syncfs_reports_errors()) m->m_syncfs_min = 0;
 
     remove_leftovers(m->m_dir);
     ckpt_read(m);
