@@ -292,6 +292,34 @@ static void test_throughput(void **state) {
                       threads, total / 0.7, (double)(m->m_stat_fdatasyncs - fds0) / (double)total);
         assert_true(total > 0);
     }
+    /* sequential reads (a consumer catching up): st_log_read calls/s */
+    st_log_state_t s;
+    st_log_state(l, &s);
+    size_t sizes[] = {16 * 1024, 1 << 20};
+    for (size_t k = 0; k < RB_ARRAY_LEN(sizes); k++) {
+        int64_t next = 0, calls = 0, bytes = 0;
+        t0 = now_s();
+        while (next < s.high_watermark && now_s() - t0 < 0.5) {
+            st_read_t r;
+            assert_int_equal(st_log_read(l, next, sizes[k], true, &r), 0);
+            assert_true(r.len > 0);
+            /* copy the range out (as sendfile would move it) and find the next offset */
+            rb_buf_reserve(&work, r.len);
+            assert_int_equal(pread(r.fd, work.p, r.len, r.file_off), (ssize_t)r.len);
+            int64_t p = 0, last = -1;
+            while (p < (int64_t)r.len) {
+                last = (int64_t)rb_be64(work.p + p) + (int32_t)rb_be32(work.p + p + 23);
+                p += (int64_t)rb_be32(work.p + p + 8) + KP_BATCH_LOG_OVERHEAD;
+            }
+            close(r.fd);
+            next = last + 1;
+            calls++;
+            bytes += (int64_t)r.len;
+        }
+        dt = now_s() - t0;
+        print_message("reads: max_bytes %zu: %.0f st_log_read/s, %.0f MB/s read back with one pread each\n",
+                      sizes[k], calls / dt, bytes / dt / 1e6);
+    }
     rb_buf_free(&blob);
     rb_buf_free(&work);
     st_log_close(l);
