@@ -58,6 +58,7 @@ typedef struct {
     int j_err;         /* -errno */
 } st_job_t;
 
+/* Thread note: appender threads (and st_log_open), under l_mutex; takes m_mutex. */
 void st__mgr_enqueue(st_mgr_t *m, st_log_t *l) {
     pthread_mutex_lock(&m->m_mutex);
     if (!l->l_in_queue) {
@@ -196,6 +197,8 @@ static int64_t job_publish(st_mgr_t *m, st_job_t *j) {
     return advanced;
 }
 
+/* Thread note: the thread closing l, after log_detach (the flusher no longer
+ * sees l). */
 int st__log_flush_now(st_log_t *l) {
     st_job_t j;
     memset(&j, 0, sizeof(j));
@@ -208,6 +211,8 @@ int st__log_flush_now(st_log_t *l) {
 
 /* ---- checkpoint ------------------------------------------------------------------ */
 
+/* Thread note: flusher thread, st_mgr_checkpoint's caller, or st_mgr_close;
+ * one at a time (m_ckpt_mutex). */
 int st__ckpt_write(st_mgr_t *m) {
     pthread_mutex_lock(&m->m_ckpt_mutex);
     rb_buf_t body, all;

@@ -518,6 +518,8 @@ static int write_all(int fd, const uint8_t *p, size_t n, int64_t at) {
     return 0;
 }
 
+/* Thread note: any thread; appends to one log serialise on l_mutex (held for
+ * the pwrite, never for an fsync); wakes the flusher through m_mutex. */
 int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info_t *info, int64_t now_ms,
                   int64_t *base_offset, int64_t *last_offset, int64_t *log_append_time) {
     (void)info;
@@ -616,6 +618,8 @@ out:
 
 /* ---- waiting, state, config -------------------------------------------------------- */
 
+/* Thread note: any thread; cb runs here (returns 1) or later on the flusher
+ * thread, or on a thread closing/deleting the log. */
 int st_log_sync_wait(st_log_t *l, int64_t offset, st_sync_cb cb, void *ctx) {
     pthread_mutex_lock(&l->l_mutex);
     int err = -1;
@@ -637,6 +641,7 @@ int st_log_sync_wait(st_log_t *l, int64_t offset, st_sync_cb cb, void *ctx) {
     return 1;
 }
 
+/* Thread note: any thread (a consistent snapshot under l_mutex). */
 void st_log_state(st_log_t *l, st_log_state_t *out) {
     pthread_mutex_lock(&l->l_mutex);
     out->log_start_offset = l->l_start;

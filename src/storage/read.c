@@ -113,6 +113,8 @@ static void rcache_put(st_log_t *l, int64_t off, int64_t seg_base, int64_t pos) 
     c->rc_pos = pos;
 }
 
+/* Thread note: any thread, concurrently with appends and the flusher; holds
+ * l_mutex only to snapshot, never during I/O. */
 int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_read_t *out) {
     out->fd = -1;
     out->file_off = 0;
@@ -265,6 +267,7 @@ out:
     free(buf);
 }
 
+/* Thread note: any thread, like st_log_read. */
 int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *timestamp) {
     st_snap_t sn;
     pthread_mutex_lock(&l->l_mutex);
