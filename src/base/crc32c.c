@@ -10,8 +10,11 @@
  */
 #include "base.h"
 
+#include <pthread.h>
+
 static uint32_t crc_tab[8][256];
-static int crc_have_hw = -1;
+static int crc_have_hw;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init_tables(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -53,17 +56,20 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uin
 }
 #endif
 
+/* Runs once, whichever thread asks first (no half-built tables). */
+static void crc_init(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    crc_have_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+#else
+    crc_have_hw = 0;
+#endif
+    if (!crc_have_hw) crc_init_tables();
+}
+
 uint32_t rb_crc32c(uint32_t crc, const void *data, size_t n) {
     const uint8_t *p = data;
-    if (crc_have_hw < 0) {
-#if defined(__x86_64__)
-        __builtin_cpu_init();
-        crc_have_hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
-#else
-        crc_have_hw = 0;
-#endif
-        if (!crc_have_hw) crc_init_tables();
-    }
+    pthread_once(&crc_once, crc_init);
     crc = ~crc;
 #if defined(__x86_64__)
     if (crc_have_hw) return ~crc_hw(crc, p, n);

@@ -5,12 +5,20 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 int main(int argc, char **argv) {
     static bk_broker_t broker;
     int rc = bk_config_load(&broker.b_cfg, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
+    /* each segment keeps three files open (.log, .index, .timeindex): take
+     * the hard limit so a thousand partitions fit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) rb_warn("cannot raise the open-file limit");
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

@@ -555,6 +555,16 @@ static void *rn_loop_main(void *arg) {
     }
     rn_posts_run(l);
     while (l->lp_conns) rn_conn_do_close(l->lp_conns);
+    /* fire every pending timer now so its owner can finish (e.g. a parked
+     * fetch answers its closed connection and frees itself) */
+    while (l->lp_nheap) {
+        rn_timer_t *t = l->lp_heap[0];
+        l->lp_heap[0] = l->lp_heap[--l->lp_nheap];
+        if (l->lp_nheap) rn_heap_down(l, 0);
+        if (!t->t_cancelled) t->t_fn(t->t_arg);
+        free(t);
+    }
+    rn_posts_run(l);
     return NULL;
 }
 
