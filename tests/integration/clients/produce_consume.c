@@ -154,8 +154,8 @@ static int produce_all(const char *bootstrap, const char *topic, int partitions,
             rd_kafka_header_add(hdrs, "idx", -1, idx, (ssize_t)idxlen);
             rd_kafka_header_add(hdrs, "bin", -1, bin, sizeof(bin));
             e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition_of(i, partitions)),
-                                  RD_KAFKA_V_KEY(has_key ? kbuf : NULL, klen),
-                                  RD_KAFKA_V_VALUE(has_val ? vbuf : NULL, vlen),
+                                  RD_KAFKA_V_KEY((has_key ? kbuf : NULL), klen),
+                                  RD_KAFKA_V_VALUE((has_val ? vbuf : NULL), vlen),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
                                   RD_KAFKA_V_TIMESTAMP(TS_BASE + i), RD_KAFKA_V_OPAQUE((void *)(intptr_t)i),
                                   RD_KAFKA_V_END);
