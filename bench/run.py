@@ -1,19 +1,43 @@
 #!/usr/bin/python3
-"""bench/run.py — the `make bench` table (called through bench/run.sh BUILD).
+"""bench/run.py — the `make bench` tables (called through bench/run.sh BUILD).
 
-Starts a fresh rilld from BUILD on a free loopback port with a temporary data
-directory, then drives it with `BUILD/rill perf`:
-  - produce: 100-byte and 1 KiB records x acks=1/all x 1 and 6 partitions
-  - e2e: end-to-end latency at a fixed moderate rate
-  - consume: reads back one of the produced topics
-For every run it samples rilld's CPU time (utime+stime from /proc/PID/stat)
-before and after, rilld's peak RSS (VmHWM), and the perf client's own CPU time
-(rusage of the child from wait4). It prints one table; paste it with the
-header lines into bench/RESULTS.md.
+One run answers every benchmark target of issue 2 as ratios measured in that
+run (the machine is shared and noisy; figures from different runs do not
+compare). In order:
 
-Options: --quick (smaller runs, to check the script), --keep (keep the data
-directory). Environment: RILL_BENCH_DIR (parent of the data directory;
-default BUILD, i.e. a real disk rather than a tmpfs /tmp).
+  1. A fresh rilld from BUILD on a free loopback port, data under BUILD (a
+     real disk, not tmpfs), driven by `BUILD/rill perf`:
+       - produce: 100-byte and 1 KiB records x acks=1/all x 1 and 6 partitions
+         at full speed;
+       - produce 1 KiB acks=all p=1 at a fixed moderate rate with linger.ms=0:
+         the ack latency of the broker + fsync, not of client queueing;
+       - e2e: end-to-end latency at a fixed moderate rate;
+       - consume: reads back the 100 B p=6 and 1 KiB p=1 acks=1 topics.
+     For each run: rilld CPU (utime+stime from /proc/PID/stat) before/after,
+     rilld RSS (VmRSS/VmHWM), the client's CPU (rusage from wait4), the
+     average record-batch size on disk (walking the .log files' batch
+     headers) and, when `perf` can count syscall tracepoints, rilld's
+     fdatasync/syncfs calls (so bytes per sync: group commit at work).
+  2. Disk baseline: BUILD/bench_disk_sync (bench/disk_sync.c) in the data
+     directory's filesystem, right after each acks=all run at that run's
+     average batch size, and at 16 KiB, 64 KiB and 1 MiB at the end: MB/s with
+     fdatasync after every write, fdatasync p50/p99/max.
+  3. Redis Streams: if redis-server and redis-benchmark are installed, a
+     throw-away redis-server (no persistence) and
+     `redis-benchmark -P 64 XADD bench-stream * f <100-byte value>`; otherwise
+     the issue's figure for this machine class (550 K msgs/s), marked as such.
+  4. Memory: a second fresh rilld; a 1,000-partition topic with records in
+     every partition; RSS then, after 100 MB and 1 GB stored in another topic
+     (16 MiB segments, so the stored data spans many segments), and after
+     reading that 1 GB back.
+
+It prints one table of every row, then the targets table: target, the row it
+is compared with, measured, limit, ratio (measured / limit) and PASS/MISS.
+Paste both with the header into bench/RESULTS.md.
+
+Options: --quick (small runs, to check the script), --keep (keep the data
+directories). Environment: RILL_BENCH_DIR (parent of the data directory;
+default BUILD).
 """
 import argparse
 import atexit
@@ -21,6 +45,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +57,8 @@ import time
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RUN_TIMEOUT_S = 120
 GB = 1e9  # CPU-s per GB uses decimal GB of record values
+MiB = 1 << 20
+KiB = 1 << 10
 
 # (record size, acks, partitions); record counts below
 PRODUCE_RUNS = [
@@ -41,10 +68,29 @@ PRODUCE_RUNS = [
     for parts in (1, 6)
 ]
 # sized so each full run lasts a few seconds on a 2-core machine (about
-# 300 MB of values for 100 B, 600 MB for 1 KiB; each topic is deleted after
-# its run except the one read back by the consume run)
+# 300 MB of values for 100 B, 600 MB for 1 KiB); each topic is deleted after
+# its run except the two read back by the consume runs. (full, quick)
 RECORDS = {100: (3_000_000, 50_000), 1024: (600_000, 10_000)}
-E2E = {"rate": 5000, "records": 75_000, "quick_records": 5_000, "size": 100, "partitions": 6}
+# the latency run: moderate fixed rate, 1 KiB, acks=all, 1 partition, no linger
+LAT = {"rate": 2000, "records": (16_000, 2_000), "size": 1024, "partitions": 1}
+E2E = {"rate": 5000, "records": (75_000, 5_000), "size": 100, "partitions": 6}
+CONSUME_FROM = [(100, "1", 6), (1024, "1", 1)]  # produce runs whose topics are read back
+DISK_SECONDS = (3.0, 0.5)
+DISK_FIXED = [16 * KiB, 64 * KiB, MiB]
+REDIS = {"requests": (2_000_000, 200_000), "pipeline": 64, "clients": 50}
+REDIS_FALLBACK_RPS = 550_000  # issue 2: XADD 100 B in memory on this machine class
+MEM = {"partitions": 1000, "fill_records": (200_000, 20_000), "small_mb": (100, 10), "big_mb": (1000, 100),
+       "segment_bytes": 16 * MiB}
+
+# targets of issue 2
+T_CPU_PRODUCE = 0.5      # rilld CPU-s per GB produced, acks=1
+T_CPU_CONSUME = 0.2      # rilld CPU-s per GB consumed
+T_CPU_RATIO = 0.30       # rilld CPU / producing client CPU
+T_DISK_FRACTION = 0.70   # acks=all MB/s vs the disk's fdatasync'd MB/s at the same write size
+T_LAT_FACTOR = 2.0       # acks=all p99 <= 2x the disk's fdatasync p99
+T_REDIS_FACTOR = 3.0     # 100 B msgs/s >= 3x Redis XADD
+T_RSS_MIB = 64.0         # rilld RSS with 1,000 partitions
+T_RSS_GROWTH = 1.10      # RSS after 1 GB stored <= 1.1 x RSS after 100 MB
 
 
 def die(msg):
@@ -59,11 +105,12 @@ def note(msg):
 
 # ---- rilld process -------------------------------------------------------------
 class Rilld:
-    def __init__(self, build, data_parent, keep):
+    def __init__(self, build, data_parent, keep, tag="rill-bench-"):
         self.exe = os.path.join(build, "rilld")
         if not os.access(self.exe, os.X_OK):
             die("%s not found or not executable (build it first: make build)" % self.exe)
-        self.data_dir = tempfile.mkdtemp(prefix="rill-bench-", dir=data_parent)
+        self.data_dir = tempfile.mkdtemp(prefix=tag, dir=data_parent)
+        self.logs = os.path.join(self.data_dir, "logs")
         self.keep = keep
         self.port = free_port()
         self.bootstrap = "127.0.0.1:%d" % self.port
@@ -71,9 +118,8 @@ class Rilld:
         self.proc = None
 
     def start(self):
-        logs = os.path.join(self.data_dir, "logs")
-        os.makedirs(logs)
-        cmd = [self.exe, "--listeners", "PLAINTEXT://%s" % self.bootstrap, "--log.dirs", logs]
+        os.makedirs(self.logs)
+        cmd = [self.exe, "--listeners", "PLAINTEXT://%s" % self.bootstrap, "--log.dirs", self.logs]
         note("starting %s" % " ".join(cmd))
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -101,32 +147,42 @@ class Rilld:
             return "(no log)"
 
     def cpu_seconds(self):
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        # after the comm field: state is fields[0], utime is field 14 overall -> [11], stime [12]
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu_seconds(self.proc.pid)
 
-    def peak_rss_kb(self):
+    def mem_kb(self):
+        """VmRSS, VmHWM, RssAnon, RssFile in KiB."""
+        out = {}
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+                k = line.split(":", 1)[0]
+                if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
+                    out[k] = int(line.split()[1])
+        return out
+
+    def peak_rss_kb(self):
+        return self.mem_kb().get("VmHWM", 0)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                note("rilld did not stop within 10 s of SIGTERM; killing it")
+                note("rilld did not stop within 30 s of SIGTERM; killing it")
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
         if not self.keep:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-        else:
+        elif os.path.isdir(self.data_dir):
             note("data kept in %s" % self.data_dir)
+
+
+def proc_cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after the comm field: state is fields[0], utime is field 14 overall -> [11], stime [12]
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def free_port():
@@ -135,26 +191,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-# ---- running the CLI -------------------------------------------------------------
-CHILDREN = []  # the rill process running now, killed if the bench is interrupted
+# ---- running programs ------------------------------------------------------------
+CHILDREN = []  # processes running now, killed if the bench is interrupted
 
 
 def kill_children():
-    for proc in CHILDREN:
-        if proc.returncode is None:
+    for proc in list(CHILDREN):
+        if proc.poll() is None:
             try:
                 proc.kill()
-                os.waitpid(proc.pid, 0)
-            except OSError:
+                proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
 
 
-def run_rill(rill, args, timeout=RUN_TIMEOUT_S):
-    """Runs rill; returns (exit status, stdout, stderr, child CPU seconds)."""
+def run_prog(argv, timeout=RUN_TIMEOUT_S):
+    """Runs argv; returns (exit status, stdout, stderr, child CPU seconds)."""
     out_f = tempfile.TemporaryFile()
     err_f = tempfile.TemporaryFile()
-    proc = subprocess.Popen([rill] + args, stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL)
-    CHILDREN[:] = [proc]
+    proc = subprocess.Popen(argv, stdout=out_f, stderr=err_f, stdin=subprocess.DEVNULL)
+    CHILDREN.append(proc)
     deadline = time.monotonic() + timeout
     status, ru = None, None
     while True:
@@ -169,11 +225,16 @@ def run_rill(rill, args, timeout=RUN_TIMEOUT_S):
             break
         time.sleep(0.02)
     proc.returncode = status if isinstance(status, int) else -9  # reaped by wait4 already
+    CHILDREN.remove(proc)
     out_f.seek(0)
     err_f.seek(0)
     out = out_f.read().decode("utf-8", "replace")
     err = err_f.read().decode("utf-8", "replace")
     return status, out, err, ru.ru_utime + ru.ru_stime
+
+
+def run_rill(rill, args, timeout=RUN_TIMEOUT_S):
+    return run_prog([rill] + args, timeout)
 
 
 def last_json(out):
@@ -184,31 +245,140 @@ def last_json(out):
     return None
 
 
-# ---- the benchmark -----------------------------------------------------------------
+# ---- counting rilld's syncs with perf (optional) -----------------------------------
+SYNC_EVENTS = ["syscalls:sys_enter_fdatasync", "syscalls:sys_enter_fsync", "syscalls:sys_enter_syncfs"]
+
+
+def perf_can_count():
+    perf = shutil.which("perf")
+    if not perf:
+        return None
+    try:
+        r = subprocess.run([perf, "stat", "-x,", "-e", ",".join(SYNC_EVENTS), "true"], capture_output=True,
+                           text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0 or "not supported" in r.stderr or "<not" in r.stderr:
+        return None
+    return perf
+
+
+class SyncCounter:
+    """`perf stat` attached to rilld counting fdatasync/fsync/syncfs calls."""
+
+    def __init__(self, perf, pid):
+        self.proc = None
+        if not perf:
+            return
+        self.out = tempfile.NamedTemporaryFile(prefix="bench-perfstat-", suffix=".csv", delete=False)
+        self.out.close()
+        self.proc = subprocess.Popen([perf, "stat", "-x,", "-o", self.out.name, "-e", ",".join(SYNC_EVENTS),
+                                      "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        CHILDREN.append(self.proc)
+        time.sleep(0.3)  # let it attach
+
+    def stop(self):
+        """Returns {event: count} or None."""
+        if not self.proc:
+            return None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        CHILDREN.remove(self.proc)
+        counts = {}
+        try:
+            with open(self.out.name) as f:
+                for line in f:
+                    parts = line.strip().split(",")
+                    if len(parts) >= 3 and parts[2] in SYNC_EVENTS:
+                        try:
+                            counts[parts[2]] = int(parts[0])
+                        except ValueError:
+                            pass
+        finally:
+            os.unlink(self.out.name)
+        return counts if counts else None
+
+
+# ---- what a topic left on disk -------------------------------------------------------
+def topic_log_stats(logs_dir, topic):
+    """(bytes in .log files, record batches, partitions with a non-empty .log)."""
+    pat = re.compile(re.escape(topic) + r"-\d+$")
+    total = batches = nonempty = 0
+    try:
+        names = os.listdir(logs_dir)
+    except OSError:
+        return 0, 0, 0
+    for d in names:
+        if not pat.match(d):
+            continue
+        pdir = os.path.join(logs_dir, d)
+        pbytes = 0
+        for fn in sorted(os.listdir(pdir)):
+            if not fn.endswith(".log"):
+                continue
+            path = os.path.join(pdir, fn)
+            size = os.path.getsize(path)
+            pbytes += size
+            with open(path, "rb") as f:  # walk the batch headers: base offset (8), batch length (4)
+                pos = 0
+                while pos + 12 <= size:
+                    f.seek(pos)
+                    hdr = f.read(12)
+                    if len(hdr) < 12:
+                        break
+                    blen = int.from_bytes(hdr[8:12], "big")
+                    if blen <= 0:
+                        break
+                    batches += 1
+                    pos += 12 + blen
+        total += pbytes
+        nonempty += pbytes > 0
+    return total, batches, nonempty
+
+
+# ---- the rows ------------------------------------------------------------------------
 class Row:
     def __init__(self, scenario):
         self.scenario = scenario
-        self.rps = self.mbps = self.p50 = self.p99 = None
+        self.rps = self.mbps = self.p50 = self.p99 = self.pmax = None
         self.broker_cpu_gb = self.client_cpu_gb = self.ratio = None
-        self.rss_mb = None
+        self.batch = None       # average record batch (or disk write) bytes
+        self.per_sync = None    # .log bytes per fdatasync/syncfs call of rilld
+        self.disk_mbps = None   # .log bytes per second (acks=all rows)
+        self.rss_mb = self.hwm_mb = None
+        self.cores = None       # (rilld + client CPU seconds) / wall seconds of the run
         self.error = None
+        self.summary = None
+        self.disk = None        # matching disk baseline row
+        self.extra = ""
 
 
-def measured(rilld, rill, args, value_bytes_fn, row):
+def measured(rilld, rill, args, value_bytes_fn, row, perf=None):
     """Runs one perf command with CPU sampling around it; fills row and
     returns the parsed JSON summary (or None)."""
     if not rilld.alive():
         row.error = "rilld not running"
         return None
+    counter = SyncCounter(perf, rilld.proc.pid) if perf else None
     b0 = rilld.cpu_seconds()
+    w0 = time.monotonic()
     status, out, err, client_cpu = run_rill(rill, args)
+    wall = time.monotonic() - w0
+    b1 = rilld.cpu_seconds() if rilld.alive() else None
+    syncs = counter.stop() if counter else None
     if not rilld.alive():
         row.error = "rilld died"
         note("rilld died during %s; its log:\n%s" % (row.scenario, rilld.log_tail()))
         return None
-    b1 = rilld.cpu_seconds()
-    row.rss_mb = rilld.peak_rss_kb() / 1024.0
+    mem = rilld.mem_kb()
+    row.rss_mb, row.hwm_mb = mem["VmRSS"] / 1024.0, mem["VmHWM"] / 1024.0
     summary = last_json(out)
+    row.summary = summary
+    row.syncs = syncs
     if status != 0 or summary is None:
         row.error = "exit %s" % status
         note("%s failed (exit %s):\n%s" % (row.scenario, status, err.strip()[-2000:]))
@@ -220,11 +390,29 @@ def measured(rilld, rill, args, value_bytes_fn, row):
         row.client_cpu_gb = client_cpu / (nbytes / GB)
     if client_cpu > 0:
         row.ratio = (b1 - b0) / client_cpu
+    if wall > 0:
+        row.cores = (b1 - b0 + client_cpu) / wall
     return summary
 
 
-def create_topic(rill, bootstrap, name, partitions):
-    status, out, err, _ = run_rill(rill, ["topic", "create", name, "-p", str(partitions), "-b", bootstrap], 60)
+def fill_disk_stats(rilld, topic, row, elapsed_s):
+    nbytes, batches, _ = topic_log_stats(rilld.logs, topic)
+    if batches:
+        row.batch = nbytes / batches
+    if elapsed_s and elapsed_s > 0:
+        row.disk_mbps = nbytes / MiB / elapsed_s
+    if getattr(row, "syncs", None):
+        n = sum(row.syncs.values())
+        if n:
+            row.per_sync = nbytes / n
+    return nbytes
+
+
+def create_topic(rill, bootstrap, name, partitions, configs=()):
+    args = ["topic", "create", name, "-p", str(partitions), "-b", bootstrap]
+    for c in configs:
+        args += ["-c", c]
+    status, out, err, _ = run_rill(rill, args, 120)
     if status != 0:
         die("cannot create topic %s: %s" % (name, err.strip()))
 
@@ -235,37 +423,321 @@ def delete_topic(rill, bootstrap, name):
         note("warning: could not delete topic %s: %s" % (name, err.strip()))
 
 
+def disk_baseline(disk_exe, directory, sizes, seconds, labels=None):
+    """Runs bench_disk_sync; returns rows (one per size)."""
+    sizes = [int(round(s)) for s in sizes]
+    rows = []
+    status, out, err, _ = run_prog([disk_exe, directory, "--seconds", str(seconds), "--json"]
+                                   + [str(s) for s in sizes], timeout=60 + seconds * len(sizes) * 3)
+    got = {}
+    for line in out.splitlines():
+        if line.startswith("{"):
+            j = json.loads(line)
+            got[j["write_bytes"]] = j
+    for i, s in enumerate(sizes):
+        label = labels[i] if labels else "disk fdatasync every %s" % human_bytes(s)
+        r = Row(label)
+        j = got.get(s)
+        if not j:
+            r.error = "disk_sync exit %s: %s" % (status, err.strip()[-300:])
+            note(r.error)
+        else:
+            r.summary = j
+            r.mbps, r.batch = j["mb_per_s"], s
+            r.p50, r.p99, r.pmax = j["sync_p50_ms"], j["sync_p99_ms"], j["sync_max_ms"]
+            r.rps = j["writes"] / j["seconds"]
+        rows.append(r)
+    return rows
+
+
+def human_bytes(n):
+    if n >= MiB and n % MiB == 0:
+        return "%d MiB" % (n // MiB)
+    if n >= KiB and n % KiB == 0:
+        return "%d KiB" % (n // KiB)
+    if n >= KiB:
+        return "%.1f KiB" % (n / KiB)
+    return "%d B" % n
+
+
+# ---- Redis Streams baseline ----------------------------------------------------------
+def redis_xadd(quick, data_parent):
+    """Returns a Row with msgs/s of XADD 100 B, or None when redis is missing."""
+    server, bench = shutil.which("redis-server"), shutil.which("redis-benchmark")
+    if not server or not bench:
+        return None
+    row = Row("redis XADD 100B -P %d (in memory)" % REDIS["pipeline"])
+    tmp = tempfile.mkdtemp(prefix="rill-bench-redis-", dir=data_parent)
+    port = free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tmp, "--daemonize", "no", "--protected-mode", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    CHILDREN.append(proc)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                row.error = "redis-server did not start"
+                return row
+            time.sleep(0.05)
+        value = ("v" * 100)
+        n = REDIS["requests"][1 if quick else 0]
+        c0 = proc_cpu_seconds(proc.pid)
+        status, out, err, client_cpu = run_prog(
+            [bench, "-h", "127.0.0.1", "-p", str(port), "-n", str(n), "-c", str(REDIS["clients"]),
+             "-P", str(REDIS["pipeline"]), "--csv", "XADD", "bench-stream", "*", "f", value])
+        c1 = proc_cpu_seconds(proc.pid)
+        rps = None
+        for line in out.splitlines():
+            cells = [c.strip('"') for c in line.split(",")]
+            if len(cells) >= 2 and cells[0].upper().startswith("XADD"):
+                try:
+                    rps = float(cells[1])
+                except ValueError:
+                    pass
+        if status != 0 or rps is None:
+            row.error = "redis-benchmark exit %s: %s" % (status, (err or out).strip()[-300:])
+            note(row.error)
+            return row
+        row.rps, row.mbps = rps, rps * 100 / MiB
+        nbytes = n * 100
+        row.broker_cpu_gb = (c1 - c0) / (nbytes / GB)  # redis-server's CPU in the "rilld" column
+        row.client_cpu_gb = client_cpu / (nbytes / GB)
+        row.ratio = (c1 - c0) / client_cpu if client_cpu > 0 else None
+        return row
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        CHILDREN.remove(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- memory with 1,000 partitions ---------------------------------------------------
+def memory_runs(build, data_parent, keep, quick):
+    rill = os.path.join(build, "rill")
+    q = 1 if quick else 0
+    rows = []
+    rilld = Rilld(build, data_parent, keep, tag="rill-bench-mem-")
+    try:
+        rilld.start()
+        bs = rilld.bootstrap
+        np_ = MEM["partitions"]
+        r = Row("mem: fresh rilld, no topics")
+        m = rilld.mem_kb()
+        r.rss_mb, r.hwm_mb = m["VmRSS"] / 1024.0, m["VmHWM"] / 1024.0
+        rows.append(r)
+
+        t0 = time.monotonic()
+        create_topic(rill, bs, "mem-parts", np_)
+        note("created a %d-partition topic in %.1f s" % (np_, time.monotonic() - t0))
+        n = MEM["fill_records"][q]
+        r = Row("mem: %d partitions, %d x 100B in each" % (np_, n // np_))
+        s = measured(rilld, rill, ["perf", "produce", "mem-parts", "--num-records", str(n), "--record-size", "100",
+                                   "--acks", "1", "--json", "-b", bs], lambda j: j["records"] * 100, r)
+        if s:
+            r.rps, r.mbps = s["records_per_s"], s["mb_per_s"]
+        _, _, nonempty = topic_log_stats(rilld.logs, "mem-parts")
+        r.extra = "%d/%d partitions non-empty" % (nonempty, np_)
+        if nonempty < np_:
+            r.error = "only %d of %d partitions have data" % (nonempty, np_)
+        time.sleep(0.5)
+        m = rilld.mem_kb()
+        r.rss_mb, r.hwm_mb = m["VmRSS"] / 1024.0, m["VmHWM"] / 1024.0
+        r.mem = m
+        rows.append(r)
+        r_parts = r
+
+        create_topic(rill, bs, "mem-data", 6, ["segment.bytes=%d" % MEM["segment_bytes"]])
+        stored = 0
+        stages = []
+        for mb in (MEM["small_mb"][q], MEM["big_mb"][q]):
+            n = (mb * 1_000_000 - stored) // 1024
+            r = Row("mem: + %d MB stored (1KiB, p=6, 16 MiB segments)" % mb)
+            note("%s: %d records" % (r.scenario, n))
+            s = measured(rilld, rill, ["perf", "produce", "mem-data", "--num-records", str(n), "--record-size",
+                                       "1024", "--acks", "1", "--json", "-b", bs], lambda j: j["records"] * 1024, r)
+            if s:
+                r.rps, r.mbps = s["records_per_s"], s["mb_per_s"]
+                stored += s["records"] * 1024
+            time.sleep(0.5)
+            m = rilld.mem_kb()
+            r.rss_mb, r.hwm_mb = m["VmRSS"] / 1024.0, m["VmHWM"] / 1024.0
+            r.mem = m
+            segs = sum(1 for d in os.listdir(rilld.logs) if d.startswith("mem-data-")
+                       for f in os.listdir(os.path.join(rilld.logs, d)) if f.endswith(".log"))
+            r.extra = "%d segments in mem-data" % segs
+            rows.append(r)
+            stages.append(r)
+        n_total = stored // 1024
+        r = Row("mem: after reading the %d MB back" % MEM["big_mb"][q])
+        s = measured(rilld, rill, ["perf", "consume", "mem-data", "--num-records", str(n_total), "--json", "-b", bs],
+                     lambda j: j["records"] * 1024, r)
+        if s:
+            r.rps, r.mbps = s["records_per_s"], s["mb_per_s"]
+        time.sleep(0.5)
+        m = rilld.mem_kb()
+        r.rss_mb, r.hwm_mb = m["VmRSS"] / 1024.0, m["VmHWM"] / 1024.0
+        r.mem = m
+        rows.append(r)
+        stages.append(r)
+        return rows, r_parts, stages
+    finally:
+        rilld.stop()
+
+
+# ---- output --------------------------------------------------------------------------
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def print_table(rows, header):
-    cols = ["scenario", "msgs/s", "MB/s", "p50 ms", "p99 ms", "rilld CPU-s/GB", "client CPU-s/GB",
-            "rilld/client CPU", "rilld peak RSS MB"]
-    table = []
-    for r in rows:
-        if r.error and r.rps is None:
-            table.append([r.scenario, "FAILED: " + r.error] + [""] * (len(cols) - 2))
-            continue
-        table.append([r.scenario + (" (!%s)" % r.error if r.error else ""), fmt(r.rps, ",.0f"), fmt(r.mbps, ".1f"),
-                      fmt(r.p50, ".2f"), fmt(r.p99, ".2f"), fmt(r.broker_cpu_gb, ".2f"),
-                      fmt(r.client_cpu_gb, ".2f"), fmt(r.ratio, ".2f"), fmt(r.rss_mb, ".0f")])
+def print_grid(cols, table, right_from=1):
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-    print(header)
     print("| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(cols)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for t in table:
-        print("| " + " | ".join((t[i].ljust(widths[i]) if i == 0 else t[i].rjust(widths[i]))
+        print("| " + " | ".join((t[i].ljust(widths[i]) if i < right_from else t[i].rjust(widths[i]))
                                 for i in range(len(cols))) + " |")
+
+
+def print_table(rows):
+    cols = ["scenario", "msgs/s", "MB/s", "batch KiB", "KiB/sync", "p50 ms", "p99 ms", "max ms", "rilld CPU-s/GB",
+            "client CPU-s/GB", "rilld/client CPU", "cores busy", "rilld RSS MB", "peak RSS MB"]
+    table = []
+    for r in rows:
+        if r.error and r.rps is None and r.rss_mb is None:
+            table.append([r.scenario, "FAILED: " + r.error[:60]] + [""] * (len(cols) - 2))
+            continue
+        table.append([r.scenario + (" (!%s)" % r.error if r.error else ""), fmt(r.rps, ",.0f"), fmt(r.mbps, ".1f"),
+                      fmt(None if r.batch is None else r.batch / KiB, ".1f"),
+                      fmt(None if r.per_sync is None else r.per_sync / KiB, ".1f"),
+                      fmt(r.p50, ".2f"), fmt(r.p99, ".2f"), fmt(r.pmax, ".2f"), fmt(r.broker_cpu_gb, ".2f"),
+                      fmt(r.client_cpu_gb, ".2f"), fmt(r.ratio, ".2f"), fmt(r.cores, ".2f"), fmt(r.rss_mb, ".1f"),
+                      fmt(r.hwm_mb, ".1f")])
+    print_grid(cols, table)
     print()
-    print("produce p50/p99: delivery latency (produce() to ack) at full speed, so it includes client-side\n"
-          "queueing; e2e p50/p99: produce() to consumer receipt at the fixed rate. MB = 2^20 bytes;\n"
-          "CPU-s/GB = CPU seconds per 10^9 bytes of record values (large for e2e: little data, fixed\n"
-          "per-second costs); rilld peak RSS = VmHWM so far.")
+    print("produce rows: full speed, so p50/p99/max (produce() to ack) include client-side queueing, except the\n"
+          "  '@N/s linger=0' row (fixed rate, linger.ms=0: broker + fsync). e2e: produce() to consumer receipt at\n"
+          "  a fixed rate (linger.ms=5). disk rows: bench_disk_sync, fdatasync after every write of 'batch KiB';\n"
+          "  p50/p99/max are fdatasync latencies. redis row: msgs/s of redis-benchmark; its CPU columns are\n"
+          "  redis-server's and redis-benchmark's. mem rows: a second fresh rilld (RSS = VmRSS now, peak = VmHWM).\n"
+          "MB = 2^20 bytes of record values; batch KiB = average record batch in the .log files; KiB/sync = .log\n"
+          "bytes per fdatasync/fsync/syncfs call of rilld (perf stat on syscall tracepoints); CPU-s/GB = CPU\n"
+          "seconds per 10^9 bytes of values (large for e2e: little data, fixed per-second costs); cores busy =\n"
+          "(rilld + client CPU seconds) / wall seconds of the run, out of %d: near it, the machine is saturated.\n"
+          "disk rows' msgs/s column = writes (and fdatasyncs) per second." % (os.cpu_count() or 0))
+    notes = ["  %s: %s" % (r.scenario, r.extra) for r in rows if r.extra]
+    if notes:
+        print("notes:")
+        print("\n".join(notes))
     sys.stdout.flush()
 
 
-def machine_header(build, rilld, args):
+class Target:
+    def __init__(self, name, compared, measured, limit, ratio, ok, detail=""):
+        self.name, self.compared, self.measured, self.limit = name, compared, measured, limit
+        self.ratio, self.ok, self.detail = ratio, ok, detail
+
+
+def print_targets(targets):
+    cols = ["target (issue 2)", "compared row", "measured", "limit", "ratio", "result"]
+    table = []
+    for t in targets:
+        table.append([t.name, t.compared, t.measured, t.limit, fmt(t.ratio, ".2f"),
+                      "-" if t.ok is None else ("PASS" if t.ok else "MISS")])
+    print_grid(cols, table, right_from=2)
+    print()
+    print("ratio = measured / limit: a <= target passes at ratio <= 1, a >= target at ratio >= 1.")
+    passed = sum(1 for t in targets if t.ok)
+    missed = sum(1 for t in targets if t.ok is False)
+    unknown = sum(1 for t in targets if t.ok is None)
+    print("%d PASS, %d MISS%s" % (passed, missed, (", %d not measured" % unknown) if unknown else ""))
+    sys.stdout.flush()
+
+
+def build_targets(prod_rows, lat_row, consume_rows, disk_fixed, redis_row, redis_rps, redis_src, mem_parts,
+                  mem_stages):
+    T = []
+    for r in prod_rows:  # CPU per GB produced, acks=1
+        if "acks=1" in r.scenario:
+            v = r.broker_cpu_gb
+            T.append(Target("rilld CPU-s/GB produced, acks=1 <= %.1f" % T_CPU_PRODUCE, r.scenario, fmt(v, ".2f"),
+                            "%.1f" % T_CPU_PRODUCE, None if v is None else v / T_CPU_PRODUCE,
+                            None if v is None else v <= T_CPU_PRODUCE))
+    for r in consume_rows:
+        v = r.broker_cpu_gb
+        T.append(Target("rilld CPU-s/GB consumed <= %.1f" % T_CPU_CONSUME, r.scenario, fmt(v, ".2f"),
+                        "%.1f" % T_CPU_CONSUME, None if v is None else v / T_CPU_CONSUME,
+                        None if v is None else v <= T_CPU_CONSUME))
+    for r in prod_rows:
+        v = r.ratio
+        T.append(Target("rilld CPU <= %d%% of producing client CPU" % (T_CPU_RATIO * 100), r.scenario,
+                        fmt(None if v is None else v * 100, ".0f") + "%", "%d%%" % (T_CPU_RATIO * 100),
+                        None if v is None else v / T_CPU_RATIO, None if v is None else v <= T_CPU_RATIO))
+    for r in prod_rows:  # acks=all bandwidth vs the disk at the same write size
+        if "acks=all" not in r.scenario:
+            continue
+        d = r.disk
+        if r.disk_mbps is None or d is None or d.mbps is None:
+            T.append(Target("acks=all >= %d%% of disk fdatasync MB/s" % (T_DISK_FRACTION * 100), r.scenario,
+                            "-", "-", None, None))
+            continue
+        frac = r.disk_mbps / d.mbps
+        T.append(Target("acks=all >= %d%% of disk fdatasync MB/s at the batch size" % (T_DISK_FRACTION * 100),
+                        "%s vs '%s'" % (r.scenario, d.scenario),
+                        "%.0f MB/s on disk = %.0f%%" % (r.disk_mbps, frac * 100),
+                        ">= %.0f MB/s (%d%% of %.0f)" % (d.mbps * T_DISK_FRACTION, T_DISK_FRACTION * 100, d.mbps),
+                        frac / T_DISK_FRACTION, frac >= T_DISK_FRACTION))
+    if lat_row is not None:
+        d = lat_row.disk
+        if lat_row.p99 is None or d is None or d.p99 is None:
+            T.append(Target("acks=all p99 ack latency <= 2x disk fdatasync p99", lat_row.scenario, "-", "-", None,
+                            None))
+        else:
+            lim = T_LAT_FACTOR * d.p99
+            T.append(Target("acks=all p99 ack latency <= 2x disk fdatasync p99",
+                            "%s vs '%s'" % (lat_row.scenario, d.scenario), "%.2f ms" % lat_row.p99,
+                            "%.2f ms (2 x %.2f)" % (lim, d.p99), lat_row.p99 / lim, lat_row.p99 <= lim))
+    best = None
+    for r in prod_rows:
+        if r.scenario.startswith("produce 100B") and r.rps and "@" not in r.scenario:
+            if best is None or r.rps > best.rps:
+                best = r
+    if best is not None and redis_rps:
+        lim = T_REDIS_FACTOR * redis_rps
+        T.append(Target("100B msgs/s >= 3x Redis Streams XADD", "best 100B: %s vs %s" % (best.scenario, redis_src),
+                        "{:,.0f}/s".format(best.rps), "{:,.0f}/s (3 x {:,.0f})".format(lim, redis_rps),
+                        best.rps / lim, best.rps >= lim))
+    if mem_parts is not None and mem_parts.hwm_mb is not None:
+        T.append(Target("rilld RSS with 1,000 partitions <= 64 MiB (peak)", mem_parts.scenario,
+                        "%.1f MiB (VmHWM; VmRSS %.1f)" % (mem_parts.hwm_mb, mem_parts.rss_mb), "64 MiB",
+                        mem_parts.hwm_mb / T_RSS_MIB, mem_parts.hwm_mb <= T_RSS_MIB and not mem_parts.error))
+    if mem_stages and len(mem_stages) >= 2 and all(r.rss_mb for r in mem_stages):
+        small, big = mem_stages[0], mem_stages[1]
+        lim = small.rss_mb * T_RSS_GROWTH
+        T.append(Target("RSS independent of data stored (<= +10%)", "'%s' vs '%s'" % (big.scenario, small.scenario),
+                        "%.1f MiB (%+.1f)" % (big.rss_mb, big.rss_mb - small.rss_mb),
+                        "%.1f MiB (1.1 x %.1f)" % (lim, small.rss_mb), big.rss_mb / lim, big.rss_mb <= lim))
+        if len(mem_stages) >= 3:
+            rd = mem_stages[2]
+            T.append(Target("  (same, after reading it all back)", "'%s' vs '%s'" % (rd.scenario, small.scenario),
+                            "%.1f MiB (%+.1f)" % (rd.rss_mb, rd.rss_mb - small.rss_mb),
+                            "%.1f MiB" % lim, rd.rss_mb / lim, rd.rss_mb <= lim))
+    return T
+
+
+def machine_header(build, args, data_parent, elapsed):
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -275,93 +747,189 @@ def machine_header(build, rilld, args):
                     break
     except OSError:
         pass
+    fs = "?"
+    try:
+        fs = subprocess.run(["df", "--output=fstype,source", data_parent], capture_output=True,
+                            text=True).stdout.split("\n")[1].split()
+        fs = "%s on %s" % (fs[0], fs[1])
+    except (OSError, IndexError):
+        pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "?"
     except OSError:
         commit = "?"
-    return ("bench: %s  commit %s  %s, %d cores, %s %s%s\ncommand: bench/run.sh %s%s\n" % (
-        datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), commit, cpu, os.cpu_count() or 0,
-        platform.system(), platform.release(), "  (QUICK)" if args.quick else "", build,
-        " --quick" if args.quick else ""))
+    load = "?"
+    try:
+        load = " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        pass
+    return ("bench: %s  commit %s  %s, %d cores, %s %s, data dir %s%s\n"
+            "command: bench/run.sh %s%s   (took %.0f s; load average at start %s)\n" % (
+                datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), commit, cpu, os.cpu_count() or 0,
+                platform.system(), platform.release(), fs, "  (QUICK)" if args.quick else "", build,
+                " --quick" if args.quick else "", elapsed, args.load_at_start))
 
 
 def main():
-    ap = argparse.ArgumentParser(description="Rill benchmark table (make bench)")
+    ap = argparse.ArgumentParser(description="Rill benchmark tables (make bench)")
     ap.add_argument("build", nargs="?", default="build")
     ap.add_argument("--quick", action="store_true", help="small runs, to check the script")
-    ap.add_argument("--keep", action="store_true", help="keep the data directory")
+    ap.add_argument("--keep", action="store_true", help="keep the data directories")
     args = ap.parse_args()
+    try:
+        args.load_at_start = " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        args.load_at_start = "?"
+    q = 1 if args.quick else 0
 
     build = os.path.abspath(args.build)
     rill = os.path.join(build, "rill")
-    if not os.access(rill, os.X_OK):
-        die("%s not found or not executable (build it first: make build)" % rill)
-    data_parent = os.environ.get("RILL_BENCH_DIR") or build
-    rilld = Rilld(build, data_parent, args.keep)
-    atexit.register(rilld.stop)
-    atexit.register(kill_children)  # runs first (atexit is last-in, first-out)
+    disk_exe = os.path.join(build, "bench_disk_sync")
+    for exe in (rill, disk_exe):
+        if not os.access(exe, os.X_OK):
+            die("%s not found or not executable (build it first: make build)" % exe)
+    data_parent = os.path.abspath(os.environ.get("RILL_BENCH_DIR") or build)
+    atexit.register(kill_children)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
+    perf = perf_can_count()
+    if not perf:
+        note("perf cannot count syscall tracepoints here: no KiB/sync column")
+    disk_s = DISK_SECONDS[q]
     t_start = time.monotonic()
+
+    rilld = Rilld(build, data_parent, args.keep)
+    atexit.register(rilld.stop)
     rilld.start()
     bs = rilld.bootstrap
-    rows = []
-    consume_topic = None
+    prod_rows, consume_rows, disk_rows = [], [], []
+    kept = {}
 
+    # 1. full-speed produce runs (+ the disk at each acks=all run's batch size)
     for size, acks, parts in PRODUCE_RUNS:
-        n = RECORDS[size][1 if args.quick else 0]
+        n = RECORDS[size][q]
         topic = "bench-%d-acks%s-p%d" % (size, acks, parts)
         label = "produce %s acks=%s p=%d" % ("100B" if size == 100 else "1KiB", acks, parts)
         row = Row(label)
-        rows.append(row)
+        prod_rows.append(row)
         create_topic(rill, bs, topic, parts)
         note("%s: %d records" % (label, n))
         s = measured(rilld, rill, ["perf", "produce", topic, "--num-records", str(n), "--record-size", str(size),
                                    "--acks", acks, "--json", "-b", bs],
-                     lambda j, size=size: j["records"] * size, row)
+                     lambda j, size=size: j["records"] * size, row, perf if acks == "all" else None)
         if s:
             row.rps, row.mbps = s["records_per_s"], s["mb_per_s"]
-            row.p50, row.p99 = s["latency_p50_ms"], s["latency_p99_ms"]
-        if size == 100 and acks == "1" and parts == 6 and s and not row.error:
-            consume_topic = (topic, s["records"], size)  # read back below
+            row.p50, row.p99, row.pmax = s["latency_p50_ms"], s["latency_p99_ms"], s["latency_max_ms"]
+            fill_disk_stats(rilld, topic, row, s["elapsed_s"])
+        if (size, acks, parts) in CONSUME_FROM and s and not row.error:
+            kept[(size, acks, parts)] = (topic, s["records"], size)  # read back below
         else:
             delete_topic(rill, bs, topic)  # keep the disk use bounded
         if not rilld.alive():
             break
+        if acks == "all" and row.batch:
+            d = disk_baseline(disk_exe, rilld.data_dir, [row.batch], disk_s,
+                              ["disk fdatasync every %s (batch of '%s')" % (human_bytes(int(round(row.batch))),
+                                                                           label)])[0]
+            row.disk = d
+            disk_rows.append(d)
 
+    # 2. ack latency at a moderate fixed rate, linger.ms=0
+    lat_row = None
+    if rilld.alive():
+        topic = "bench-latency"
+        n = LAT["records"][q]
+        label = "produce 1KiB acks=all p=1 @%d/s linger=0" % LAT["rate"]
+        lat_row = Row(label)
+        create_topic(rill, bs, topic, LAT["partitions"])
+        note("%s: %d records" % (label, n))
+        s = measured(rilld, rill, ["perf", "produce", topic, "--num-records", str(n), "--record-size",
+                                   str(LAT["size"]), "--throughput", str(LAT["rate"]), "--acks", "all",
+                                   "-X", "linger.ms=0", "--json", "-b", bs],
+                     lambda j: j["records"] * LAT["size"], lat_row, perf)
+        if s:
+            lat_row.rps, lat_row.mbps = s["records_per_s"], s["mb_per_s"]
+            lat_row.p50, lat_row.p99, lat_row.pmax = s["latency_p50_ms"], s["latency_p99_ms"], s["latency_max_ms"]
+            fill_disk_stats(rilld, topic, lat_row, s["elapsed_s"])
+        delete_topic(rill, bs, topic)
+        if lat_row.batch:
+            d = disk_baseline(disk_exe, rilld.data_dir, [lat_row.batch], disk_s,
+                              ["disk fdatasync every %s (batch of the @%d/s row)" % (
+                                  human_bytes(int(round(lat_row.batch))), LAT["rate"])])[0]
+            lat_row.disk = d
+            disk_rows.append(d)
+
+    # 3. end-to-end latency
+    e2e_row = None
     if rilld.alive():
         topic = "bench-e2e"
-        n = E2E["quick_records" if args.quick else "records"]
+        n = E2E["records"][q]
         label = "e2e %dB %d/s p=%d acks=all" % (E2E["size"], E2E["rate"], E2E["partitions"])
-        row = Row(label)
-        rows.append(row)
+        e2e_row = Row(label)
         create_topic(rill, bs, topic, E2E["partitions"])
         note("%s: %d records" % (label, n))
         s = measured(rilld, rill, ["perf", "e2e", topic, "--rate", str(E2E["rate"]), "--num-records", str(n),
                                    "--record-size", str(E2E["size"]), "--acks", "all", "--json", "-b", bs],
-                     lambda j: j["received"] * E2E["size"], row)
+                     lambda j: j["received"] * E2E["size"], e2e_row)
         if s:
-            row.rps, row.mbps = s["send_rate"], s["send_rate"] * E2E["size"] / 2**20
-            row.p50, row.p99 = s["e2e_p50_ms"], s["e2e_p99_ms"]
+            e2e_row.rps, e2e_row.mbps = s["send_rate"], s["send_rate"] * E2E["size"] / MiB
+            e2e_row.p50, e2e_row.p99 = s["e2e_p50_ms"], s["e2e_p99_ms"]
+            e2e_row.pmax = s.get("e2e_max_ms")
         delete_topic(rill, bs, topic)
 
-    if rilld.alive() and consume_topic:
-        topic, n, size = consume_topic
-        row = Row("consume 100B p=6")
-        rows.append(row)
+    # 4. consume
+    for key in CONSUME_FROM:
+        size, acks, parts = key
+        row = Row("consume %s p=%d" % ("100B" if size == 100 else "1KiB", parts))
+        consume_rows.append(row)
+        if key not in kept or not rilld.alive():
+            row.error = "no produced topic to read"
+            continue
+        topic, n, size = kept[key]
         note("%s: %d records" % (row.scenario, n))
         s = measured(rilld, rill, ["perf", "consume", topic, "--num-records", str(n), "--json", "-b", bs],
-                     lambda j: j["records"] * size, row)
+                     lambda j, size=size: j["records"] * size, row)
         if s:
             row.rps, row.mbps = s["records_per_s"], s["mb_per_s"]
-    elif rilld.alive():
-        rows.append(Row("consume 100B p=6"))
-        rows[-1].error = "no produced topic to read"
+        delete_topic(rill, bs, topic)
 
-    note("done in %.0f s" % (time.monotonic() - t_start))
-    print_table(rows, machine_header(args.build, rilld, args))
-    return 1 if any(r.error for r in rows) else 0
+    # 5. the disk at fixed write sizes
+    note("disk baseline: %s" % ", ".join(human_bytes(s) for s in DISK_FIXED))
+    disk_fixed = disk_baseline(disk_exe, rilld.data_dir, DISK_FIXED, disk_s)
+    main_rows = prod_rows + ([lat_row] if lat_row else []) + ([e2e_row] if e2e_row else []) + consume_rows
+    rilld_died = not rilld.alive()
+    rilld.stop()
+
+    # 6. Redis Streams XADD
+    note("redis XADD baseline")
+    redis_row = redis_xadd(args.quick, data_parent)
+    if redis_row is not None and redis_row.rps:
+        redis_rps, redis_src = redis_row.rps, "'%s'" % redis_row.scenario
+    else:
+        if redis_row is None:
+            note("redis-server/redis-benchmark not installed (apt-get install redis-server redis-tools): "
+                 "using the issue's %d msgs/s" % REDIS_FALLBACK_RPS)
+        redis_rps, redis_src = REDIS_FALLBACK_RPS, "the issue's 550K/s (redis not installed/failed here)"
+
+    # 7. memory
+    note("memory: %d partitions, then data" % MEM["partitions"])
+    mem_rows, mem_parts, mem_stages = memory_runs(build, data_parent, args.keep, args.quick)
+
+    elapsed = time.monotonic() - t_start
+    note("done in %.0f s" % elapsed)
+    all_rows = main_rows + disk_rows + disk_fixed + ([redis_row] if redis_row else []) + mem_rows
+    print(machine_header(args.build, args, data_parent, elapsed))
+    print_table(all_rows)
+    print()
+    if redis_row is None:
+        print("Redis: not installed here; the 3x target uses the issue's figure of %d msgs/s." % REDIS_FALLBACK_RPS)
+        print()
+    targets = build_targets(prod_rows, lat_row, consume_rows, disk_fixed, redis_row, redis_rps, redis_src,
+                            mem_parts, mem_stages)
+    print_targets(targets)
+    failed = rilld_died or any(r.error for r in all_rows)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
