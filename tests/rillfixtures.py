@@ -30,19 +30,31 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append(("rilld log %s (%s)" % (b.bootstrap, b.log_path), b.log_tail(200)))
 
 
-def _cleanup_all(brokers):
+def _cleanup_all(brokers, request=None):
     errors = []
     for b in brokers:
         try:
             b.cleanup()
         except BrokerError as e:
             errors.append(str(e))
-    if errors:
-        pytest.fail("\n\n".join(errors), pytrace=False)
+    if not errors:
+        return
+    session = request.session if request is not None else None
+    if session is not None and (session.shouldfail or session.shouldstop):
+        # pytest is stopping after a failure (-x) and tears this fixture down
+        # outside any test: raising here would abort its summary, so print
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        msg = "\nrilld teardown error (module %s):\n%s\n" % (request.node.name, "\n\n".join(errors))
+        if tr is not None:
+            tr.write_line(msg)
+        else:
+            print(msg)
+        return
+    pytest.fail("\n\n".join(errors), pytrace=False)
 
 
 @pytest.fixture
-def broker_factory(tmp_path):
+def broker_factory(request, tmp_path):
     made = []
 
     def make(props=None, env=None, start=True):
@@ -52,7 +64,7 @@ def broker_factory(tmp_path):
             b.start()
         return b
     yield make
-    _cleanup_all(made)
+    _cleanup_all(made, request)
 
 
 @pytest.fixture
@@ -61,11 +73,11 @@ def broker(broker_factory):
 
 
 @pytest.fixture(scope="module")
-def shared_broker(tmp_path_factory):
+def shared_broker(request, tmp_path_factory):
     b = Broker(data_dir=str(tmp_path_factory.mktemp("shared")))
     b.start()
     yield b
-    _cleanup_all([b])
+    _cleanup_all([b], request)
 
 
 @pytest.fixture(autouse=True)

@@ -135,6 +135,8 @@ class Broker:
         self.starts = 0
         self._expected_exit = False
         self._log_fh = None
+        self._reported_exit = None
+        self._sanitizer_seen = 0
 
     # ---- properties --------------------------------------------------------
     @property
@@ -256,7 +258,11 @@ class Broker:
             self._log_fh = None
 
     def _check_unexpected_exit(self):
-        if self.proc is not None and not self._expected_exit and self.proc.poll() is not None:
+        """Raises once per unexpected exit (later checks stay quiet, so one
+        crash is not reported again by every teardown that looks)."""
+        if (self.proc is not None and not self._expected_exit and self.proc.poll() is not None
+                and self._reported_exit is not self.proc):
+            self._reported_exit = self.proc
             raise BrokerError("rilld exited unexpectedly with code %s\n%s" % (
                 self.proc.returncode, self.log_tail()))
 
@@ -266,11 +272,13 @@ class Broker:
         self.check_sanitizers()
 
     def check_sanitizers(self):
+        """Raises if the log has a sanitizer report not raised before."""
         text = self.log_text()
-        m = SANITIZER_RE.search(text)
+        m = SANITIZER_RE.search(text, self._sanitizer_seen)
         if m:
+            self._sanitizer_seen = len(text)
             start = max(0, m.start() - 2000)
-            raise BrokerError("sanitizer report in rilld log:\n%s" % text[start:start + 12000])
+            raise BrokerError("sanitizer report in rilld log (%s):\n%s" % (self.log_path, text[start:start + 12000]))
 
     def cleanup(self):
         """Teardown: stop if running, then check for crashes/sanitizer output."""
