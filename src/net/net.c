@@ -431,6 +431,33 @@ static void rn_conn_read(rn_conn_t *c) {
     uint8_t buf[RN_READ_CHUNK];
     for (int rounds = 0; rounds < 16 && !c->c_closed; rounds++) {
         if (c->c_inflight >= h->max_inflight || c->c_unsent >= h->max_unsent) break;
+        /* a large frame in progress is read straight into its own buffer */
+        if (c->c_frame && c->c_frame_len - c->c_frame_got >= RN_READ_CHUNK) {
+            ssize_t d = read(c->c_fd, c->c_frame + c->c_frame_got, c->c_frame_len - c->c_frame_got);
+            if (d > 0) {
+                c->c_frame_got += (size_t)d;
+                if (c->c_frame_got == c->c_frame_len) {
+                    uint8_t *f = c->c_frame;
+                    c->c_frame = NULL;
+                    c->c_refs++;
+                    h->on_frame(c, f, c->c_frame_len, c->c_loop->lp_srv->s_ud);
+                    bool closed = c->c_closed;
+                    rn_conn_unref(c);
+                    if (closed) return;
+                }
+                continue;
+            }
+            if (d == 0) {
+                rn_conn_do_close(c);
+                return;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            if (errno == EINTR) continue;
+            char why[128];
+            snprintf(why, sizeof(why), "read failed: %s", strerror(errno));
+            rn_conn_close(c, why);
+            return;
+        }
         ssize_t r = read(c->c_fd, buf, sizeof(buf));
         if (r == 0) {
             rn_conn_do_close(c);
