@@ -3,15 +3,20 @@
  * take sequential appends when every write of N bytes is followed by
  * fdatasync, and how long does each fdatasync take?
  *
- *   bench_disk_sync DIR [--seconds S] [--json] SIZE...
+ *   bench_disk_sync DIR [--seconds S] [--nosync] [--max-bytes B] [--json] SIZE...
  *
  * For each SIZE (bytes; suffix K or M for KiB/MiB) it appends SIZE-byte
  * writes to a fresh file in DIR, fdatasync after each one, for S seconds
  * (default 3), the way rilld appends a produce batch to the active segment
  * and syncs it (no preallocation, so each sync also carries the size change).
  * A file is rolled at 1 GiB (like a segment) and removed at the end.
- * Prints per size: MB/s (2^20 bytes over the whole time, writes + syncs) and
- * fdatasync latency p50/p99/max; with --json one JSON line per size.
+ * Prints per size: MB/s (2^20 bytes over the whole time, writes + syncs),
+ * fdatasync latency p50/p99/max, and this process's CPU seconds per 10^9
+ * bytes (user + system: the kernel's cost of buffered writes and of the
+ * writeback that fdatasync starts, the floor under rilld's own CPU per GB);
+ * with --json one JSON line per size. --nosync: no fdatasync at all (page
+ * cache only; writeback is then left to the kernel's flusher threads and not
+ * charged here). --max-bytes: stop a size after that many bytes (K/M/G).
  * Run it in the directory that holds rilld's data (same filesystem).
  */
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,16 +49,24 @@ static double pct_ms(const int64_t *v, size_t n, double p) {
     return (double)v[i] / 1e6;
 }
 
-static int parse_size(const char *s, size_t *out) {
+static int parse_bytes(const char *s, unsigned long long max, unsigned long long *out) {
     char *end = NULL;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s) return -1;
     if (*end == 'K' || *end == 'k') v <<= 10, end++;
     else if (*end == 'M' || *end == 'm') v <<= 20, end++;
-    if (*end || v == 0 || v > (256ULL << 20)) return -1;
-    *out = (size_t)v;
+    else if (*end == 'G' || *end == 'g') v <<= 30, end++;
+    if (*end || v == 0 || v > max) return -1;
+    *out = v;
     return 0;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int open_fresh(const char *path) {
@@ -62,7 +76,7 @@ static int open_fresh(const char *path) {
 }
 
 /* One size: returns 0, or -1 after printing why. */
-static int run_size(const char *dir, size_t size, double seconds, int json) {
+static int run_size(const char *dir, size_t size, double seconds, int nosync, long long max_bytes, int json) {
     char path[4096];
     snprintf(path, sizeof path, "%s/disk_sync.%ld.tmp", dir, (long)getpid());
     char *buf = malloc(size);
@@ -80,6 +94,7 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
     int fd = open_fresh(path);
     if (fd < 0) return -1;
     int64_t file_bytes = 0, total = 0;
+    double c0 = cpu_seconds();
     int64_t t0 = now_ns(), deadline = t0 + (int64_t)(seconds * 1e9), t_end = t0;
     for (;;) {
         size_t off = 0;
@@ -95,7 +110,7 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
             off += (size_t)w;
         }
         int64_t s0 = now_ns();
-        if (fdatasync(fd) < 0) {
+        if (!nosync && fdatasync(fd) < 0) {
             fprintf(stderr, "disk_sync: fdatasync %s: %s\n", path, strerror(errno));
             close(fd);
             unlink(path);
@@ -114,7 +129,7 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
         lat[n++] = t_end - s0;
         total += (int64_t)size;
         file_bytes += (int64_t)size;
-        if (t_end >= deadline) break;
+        if (t_end >= deadline || (max_bytes > 0 && total >= max_bytes)) break;
         if (file_bytes >= ROLL_BYTES) { /* roll like a segment */
             close(fd);
             fd = open_fresh(path);
@@ -123,6 +138,7 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
         }
     }
     close(fd);
+    double cpu = cpu_seconds() - c0;
     unlink(path);
     double secs = (double)(t_end - t0) / 1e9;
     double mbps = (double)total / (1 << 20) / secs;
@@ -130,11 +146,15 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
     double p50 = pct_ms(lat, n, 50), p99 = pct_ms(lat, n, 99), mx = (double)lat[n - 1] / 1e6;
     if (json)
         printf("{\"tool\":\"disk_sync\",\"write_bytes\":%zu,\"writes\":%zu,\"seconds\":%.3f,\"bytes\":%lld,"
-               "\"mb_per_s\":%.3f,\"sync_p50_ms\":%.3f,\"sync_p99_ms\":%.3f,\"sync_max_ms\":%.3f}\n",
-               size, n, secs, (long long)total, mbps, p50, p99, mx);
+               "\"mb_per_s\":%.3f,\"sync_p50_ms\":%.3f,\"sync_p99_ms\":%.3f,\"sync_max_ms\":%.3f,"
+               "\"cpu_s\":%.3f,\"cpu_s_per_gb\":%.3f,\"fdatasync\":%s}\n",
+               size, n, secs, (long long)total, mbps, p50, p99, mx, cpu, cpu / ((double)total / 1e9),
+               nosync ? "false" : "true");
     else
-        printf("%8zu B writes: %7zu writes in %.2f s, %8.1f MB/s; fdatasync p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-               size, n, secs, mbps, p50, p99, mx);
+        printf("%8zu B writes: %7zu writes in %.2f s, %8.1f MB/s; %s p50 %.3f ms, p99 %.3f ms, max %.3f ms; "
+               "%.2f CPU-s/GB\n",
+               size, n, secs, mbps, nosync ? "(no sync) write" : "fdatasync", p50, p99, mx,
+               cpu / ((double)total / 1e9));
     fflush(stdout);
     free(buf);
     free(lat);
@@ -144,11 +164,21 @@ static int run_size(const char *dir, size_t size, double seconds, int json) {
 int main(int argc, char **argv) {
     const char *dir = NULL;
     double seconds = 3.0;
-    int json = 0, nsizes = 0, rc = 0;
+    int json = 0, nosync = 0, nsizes = 0, rc = 0;
+    long long max_bytes = 0;
     size_t sizes[64];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--nosync")) {
+            nosync = 1;
+        } else if (!strcmp(argv[i], "--max-bytes") && i + 1 < argc) {
+            unsigned long long v;
+            if (parse_bytes(argv[++i], 1ULL << 40, &v) != 0) {
+                fprintf(stderr, "disk_sync: --max-bytes expects bytes (suffix K/M/G), got '%s'\n", argv[i]);
+                return 2;
+            }
+            max_bytes = (long long)v;
         } else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) {
             char *end = NULL;
             seconds = strtod(argv[++i], &end);
@@ -157,19 +187,21 @@ int main(int argc, char **argv) {
                 return 2;
             }
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("Usage: bench_disk_sync DIR [--seconds S] [--json] SIZE...\n"
+            printf("Usage: bench_disk_sync DIR [--seconds S] [--nosync] [--max-bytes B] [--json] SIZE...\n"
                    "Appends SIZE-byte writes to a fresh file in DIR with fdatasync after each one for S\n"
-                   "seconds (default 3) per SIZE (bytes, or with suffix K/M); prints MB/s and fdatasync\n"
-                   "latency p50/p99/max.\n");
+                   "seconds (default 3) per SIZE (bytes, or with suffix K/M); prints MB/s, fdatasync\n"
+                   "latency p50/p99/max and CPU-s per 10^9 bytes. --nosync: no fdatasync (page cache\n"
+                   "only); --max-bytes B: stop each size after B bytes.\n");
             return 0;
         } else if (!dir) {
             dir = argv[i];
         } else {
-            if (nsizes == (int)(sizeof sizes / sizeof sizes[0]) || parse_size(argv[i], &sizes[nsizes]) != 0) {
+            unsigned long long v;
+            if (nsizes == (int)(sizeof sizes / sizeof sizes[0]) || parse_bytes(argv[i], 256ULL << 20, &v) != 0) {
                 fprintf(stderr, "disk_sync: bad size '%s' (bytes, or with suffix K/M, up to 256M)\n", argv[i]);
                 return 2;
             }
-            nsizes++;
+            sizes[nsizes++] = (size_t)v;
         }
     }
     if (!dir || !nsizes) {
@@ -177,6 +209,6 @@ int main(int argc, char **argv) {
         return 2;
     }
     for (int i = 0; i < nsizes; i++)
-        if (run_size(dir, sizes[i], seconds, json) != 0) rc = 1;
+        if (run_size(dir, sizes[i], seconds, nosync, max_bytes, json) != 0) rc = 1;
     return rc;
 }
