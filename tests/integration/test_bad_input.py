@@ -113,10 +113,17 @@ class Healthy:
 
 
 @pytest.fixture(scope="module")
-def healthy(bk):
+def healthy(request, bk):
     h = Healthy(bk)
     yield h
-    h.finish()
+    try:
+        h.finish()
+    except AssertionError as e:
+        if not (request.session.shouldfail or request.session.shouldstop):
+            raise
+        # pytest is stopping after an earlier failure (-x): raising from this
+        # late teardown would abort its summary
+        print("\nhealthy client teardown error: %s" % e)
 
 
 @pytest.fixture

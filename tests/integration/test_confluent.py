@@ -239,6 +239,34 @@ def test_large_messages_and_one_over_message_max_bytes(shared_broker):
     assert high == 3, "the refused message moved the end offset to %d" % high
 
 
+def test_log_append_time_topic(shared_broker):
+    """A topic with message.timestamp.type=LogAppendTime: the broker stamps
+    the batch, consumers see LogAppendTime, and the Produce response carries
+    the append time (it is -1 for CreateTime topics, see test_bad_input)."""
+    admin = ck_admin(shared_broker)
+    topic = unique("logappend")
+    fs = admin.create_topics([NewTopic(topic, 1, 1, config={"message.timestamp.type": "LogAppendTime"})],
+                             operation_timeout=20, request_timeout=20)
+    fs[topic].result(timeout=30)
+    ck_wait_topic(shared_broker, topic, 1, admin=admin)
+    t_before = int(time.time() * 1000)
+    produce_all(shared_broker, topic, [dict(value=b"v%d" % i, timestamp=1_000_000_000_000 + i, partition=0)
+                                       for i in range(5)])
+    t_after = int(time.time() * 1000)
+    msgs = ck_read_partition(shared_broker, topic, 0, 0, 5)
+    for m in msgs:
+        tstype, ts = m.timestamp()
+        assert tstype == ck.TIMESTAMP_LOG_APPEND_TIME, "timestamp type %d on a LogAppendTime topic" % tstype
+        assert t_before - 1000 <= ts <= t_after + 1000, "LogAppendTime %d outside the produce window" % ts
+    with kwire.Conn(shared_broker.port) as c:
+        res = c.produce(9, [(topic, [(0, kwire.build_batch([(b"k", b"raw", [])], base_ts=42))])])
+    r = res[(topic, 0)]
+    assert r["error"] == 0 and r["log_append_time"] >= t_before, "Produce v9 on LogAppendTime topic: %r" % r
+    batches = on_disk_batches(shared_broker, topic, 0)
+    assert all(b["attributes"] & 0x08 for b in batches), "stored batches lack the LogAppendTime attribute bit"
+    assert all(b["crc_ok"] for b in batches), "a restamped batch was stored with a stale CRC"
+
+
 # ---------------------------------------------------------------------------
 # metadata and admin
 # ---------------------------------------------------------------------------
