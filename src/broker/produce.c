@@ -61,10 +61,14 @@ static void bk_produce_release(bk_produce_ctx_t *pc) {
 static void bk_produce_synced(void *arg, int err) {
     bk_produce_wait_t *w = arg;
     if (err) {
-        w->pw_part->error_code = RB_KAFKA_STORAGE_ERROR;
+        /* KAFKA_STORAGE_ERROR (fsync failed: the log refuses writes) or
+         * UNKNOWN_TOPIC_OR_PARTITION (deleted while waiting) */
+        w->pw_part->error_code = (int16_t)(err > 0 ? err : RB_KAFKA_STORAGE_ERROR);
         w->pw_part->base_offset = -1;
-        w->pw_part->error_message.p = "fsync failed; the log refuses writes";
-        w->pw_part->error_message.len = (int32_t)strlen(w->pw_part->error_message.p);
+        const char *m = err == RB_UNKNOWN_TOPIC_OR_PARTITION ? "topic deleted before the batch became durable"
+                                                              : "fsync failed; the log refuses writes";
+        w->pw_part->error_message.p = m;
+        w->pw_part->error_message.len = (int32_t)strlen(m);
     }
     bk_produce_ctx_t *pc = w->pw_ctx;
     free(w);
