@@ -536,13 +536,13 @@ def produce_body(version, topics, acks=-1, timeout_ms=10000, transactional_id=No
         return (compact_string(transactional_id) + i16(acks) + i32(timeout_ms)
                 + compact_array(topics, topic) + TAGS_NONE)
 
-    def part(p):
+    def part_(p):
         return i32(p[0]) + nbytes(p[1])
 
-    def topic(t):
-        return string(t[0]) + array(t[1], part)
+    def topic_(t):
+        return string(t[0]) + array(t[1], part_)
     head = string(transactional_id) if version >= 3 else b""
-    return head + i16(acks) + i32(timeout_ms) + array(topics, topic)
+    return head + i16(acks) + i32(timeout_ms) + array(topics, topic_)
 
 
 def produce_request(version, corr, topics, acks=-1, timeout_ms=10000):

@@ -9,7 +9,6 @@ Fixtures:
 Every test is followed by a check of all running brokers (crash, sanitizer
 report); a failing test gets each active broker's log tail attached.
 """
-import os
 
 import pytest
 

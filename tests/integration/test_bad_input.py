@@ -18,7 +18,6 @@ import struct
 import threading
 import time
 
-import confluent_kafka as ck
 import pytest
 from confluent_kafka import TopicPartition
 

@@ -10,7 +10,6 @@ does not make the broker spin."""
 import json
 import os
 import random
-import threading
 import time
 
 import confluent_kafka as ck

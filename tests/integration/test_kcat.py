@@ -3,7 +3,6 @@
 JSON). The broker must store compressed batches as they came, so the codec
 is also checked on disk."""
 import json
-import os
 import random
 import shutil
 import subprocess
