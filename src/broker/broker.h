@@ -210,11 +210,14 @@ void bk_req_free(bk_req_t *r);
 /* arena helpers */
 kp_str_t bk_str(bk_req_t *r, const char *s);
 kp_str_t bk_strn(bk_req_t *r, const char *s, size_t n);
+/* Response arrays come from the request's arena, uncapped once the request
+ * is decoded (dispatch.c); running out of memory there aborts (base.h I4). */
 #define BK_ALLOC_ARR(r, arr, count)                                                        \
     do {                                                                                   \
         (arr).n = (int32_t)(count);                                                        \
-        (arr).v = (count) ? rb_arena_alloc(&(r)->r_arena, sizeof(*(arr).v) * (size_t)(count)) : NULL; \
+        (arr).v = (count) ? bk_arena_alloc_or_die(&(r)->r_arena, sizeof(*(arr).v) * (size_t)(count)) : NULL; \
     } while (0)
+void *bk_arena_alloc_or_die(rb_arena_t *a, size_t n);
 
 /* ---- handlers (one file per family) ----------------------------------------------------- */
 void bk_handle_api_versions(bk_req_t *r);

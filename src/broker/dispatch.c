@@ -39,6 +39,15 @@ static const bk_api_t *bk_api_lookup(int16_t key) {
     return NULL;
 }
 
+void *bk_arena_alloc_or_die(rb_arena_t *a, size_t n) {
+    void *p = rb_arena_alloc(a, n);
+    if (!p) {
+        fprintf(stderr, "rilld: out of memory (%zu bytes for a response)\n", n);
+        abort();
+    }
+    return p;
+}
+
 kp_str_t bk_strn(bk_req_t *r, const char *s, size_t n) {
     kp_str_t out = {"", 0};
     char *d = rb_arena_alloc(&r->r_arena, n + 1);
@@ -67,11 +76,8 @@ void bk_req_free(bk_req_t *r) {
 void *bk_req_resp_new(bk_req_t *r) {
     void *resp = rb_arena_alloc(&r->r_arena, r->r_api->resp->size);
     if (!resp) {
-        /* the cap is sized so this cannot happen for a sane request; fall
-         * back to the heap-free minimum so we still answer */
-        rb_arena_t *a = &r->r_arena;
-        a->ra_cap = 0;
-        resp = rb_arena_alloc(a, r->r_api->resp->size);
+        fprintf(stderr, "rilld: out of memory building a response\n");
+        abort();
     }
     kp_init_defaults(r->r_api->resp, resp);
     return resp;
@@ -175,6 +181,9 @@ void bk_dispatch_frame(rn_conn_t *c, uint8_t *frame, size_t len, void *ud) {
         bk_req_free(r);
         goto close;
     }
+    /* the cap bounds what untrusted lengths can make us allocate while
+     * decoding; the response is sized by our own state, so lift it now */
+    r->r_arena.ra_cap = 0;
     r->r_slot = rn_conn_slot(c);
     if (h.api_version < api->serve_min) {
         void *resp = bk_req_resp_new(r);
