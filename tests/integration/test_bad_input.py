@@ -712,3 +712,91 @@ def test_metadata_for_invalid_topic_name(bk, guard, name):
     assert t is not None, "Metadata v1 answer lacks the requested name %r: %r" % (name, list(md["topics"]))
     assert t["error"] == ERR["INVALID_TOPIC_EXCEPTION"], "Metadata for %r: %s" % (name, err_name(t["error"]))
     _assert_not_created(bk, name)
+
+
+# ---------------------------------------------------------------------------
+# more decoders: a huge array count right after each request's fixed fields
+# ---------------------------------------------------------------------------
+
+HUGE = 0x7FFFFFF0
+# (api key, version, header version, body)
+HUGE_ARRAY_CASES = {
+    "Fetch v4 topics": (1, 4, 1, kwire.i32(-1) + kwire.i32(100) + kwire.i32(1) + kwire.i32(1 << 20) + kwire.i8(0)
+                        + kwire.i32(HUGE)),
+    "Fetch v12 topics (compact)": (1, 12, 2, kwire.i32(-1) + kwire.i32(100) + kwire.i32(1) + kwire.i32(1 << 20)
+                                   + kwire.i8(0) + kwire.i32(0) + kwire.i32(-1) + kwire.uvarint(HUGE)),
+    "ListOffsets v1 topics": (2, 1, 1, kwire.i32(-1) + kwire.i32(HUGE)),
+    "ListOffsets v6 topics (compact)": (2, 6, 2, kwire.i32(-1) + kwire.i8(0) + kwire.uvarint(HUGE)),
+    "CreateTopics v0 topics": (19, 0, 1, kwire.i32(HUGE)),
+    "CreateTopics v5 topics (compact)": (19, 5, 2, kwire.uvarint(HUGE)),
+    "DeleteTopics v0 names": (20, 0, 1, kwire.i32(HUGE)),
+    "DeleteTopics v4 names (compact)": (20, 4, 2, kwire.uvarint(HUGE)),
+    "Metadata v9 topics (compact)": (3, 9, 2, kwire.uvarint(HUGE)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_ARRAY_CASES))
+def test_huge_array_count_each_api(bk, guard, case):
+    """Closed with a log line (the request cannot be decoded), or answered:
+    then the answer carries INVALID_REQUEST (42) somewhere. The second
+    branch only looks for the code's bytes: these responses have different
+    layouts and none is expected to be successful here."""
+    api, version, hv, body = HUGE_ARRAY_CASES[case]
+    rss0 = peak_rss_mb(bk)
+    with Conn(bk.port) as c:
+        c.send(kwire.request(api, version, 21, body, header_version=hv))
+
+        def check(payload):
+            assert struct.pack(">h", ERR["INVALID_REQUEST"]) in payload[4:], \
+                "%s answered without INVALID_REQUEST: %r" % (case, payload[:64])
+        expect_closed_or_invalid(c, bk, guard.log_offset, case, check)
+    assert peak_rss_mb(bk) - rss0 < 64, "%s: peak RSS grew %.0f MB" % (case, peak_rss_mb(bk) - rss0)
+
+
+# ---------------------------------------------------------------------------
+# connections: partial frames do not block others; pipelining keeps order
+# ---------------------------------------------------------------------------
+
+def test_idle_partial_frames_do_not_block_others(bk, healthy, guard):
+    """50 connections each stuck halfway through a frame (slow clients):
+    the healthy client still gets its round trip meanwhile."""
+    conns = []
+    try:
+        for i in range(50):
+            c = Conn(bk.port)
+            conns.append(c)
+            frame = kwire.request(kwire.API_METADATA, 1, i, kwire.metadata_v1_body([VICTIM]))
+            c.send(frame[:len(frame) // 2])
+        t0 = time.monotonic()
+        healthy.roundtrip("50 half-sent frames")
+        assert time.monotonic() - t0 < 5, "healthy round trip took %.1f s beside half-sent frames" % (
+            time.monotonic() - t0)
+        # and each stalled request completes once its second half arrives
+        for i, c in enumerate(conns):
+            frame = kwire.request(kwire.API_METADATA, 1, i, kwire.metadata_v1_body([VICTIM]))
+            c.send(frame[len(frame) // 2:])
+        for i, c in enumerate(conns):
+            corr, md = kwire.parse_metadata_v1(c.recv_frame())
+            assert corr == i and md["topics"][VICTIM]["error"] == 0
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_pipelined_requests_answered_in_order(bk, guard):
+    """500 requests of mixed APIs in one write: 500 answers, in order."""
+    reqs = []
+    for i in range(500):
+        if i % 3 == 0:
+            reqs.append(kwire.request(kwire.API_API_VERSIONS, i % 4, i, kwire.api_versions_body(i % 4),
+                                      header_version=2 if i % 4 >= 3 else 1))
+        elif i % 3 == 1:
+            reqs.append(kwire.request(kwire.API_METADATA, 1, i, kwire.metadata_v1_body([VICTIM])))
+        else:
+            reqs.append(kwire.request(kwire.API_API_VERSIONS, 0, i, b""))
+    with Conn(bk.port) as c:
+        c.send(b"".join(reqs))
+        for i in range(500):
+            payload = c.recv_frame(timeout=20)
+            corr = struct.unpack_from(">i", payload)[0]
+            assert corr == i, "answer %d has correlation id %d: out of order" % (i, corr)
