@@ -37,7 +37,9 @@ Paste both with the header into bench/RESULTS.md.
 
 Options: --quick (small runs, to check the script), --keep (keep the data
 directories). Environment: RILL_BENCH_DIR (parent of the data directory;
-default BUILD).
+default BUILD); RILL_BENCH_PROFILE=TEXT: `perf record -g` rilld during every
+row whose scenario contains TEXT, to ./perf-<scenario>.data (see also
+bench/profile.py for one scenario on its own).
 """
 import argparse
 import atexit
@@ -447,6 +449,15 @@ def measured(rilld, rill, args, value_bytes_fn, row, perf=None, trace=False):
         row.error = "rilld not running"
         return None
     counter = (SyncTrace if trace else SyncCounter)(perf, rilld.proc.pid) if perf else None
+    prof = None
+    want = os.environ.get("RILL_BENCH_PROFILE")
+    if want and want in row.scenario and shutil.which("perf"):
+        out_path = os.path.abspath("perf-%s.data" % re.sub(r"[^A-Za-z0-9=.]+", "_", row.scenario))
+        note("profiling rilld during '%s' -> %s" % (row.scenario, out_path))
+        prof = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p", str(rilld.proc.pid),
+                                 "-o", out_path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        CHILDREN.append(prof)
+        time.sleep(0.5)
     u0, s0 = rilld.cpu_seconds(split=True)
     b0 = u0 + s0
     w0 = time.monotonic()
@@ -457,6 +468,10 @@ def measured(rilld, rill, args, value_bytes_fn, row, perf=None, trace=False):
         b1 = u1 + s1
         row.sys_share = (s1 - s0) / (b1 - b0) if b1 > b0 else None
     syncs = counter.stop() if counter else None
+    if prof:
+        prof.send_signal(signal.SIGINT)
+        prof.wait()
+        CHILDREN.remove(prof)
     if not rilld.alive():
         row.error = "rilld died"
         note("rilld died during %s; its log:\n%s" % (row.scenario, rilld.log_tail()))
