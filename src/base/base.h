@@ -310,6 +310,7 @@ void rb_arena_free(rb_arena_t *a);
 
 /* ---- CRC-32C (Castagnoli), as record batches v2 use ------------------------ */
 uint32_t rb_crc32c(uint32_t crc, const void *p, size_t n); /* start with crc=0 */
+uint32_t rb__crc32c_sw(uint32_t crc, const void *p, size_t n); /* the table path (tests) */
 
 /* ---- clocks ------------------------------------------------------------------ */
 int64_t rb_now_ms(void);   /* wall clock, ms since the epoch */
