@@ -211,7 +211,11 @@ static inline void rb_rd_fail(rb_rd_t *rd, int err) {
     if (!rd->err) rd->err = err;
 }
 
-uint8_t rb_rd_u8(rb_rd_t *rd);
+uint8_t rb__rd_u8_slow(rb_rd_t *rd);
+static inline uint8_t rb_rd_u8(rb_rd_t *rd) {
+    if (rd->p < rd->end && !rd->err) return *rd->p++;
+    return rb__rd_u8_slow(rd);
+}
 uint16_t rb_rd_u16(rb_rd_t *rd); /* big-endian */
 uint32_t rb_rd_u32(rb_rd_t *rd);
 uint64_t rb_rd_u64(rb_rd_t *rd);
@@ -221,12 +225,28 @@ static inline int32_t rb_rd_i32(rb_rd_t *rd) { return (int32_t)rb_rd_u32(rd); }
 static inline int64_t rb_rd_i64(rb_rd_t *rd) { return (int64_t)rb_rd_u64(rd); }
 /* Returns a pointer to n bytes and advances, or NULL (and sets err). */
 const uint8_t *rb_rd_bytes(rb_rd_t *rd, size_t n);
-/* Unsigned varint (max 5 bytes for 32-bit, 10 for 64-bit). */
-uint32_t rb_rd_uvarint32(rb_rd_t *rd);
-uint64_t rb_rd_uvarint64(rb_rd_t *rd);
+/* Unsigned varint (max 5 bytes for 32-bit, 10 for 64-bit). The one-byte
+ * case (every length under 64 in zigzag form) is inline: it dominates the
+ * per-record walk of produce validation. */
+uint32_t rb__rd_uvarint32_slow(rb_rd_t *rd);
+uint64_t rb__rd_uvarint64_slow(rb_rd_t *rd);
+static inline uint32_t rb_rd_uvarint32(rb_rd_t *rd) {
+    if (rd->p < rd->end && !(*rd->p & 0x80) && !rd->err) return *rd->p++;
+    return rb__rd_uvarint32_slow(rd);
+}
+static inline uint64_t rb_rd_uvarint64(rb_rd_t *rd) {
+    if (rd->p < rd->end && !(*rd->p & 0x80) && !rd->err) return *rd->p++;
+    return rb__rd_uvarint64_slow(rd);
+}
 /* Zigzag signed varints (record fields). */
-int32_t rb_rd_varint32(rb_rd_t *rd);
-int64_t rb_rd_varint64(rb_rd_t *rd);
+static inline int32_t rb_rd_varint32(rb_rd_t *rd) {
+    uint32_t u = rb_rd_uvarint32(rd);
+    return (int32_t)((u >> 1) ^ (~(u & 1) + 1));
+}
+static inline int64_t rb_rd_varint64(rb_rd_t *rd) {
+    uint64_t u = rb_rd_uvarint64(rd);
+    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
+}
 
 /* Big-endian helpers over raw memory (the caller has checked the length). */
 static inline uint16_t rb_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }

@@ -1,7 +1,7 @@
 /* rd.c — the bounds-checked reader: big-endian integers and varints. */
 #include "base.h"
 
-uint8_t rb_rd_u8(rb_rd_t *rd) {
+uint8_t rb__rd_u8_slow(rb_rd_t *rd) {
     if (rd->err || rd->end - rd->p < 1) { rb_rd_fail(rd, RB_ERR_TRUNCATED); return 0; }
     return *rd->p++;
 }
@@ -51,15 +51,5 @@ static uint64_t rd_uvarint(rb_rd_t *rd, int max_bytes) {
     return 0;
 }
 
-uint32_t rb_rd_uvarint32(rb_rd_t *rd) { return (uint32_t)rd_uvarint(rd, 5); }
-uint64_t rb_rd_uvarint64(rb_rd_t *rd) { return rd_uvarint(rd, 10); }
-
-int32_t rb_rd_varint32(rb_rd_t *rd) {
-    uint32_t u = rb_rd_uvarint32(rd);
-    return (int32_t)((u >> 1) ^ (~(u & 1) + 1));
-}
-
-int64_t rb_rd_varint64(rb_rd_t *rd) {
-    uint64_t u = rb_rd_uvarint64(rd);
-    return (int64_t)((u >> 1) ^ (~(u & 1) + 1));
-}
+uint32_t rb__rd_uvarint32_slow(rb_rd_t *rd) { return (uint32_t)rd_uvarint(rd, 5); }
+uint64_t rb__rd_uvarint64_slow(rb_rd_t *rd) { return rd_uvarint(rd, 10); }
