@@ -9,17 +9,94 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct {
-    bk_req_t *pc_req;
-    kp_produce_resp_t *pc_resp;
-    atomic_int pc_pending; /* outstanding sync waits + 1 while setting up */
-    rn_loop_t *pc_loop;
-} bk_produce_ctx_t;
+/* acks=all bookkeeping. The response lives in the request's arena, which is
+ * freed when we answer; the flusher's callbacks may arrive after that (a
+ * timeout answered first), so they only touch this context, never the
+ * response. References: one for the loop until the answer is sent, one per
+ * sync wait until its callback has run (the last callback hands its
+ * reference to the post that finishes the request). */
+typedef struct bk_produce_ctx bk_produce_ctx_t;
 
 typedef struct {
     bk_produce_ctx_t *pw_ctx;
-    kp_produce_resp_partition_produce_response_t *pw_part;
+    kp_produce_resp_partition_produce_response_t *pw_part; /* valid until the answer */
+    atomic_int pw_status; /* -1 waiting, else 0 or a Kafka error code */
 } bk_produce_wait_t;
+
+struct bk_produce_ctx {
+    bk_req_t *pc_req;
+    kp_produce_resp_t *pc_resp;
+    rn_loop_t *pc_loop;
+    atomic_int pc_refs;
+    atomic_int pc_outstanding; /* sync waits whose callback has not run */
+    int pc_nwaits, pc_capwaits;
+    bk_produce_wait_t *pc_waits;
+    uint64_t pc_timer;
+    bool pc_done; /* answered (loop thread only) */
+};
+
+static void bk_produce_unref(bk_produce_ctx_t *pc) {
+    if (atomic_fetch_sub_explicit(&pc->pc_refs, 1, memory_order_acq_rel) != 1) return;
+    free(pc->pc_waits);
+    free(pc);
+}
+
+/* Loop thread: copy each wait's outcome into the response and answer. */
+static void bk_produce_answer(bk_produce_ctx_t *pc, bool timed_out) {
+    if (pc->pc_done) return;
+    pc->pc_done = true;
+    if (pc->pc_timer && !timed_out) rn_loop_timer_cancel(pc->pc_loop, pc->pc_timer);
+    pc->pc_timer = 0;
+    for (int i = 0; i < pc->pc_nwaits; i++) {
+        bk_produce_wait_t *w = &pc->pc_waits[i];
+        int st = atomic_load(&w->pw_status);
+        if (st == 0) continue;
+        kp_produce_resp_partition_produce_response_t *pr = w->pw_part;
+        const char *m;
+        if (st < 0) {
+            pr->error_code = RB_REQUEST_TIMED_OUT;
+            m = "the batch was written but not yet fsynced within timeout_ms";
+        } else {
+            /* KAFKA_STORAGE_ERROR (fsync failed: the log refuses writes) or
+             * UNKNOWN_TOPIC_OR_PARTITION (deleted while waiting) */
+            pr->error_code = (int16_t)st;
+            m = st == RB_UNKNOWN_TOPIC_OR_PARTITION ? "topic deleted before the batch became durable"
+                                                    : "fsync failed; the log refuses writes";
+        }
+        pr->base_offset = -1;
+        if (pc->pc_req->r_hdr.api_version >= 8) pr->error_message = bk_str(pc->pc_req, m);
+    }
+    bk_req_t *r = pc->pc_req;
+    pc->pc_req = NULL;
+    bk_req_respond(r, pc->pc_resp);
+    pc->pc_resp = NULL;
+    bk_produce_unref(pc); /* the loop's reference */
+}
+
+static void bk_produce_finish(void *arg) {
+    bk_produce_ctx_t *pc = arg;
+    bk_produce_answer(pc, false);
+    bk_produce_unref(pc); /* the reference the last callback handed over */
+}
+
+static void bk_produce_timeout(void *arg) {
+    bk_produce_ctx_t *pc = arg;
+    pc->pc_timer = 0;
+    bk_produce_answer(pc, true);
+}
+
+/* Flusher thread (or synchronously): the partition's batch is durable, or not. */
+static void bk_produce_synced(void *arg, int err) {
+    bk_produce_wait_t *w = arg;
+    bk_produce_ctx_t *pc = w->pw_ctx;
+    atomic_store(&w->pw_status, err > 0 ? err : (err < 0 ? RB_KAFKA_STORAGE_ERROR : 0));
+    if (atomic_fetch_sub_explicit(&pc->pc_outstanding, 1, memory_order_acq_rel) == 1) {
+        if (rn_loop_current() == pc->pc_loop) bk_produce_finish(pc);
+        else rn_loop_post(pc->pc_loop, bk_produce_finish, pc);
+    } else {
+        bk_produce_unref(pc);
+    }
+}
 
 void bk_produce_error_response(bk_req_t *r, int16_t err, void *vresp) {
     kp_produce_req_t *req = r->r_body;
@@ -40,39 +117,6 @@ void bk_produce_error_response(bk_req_t *r, int16_t err, void *vresp) {
             pr->log_start_offset = -1;
         }
     }
-}
-
-static void bk_produce_finish(void *arg) {
-    bk_produce_ctx_t *pc = arg;
-    bk_req_t *r = pc->pc_req;
-    kp_produce_resp_t *resp = pc->pc_resp;
-    free(pc);
-    bk_req_respond(r, resp);
-}
-
-static void bk_produce_release(bk_produce_ctx_t *pc) {
-    if (atomic_fetch_sub_explicit(&pc->pc_pending, 1, memory_order_acq_rel) == 1) {
-        if (rn_loop_current() == pc->pc_loop) bk_produce_finish(pc);
-        else rn_loop_post(pc->pc_loop, bk_produce_finish, pc);
-    }
-}
-
-/* Flusher thread (or synchronously): the partition's batch is durable, or not. */
-static void bk_produce_synced(void *arg, int err) {
-    bk_produce_wait_t *w = arg;
-    if (err) {
-        /* KAFKA_STORAGE_ERROR (fsync failed: the log refuses writes) or
-         * UNKNOWN_TOPIC_OR_PARTITION (deleted while waiting) */
-        w->pw_part->error_code = (int16_t)(err > 0 ? err : RB_KAFKA_STORAGE_ERROR);
-        w->pw_part->base_offset = -1;
-        const char *m = err == RB_UNKNOWN_TOPIC_OR_PARTITION ? "topic deleted before the batch became durable"
-                                                              : "fsync failed; the log refuses writes";
-        w->pw_part->error_message.p = m;
-        w->pw_part->error_message.len = (int32_t)strlen(m);
-    }
-    bk_produce_ctx_t *pc = w->pw_ctx;
-    free(w);
-    bk_produce_release(pc);
 }
 
 /* Creates topics named by the request that do not exist (auto-creation). */
@@ -106,7 +150,11 @@ void bk_handle_produce(bk_req_t *r) {
     pc->pc_req = r;
     pc->pc_resp = resp;
     pc->pc_loop = rn_conn_loop(r->r_conn);
-    atomic_init(&pc->pc_pending, 1);
+    atomic_init(&pc->pc_refs, 1);
+    atomic_init(&pc->pc_outstanding, 1); /* +1 while the request is being appended */
+    /* one wait slot per partition (the array must not move once waits exist) */
+    for (int32_t i = 0; i < req->topic_data.n; i++) pc->pc_capwaits += req->topic_data.v[i].partition_data.n;
+    if (acks == -1 && pc->pc_capwaits > 0) pc->pc_waits = calloc((size_t)pc->pc_capwaits, sizeof(*pc->pc_waits));
     bool any_error = false;
     char first_err[256] = "";
 
@@ -177,11 +225,13 @@ void bk_handle_produce(bk_req_t *r) {
                         pr->base_offset = base;
                         pr->log_append_time_ms = lat;
                         pr->log_start_offset = st.log_start_offset;
-                        if (acks == -1) {
-                            bk_produce_wait_t *w = malloc(sizeof(*w));
+                        if (acks == -1 && pc->pc_nwaits < pc->pc_capwaits) {
+                            bk_produce_wait_t *w = &pc->pc_waits[pc->pc_nwaits++];
                             w->pw_ctx = pc;
                             w->pw_part = pr;
-                            atomic_fetch_add(&pc->pc_pending, 1);
+                            atomic_init(&w->pw_status, -1);
+                            atomic_fetch_add(&pc->pc_refs, 1);
+                            atomic_fetch_add(&pc->pc_outstanding, 1);
                             st_log_sync_wait(p->p_log, last + 1, bk_produce_synced, w);
                         }
                     }
@@ -207,6 +257,7 @@ done:
     if (acks == 0) {
         /* no response; an error closes the connection so the client notices */
         rn_conn_t *c = r->r_conn;
+        free(pc->pc_waits);
         free(pc);
         if (any_error) {
             char why[300];
@@ -216,5 +267,12 @@ done:
         bk_req_respond_none(r);
         return;
     }
-    bk_produce_release(pc);
+    /* acks=all: answer when every wait is done, or at timeout_ms (Kafka's
+     * REQUEST_TIMED_OUT for what is not yet durable); acks=1: now */
+    if (atomic_fetch_sub_explicit(&pc->pc_outstanding, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add(&pc->pc_refs, 1); /* what bk_produce_finish releases */
+        bk_produce_finish(pc);
+        return;
+    }
+    pc->pc_timer = rn_loop_timer_add(pc->pc_loop, req->timeout_ms < 0 ? 0 : req->timeout_ms, bk_produce_timeout, pc);
 }

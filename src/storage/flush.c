@@ -290,6 +290,10 @@ void *st__flusher_main(void *arg) {
         pthread_mutex_unlock(&m->m_mutex);
 
         if (nj) {
+            /* fault tests: "st.fsync.delay_ms=N" stalls every round by N ms,
+             * like a disk whose syncs hang */
+            int stall = rb_failpoint("st.fsync.delay_ms");
+            if (stall > 0) usleep((useconds_t)stall * 1000);
             int nwork = 0;
             for (int i = 0; i < nj; i++) {
                 job_prepare(&jobs[i], jobs[i].j_log);
