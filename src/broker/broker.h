@@ -1,7 +1,8 @@
 /*
  * broker — rilld: configuration, the topic catalog, request dispatch and one
  * file per API family. Uses storage (partition logs), net (event loops) and
- * proto (codec, record batches); never librdkafka.
+ * proto (codec, record batches) and coord (groups and offsets); never
+ * librdkafka.
  *
  * Owns: bk_broker_t (one per process): its config, the log dirs (st_mgr_t),
  * the topic table, the network server, the cluster id and node id.
@@ -33,6 +34,7 @@
 #include <stdio.h>
 
 #include "base/base.h"
+#include "coord/coord.h"
 #include "net/net.h"
 #include "proto/proto.h"
 #include "storage/storage.h"
@@ -75,6 +77,16 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
     X(delete_topic_enable, "delete.topic.enable", BK_CFG_BOOL, "true", "Allow DeleteTopics")               \
     X(max_decompressed_batch_bytes, "rill.max.decompressed.batch.bytes", BK_CFG_INT, "67108864",           \
       "Cap on one batch's decompressed size during validation (decompression bombs fail past it)")        \
+    X(offsets_topic_num_partitions, "offsets.topic.num.partitions", BK_CFG_INT, "50",                      \
+      "Partitions of __consumer_offsets when it is created (group -> partition by hash of the group id)")   \
+    X(group_initial_rebalance_delay_ms, "group.initial.rebalance.delay.ms", BK_CFG_INT, "3000",              \
+      "How long the first rebalance of an empty group waits for more members to join")                     \
+    X(group_min_session_timeout_ms, "group.min.session.timeout.ms", BK_CFG_INT, "6000",                     \
+      "Smallest session.timeout.ms a group member may ask for")                                            \
+    X(group_max_session_timeout_ms, "group.max.session.timeout.ms", BK_CFG_INT, "1800000",                  \
+      "Largest session.timeout.ms a group member may ask for")                                             \
+    X(offset_metadata_max_bytes, "offset.metadata.max.bytes", BK_CFG_INT, "4096",                           \
+      "Largest metadata string of a committed offset")                                                     \
     X(log_level, "rill.log.level", BK_CFG_STRING, "info", "debug, info, warn or error")
 
 typedef struct {
@@ -162,6 +174,7 @@ struct bk_broker {
     size_t b_ntopics;
     pthread_mutex_t b_catalog_mu;  /* serialises catalog rewrites */
     atomic_bool b_stopping;
+    cg_coord_t *b_coord;           /* the group coordinator (groups.c) */
 };
 
 int bk_broker_start(bk_broker_t *b);
@@ -230,6 +243,19 @@ void bk_handle_delete_topics(bk_req_t *r);
 void bk_handle_describe_cluster(bk_req_t *r);
 void bk_handle_describe_log_dirs(bk_req_t *r);
 void bk_handle_find_coordinator(bk_req_t *r);
+void bk_handle_join_group(bk_req_t *r);
+void bk_handle_sync_group(bk_req_t *r);
+void bk_handle_heartbeat(bk_req_t *r);
+void bk_handle_leave_group(bk_req_t *r);
+void bk_handle_offset_commit(bk_req_t *r);
+void bk_handle_offset_fetch(bk_req_t *r);
+void bk_handle_list_groups(bk_req_t *r);
+void bk_handle_describe_groups(bk_req_t *r);
+void bk_handle_delete_groups(bk_req_t *r);
+void bk_handle_offset_delete(bk_req_t *r);
+void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
+/* Creates __consumer_offsets if absent and starts the coordinator. */
+int bk_groups_start(bk_broker_t *b);
 void bk_produce_error_response(bk_req_t *r, int16_t err, void *resp);
 void bk_fetch_error_response(bk_req_t *r, int16_t err, void *resp);
 void bk_list_offsets_error_response(bk_req_t *r, int16_t err, void *resp);

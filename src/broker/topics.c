@@ -434,6 +434,8 @@ int bk_topic_create(bk_broker_t *b, const char *name, size_t len, int32_t partit
 
 int bk_topic_delete(bk_broker_t *b, const char *name, size_t len, kp_uuid_t *id_out) {
     if (!b->b_cfg.delete_topic_enable) return RB_TOPIC_DELETION_DISABLED;
+    /* the coordinator keeps the logs of its internal topic open */
+    if (len == strlen(CG_OFFSETS_TOPIC) && !memcmp(name, CG_OFFSETS_TOPIC, len)) return RB_INVALID_REQUEST;
     pthread_rwlock_wrlock(&b->b_topics_lock);
     bk_topic_t *t = bk_topic_find(b, name, len);
     if (!t) {
