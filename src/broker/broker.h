@@ -127,7 +127,8 @@ struct bk_partition {
 };
 
 struct bk_topic {
-    bk_topic_t *t_next; /* hash chain */
+    bk_topic_t *t_next;    /* name hash chain */
+    bk_topic_t *t_id_next; /* topic-id hash chain */
     char *t_name;
     kp_uuid_t t_id;
     int32_t t_npartitions;
@@ -169,7 +170,8 @@ struct bk_broker {
     char b_cluster_id[32];
     int32_t b_node_id;
     pthread_rwlock_t b_topics_lock;
-    bk_topic_t **b_topic_buckets;
+    bk_topic_t **b_topic_buckets;    /* by name */
+    bk_topic_t **b_topic_id_buckets; /* by topic id; same bucket count */
     size_t b_ntopic_buckets;
     size_t b_ntopics;
     pthread_mutex_t b_catalog_mu;  /* serialises catalog rewrites */

@@ -46,16 +46,22 @@ bk_topic_t *bk_topic_find(bk_broker_t *b, const char *p, size_t len) {
     return NULL;
 }
 
+static size_t bk_id_bucket(const kp_uuid_t *id, size_t nb) {
+    uint64_t h;
+    memcpy(&h, id->b + 8, 8); /* random bits of a v4 UUID */
+    return (size_t)(h % nb);
+}
+
 bk_topic_t *bk_topic_find_id(bk_broker_t *b, const kp_uuid_t *id) {
-    BK_TOPICS_FOREACH(b, t) {
+    if (!b->b_ntopic_buckets) return NULL;
+    for (bk_topic_t *t = b->b_topic_id_buckets[bk_id_bucket(id, b->b_ntopic_buckets)]; t; t = t->t_id_next)
         if (!memcmp(t->t_id.b, id->b, 16)) return t;
-    }
     return NULL;
 }
 
 static void bk_topics_rehash(bk_broker_t *b, size_t nb) {
-    bk_topic_t **nbk = calloc(nb, sizeof(*nbk));
-    if (!nbk) abort();
+    bk_topic_t **nbk = calloc(nb, sizeof(*nbk)), **nid = calloc(nb, sizeof(*nid));
+    if (!nbk || !nid) abort();
     for (size_t i = 0; i < b->b_ntopic_buckets; i++) {
         bk_topic_t *t = b->b_topic_buckets[i];
         while (t) {
@@ -63,11 +69,16 @@ static void bk_topics_rehash(bk_broker_t *b, size_t nb) {
             size_t h = bk_hash(t->t_name, strlen(t->t_name)) % nb;
             t->t_next = nbk[h];
             nbk[h] = t;
+            size_t k = bk_id_bucket(&t->t_id, nb);
+            t->t_id_next = nid[k];
+            nid[k] = t;
             t = next;
         }
     }
     free(b->b_topic_buckets);
+    free(b->b_topic_id_buckets);
     b->b_topic_buckets = nbk;
+    b->b_topic_id_buckets = nid;
     b->b_ntopic_buckets = nb;
 }
 
@@ -76,6 +87,9 @@ static void bk_topics_insert(bk_broker_t *b, bk_topic_t *t) {
     size_t h = bk_hash(t->t_name, strlen(t->t_name)) % b->b_ntopic_buckets;
     t->t_next = b->b_topic_buckets[h];
     b->b_topic_buckets[h] = t;
+    size_t k = bk_id_bucket(&t->t_id, b->b_ntopic_buckets);
+    t->t_id_next = b->b_topic_id_buckets[k];
+    b->b_topic_id_buckets[k] = t;
     b->b_ntopics++;
 }
 
@@ -86,6 +100,9 @@ static void bk_topics_unlink(bk_broker_t *b, bk_topic_t *t) {
         *pp = t->t_next;
         b->b_ntopics--;
     }
+    pp = &b->b_topic_id_buckets[bk_id_bucket(&t->t_id, b->b_ntopic_buckets)];
+    while (*pp && *pp != t) pp = &(*pp)->t_id_next;
+    if (*pp) *pp = t->t_id_next;
 }
 
 /* ---- configs ------------------------------------------------------------------------ */
@@ -581,7 +598,9 @@ void bk_topics_close(bk_broker_t *b) {
         }
     }
     free(b->b_topic_buckets);
+    free(b->b_topic_id_buckets);
     b->b_topic_buckets = NULL;
+    b->b_topic_id_buckets = NULL;
     b->b_ntopic_buckets = 0;
     b->b_ntopics = 0;
     pthread_rwlock_unlock(&b->b_topics_lock);
