@@ -518,6 +518,24 @@ int bk_topic_add_partitions(bk_broker_t *b, const char *name, size_t len, int32_
      * only once both exist (we hold the write lock throughout) */
     t->t_parts = np;
     rc = bk_topic_open_range(b, t, old, count);
+    for (int32_t i = old; i < count && !rc; i++) {
+        /* a directory left from an earlier life of the name (an orphan the
+         * catalog never named) must not lend the new partition its records */
+        st_log_state_t st;
+        st_log_state(np[i]->p_log, &st);
+        if (st.log_end_offset == 0 && st.log_start_offset == 0) continue;
+        rb_warn("topic %s: partition directory %d held records the catalog never named; emptied", t->t_name, i);
+        st_mgr_t *m = bk_mgr_for(b, t->t_name, i);
+        st_log_delete(np[i]->p_log);
+        np[i]->p_log = NULL;
+        if (st_log_open(m, t->t_name, i, &t->t_logcfg, &np[i]->p_log)) {
+            for (int32_t k = old; k < count; k++)
+                if (np[k]->p_log) st_log_close(np[k]->p_log);
+            rc = RB_KAFKA_STORAGE_ERROR;
+            break;
+        }
+        st_log_set_user(np[i]->p_log, np[i]);
+    }
     if (!rc) {
         t->t_npartitions = count;
         rc = bk_catalog_write(b, NULL, NULL);

@@ -225,3 +225,21 @@ def test_create_partitions(broker):
     broker.restart()
     ck_wait_topic(broker, topic, 4)
     assert [m.offset() for m in ck_read_partition(broker, topic, 3, 0, 3)] == [0, 1, 2]
+
+
+def test_create_partitions_ignores_orphan_dir(broker):
+    """A leftover directory named like a new partition (an orphan the catalog
+    never named) does not lend the new partition its records."""
+    import shutil
+    topic = ck_create_topic(broker, unique("co"), 1)
+    other = ck_create_topic(broker, unique("cx"), 1)
+    produce_n(broker, other, 7)
+    broker.stop()
+    shutil.copytree(broker.partition_dir(other, 0), broker.partition_dir(topic, 1))
+    broker.start()
+    admin = ck_admin(broker)
+    admin.create_partitions([NewPartitions(topic, 2)])[topic].result(timeout=10)
+    ck_wait_topic(broker, topic, 2)
+    assert watermarks(broker, topic, 1) == (0, 0)
+    produce_n(broker, topic, 2, partition=1)
+    assert [m.value()[:6] for m in ck_read_partition(broker, topic, 1, 0, 2)] == [b"v00000", b"v00001"]
