@@ -50,7 +50,7 @@ void bk_handle_list_offsets(bk_req_t *r) {
                 pr->error_code = RB_UNKNOWN_TOPIC_OR_PARTITION;
                 continue;
             }
-            st_log_t *log = t->t_parts[rp->partition_index].p_log;
+            st_log_t *log = t->t_parts[rp->partition_index]->p_log;
             st_log_state_t st;
             st_log_state(log, &st);
             int64_t off = -1, ts = -1;
@@ -290,7 +290,7 @@ void bk_handle_describe_log_dirs(bk_req_t *r) {
                 char path[4096];
                 snprintf(path, sizeof(path), "%s/%s-%d", dir, t->t_name, p);
                 st_log_state_t st;
-                st_log_state(t->t_parts[p].p_log, &st);
+                st_log_state(t->t_parts[p]->p_log, &st);
                 /* only partitions whose directory lives in this log dir */
                 if (access(path, F_OK) != 0) continue;
                 rt->partitions.v[np].partition_index = p;

@@ -30,6 +30,7 @@ int bk_broker_start(bk_broker_t *b) {
             return -1;
         }
         st_mgr_set_durable_cb(m, bk_fetch_on_durable, b);
+        st_mgr_set_retention_check_ms(m, cfg->log_retention_check_interval_ms);
         b->b_mgrs = realloc(b->b_mgrs, sizeof(*b->b_mgrs) * (size_t)(b->b_nmgrs + 1));
         b->b_mgrs[b->b_nmgrs++] = m;
     }

@@ -60,6 +60,14 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
     X(log_segment_bytes, "log.segment.bytes", BK_CFG_INT, "1073741824", "Segment file size before a roll")  \
     X(log_roll_ms, "log.roll.ms", BK_CFG_INT, "604800000", "Roll a segment this long after its first record") \
     X(log_roll_hours, "log.roll.hours", BK_CFG_INT, "168", "log.roll.ms in hours (used when log.roll.ms is not set)") \
+    X(log_retention_ms, "log.retention.ms", BK_CFG_INT, "604800000",                                        \
+      "Delete a segment once its newest record is this old (-1: never); default from log.retention.hours")   \
+    X(log_retention_hours, "log.retention.hours", BK_CFG_INT, "168",                                        \
+      "log.retention.ms in hours (used when log.retention.ms is not set)")                                 \
+    X(log_retention_bytes, "log.retention.bytes", BK_CFG_INT, "-1",                                         \
+      "Delete the oldest segments while a partition stays at least this big without them (-1: no limit)")  \
+    X(log_retention_check_interval_ms, "log.retention.check.interval.ms", BK_CFG_INT, "300000",             \
+      "How often the cleaner thread applies retention")                                                    \
     X(log_index_interval_bytes, "log.index.interval.bytes", BK_CFG_INT, "4096",                             \
       "Bytes of log between two offset-index entries")                                                     \
     X(log_index_size_max_bytes, "log.index.size.max.bytes", BK_CFG_INT, "10485760",                         \
@@ -98,6 +106,7 @@ typedef struct {
     char *adv_host;
     int adv_port;
     bool log_roll_ms_set;
+    bool log_retention_ms_set;
 } bk_config_t;
 
 /* Parses argv (`--config FILE`, `--name value`, `--name=value`, `--help`).
@@ -132,13 +141,18 @@ struct bk_topic {
     char *t_name;
     kp_uuid_t t_id;
     int32_t t_npartitions;
-    bk_partition_t *t_parts;
+    bk_partition_t **t_parts;   /* each allocated alone: a partition never moves (CreatePartitions grows the array) */
     bk_topic_configs_t t_configs;
     st_log_config_t t_logcfg;
     int64_t t_max_message_bytes;
     bool t_internal;
 };
 
+/* CreatePartitions: grows t to count partitions (write lock taken inside);
+ * the new partition dirs exist before the catalog names them (B2).
+ * INVALID_PARTITIONS when count <= the current count. */
+int bk_topic_add_partitions(bk_broker_t *b, const char *name, size_t len, int32_t count, bool validate_only,
+                            char *err_msg, size_t err_size);
 /* Kafka's topic name rule: 1..249 of [a-zA-Z0-9._-], not "." or "..". */
 bool bk_topic_name_valid(const char *p, size_t len);
 /* Looks a topic up by name; caller holds b_topics_lock (read or write). */
@@ -255,6 +269,8 @@ void bk_handle_list_groups(bk_req_t *r);
 void bk_handle_describe_groups(bk_req_t *r);
 void bk_handle_delete_groups(bk_req_t *r);
 void bk_handle_offset_delete(bk_req_t *r);
+void bk_handle_delete_records(bk_req_t *r);
+void bk_handle_create_partitions(bk_req_t *r);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);

@@ -58,6 +58,7 @@ static int bk_cfg_set(bk_config_t *cfg, const char *name, const char *value, con
     free(*sp);
     *sp = strdup(value);
     if (!strcmp(d->name, "log.roll.ms")) cfg->log_roll_ms_set = true;
+    if (!strcmp(d->name, "log.retention.ms")) cfg->log_retention_ms_set = true;
     return 0;
 }
 
@@ -156,6 +157,8 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         return -1;
     }
     if (!cfg->log_roll_ms_set) cfg->log_roll_ms = cfg->log_roll_hours * 3600 * 1000;
+    if (!cfg->log_retention_ms_set)
+        cfg->log_retention_ms = cfg->log_retention_hours < 0 ? -1 : cfg->log_retention_hours * 3600 * 1000;
     struct {
         const char *name;
         int64_t v, lo, hi;
@@ -169,6 +172,10 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         {"log.index.size.max.bytes", cfg->log_index_size_max_bytes, 4, INT32_MAX},
         {"num.network.threads", cfg->num_network_threads, 0, 256},
         {"log.roll.ms", cfg->log_roll_ms, 1, INT64_MAX},
+        {"log.retention.ms", cfg->log_retention_ms, -1, INT64_MAX},
+        {"log.retention.hours", cfg->log_retention_hours, -1, INT32_MAX},
+        {"log.retention.bytes", cfg->log_retention_bytes, -1, INT64_MAX},
+        {"log.retention.check.interval.ms", cfg->log_retention_check_interval_ms, 1, INT64_MAX},
         {"log.flush.interval.messages", cfg->log_flush_interval_messages, 1, INT64_MAX},
         {"log.flush.interval.ms", cfg->log_flush_interval_ms, 0, INT64_MAX},
         {"rill.max.decompressed.batch.bytes", cfg->max_decompressed_batch_bytes, 1024, INT32_MAX},

@@ -128,7 +128,7 @@ static void bk_fetch_build(bk_fetch_t *f) {
                 f->f_any_error = true;
                 continue;
             }
-            bk_partition_t *p = &t->t_parts[fp->partition];
+            bk_partition_t *p = t->t_parts[fp->partition];
             st_log_state_t st;
             st_log_state(p->p_log, &st);
             pd->high_watermark = st.high_watermark;
@@ -284,7 +284,7 @@ static void bk_fetch_park(bk_fetch_t *f) {
         for (int32_t k = 0; k < ft->partitions.n; k++) {
             int32_t pi = ft->partitions.v[k].partition;
             if (pi < 0 || pi >= t->t_npartitions) continue;
-            bk_partition_t *p = &t->t_parts[pi];
+            bk_partition_t *p = t->t_parts[pi];
             struct bk_fetch_waiter *w = calloc(1, sizeof(*w));
             w->w_fetch = f;
             w->w_part = p;

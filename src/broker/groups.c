@@ -185,7 +185,7 @@ int bk_groups_start(bk_broker_t *b) {
     int32_t n = t ? t->t_npartitions : 0;
     st_log_t **logs = calloc((size_t)(n ? n : 1), sizeof(*logs));
     if (!logs) abort();
-    for (int32_t i = 0; i < n; i++) logs[i] = t->t_parts[i].p_log;
+    for (int32_t i = 0; i < n; i++) logs[i] = t->t_parts[i]->p_log;
     pthread_rwlock_unlock(&b->b_topics_lock);
     if (!n) {
         free(logs);

@@ -197,7 +197,7 @@ void bk_handle_produce(bk_req_t *r) {
                 err = RB_INVALID_RECORD;
                 snprintf(msg, sizeof(msg), "produce request without a record batch");
             } else {
-                bk_partition_t *p = &t->t_parts[pd->index];
+                bk_partition_t *p = t->t_parts[pd->index];
                 kp_batch_info_t info;
                 lim.max_batch_bytes = (size_t)t->t_max_message_bytes;
                 err = kp_batch_validate(pd->records.p, (size_t)pd->records.len, &lim, &info, msg, sizeof(msg));

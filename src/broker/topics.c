@@ -166,6 +166,9 @@ int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_c
     lc->flush_messages = cfg->log_flush_interval_messages;
     lc->flush_ms = cfg->log_flush_interval_ms;
     lc->log_append_time = !strcmp(cfg->log_message_timestamp_type_str, "LogAppendTime");
+    lc->retention_ms = cfg->log_retention_ms;
+    lc->retention_bytes = cfg->log_retention_bytes;
+    bool compact_only = false;
     *max_msg = cfg->message_max_bytes;
     for (int i = 0; i < c->n; i++) {
         const char *n = c->names[i], *v = c->values[i];
@@ -221,6 +224,13 @@ int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_c
         else if (!strcmp(n, "flush.ms")) lc->flush_ms = lv;
         else if (!strcmp(n, "max.message.bytes")) *max_msg = lv;
         else if (!strcmp(n, "message.timestamp.type")) lc->log_append_time = !strcmp(v, "LogAppendTime");
+        else if (!strcmp(n, "retention.ms")) lc->retention_ms = lv;
+        else if (!strcmp(n, "retention.bytes")) lc->retention_bytes = lv;
+        else if (!strcmp(n, "cleanup.policy")) compact_only = !strcmp(v, "compact");
+    }
+    if (compact_only) { /* retention deletes only under the delete policy */
+        lc->retention_ms = -1;
+        lc->retention_bytes = -1;
     }
     return 0;
 }
@@ -351,27 +361,43 @@ static st_mgr_t *bk_mgr_for(bk_broker_t *b, const char *topic, int32_t p) {
     return b->b_mgrs[(bk_hash(topic, strlen(topic)) + (uint64_t)p) % (uint64_t)b->b_nmgrs];
 }
 
+static bk_partition_t *bk_partition_new(bk_topic_t *t, int32_t i) {
+    bk_partition_t *p = calloc(1, sizeof(*p));
+    if (!p) abort();
+    p->p_topic = t;
+    p->p_index = i;
+    pthread_mutex_init(&p->p_waiters_mu, NULL);
+    return p;
+}
+
+static void bk_partition_free(bk_partition_t *p) {
+    if (!p) return;
+    pthread_mutex_destroy(&p->p_waiters_mu);
+    free(p);
+}
+
 static void bk_topic_free(bk_topic_t *t) {
     if (!t) return;
     if (t->t_parts)
-        for (int32_t i = 0; i < t->t_npartitions; i++) pthread_mutex_destroy(&t->t_parts[i].p_waiters_mu);
+        for (int32_t i = 0; i < t->t_npartitions; i++) bk_partition_free(t->t_parts[i]);
     free(t->t_parts);
     bk_configs_free(&t->t_configs);
     free(t->t_name);
     free(t);
 }
 
-/* Opens (creating when absent) every partition log of t. */
-static int bk_topic_open_logs(bk_broker_t *b, bk_topic_t *t) {
-    for (int32_t i = 0; i < t->t_npartitions; i++) {
-        bk_partition_t *p = &t->t_parts[i];
+/* Opens (creating when absent) the partition logs [from, to) of t; on
+ * failure closes those it opened. */
+static int bk_topic_open_range(bk_broker_t *b, bk_topic_t *t, int32_t from, int32_t to) {
+    for (int32_t i = from; i < to; i++) {
+        bk_partition_t *p = t->t_parts[i];
         st_mgr_t *m = bk_mgr_for(b, t->t_name, i);
         int rc = st_log_open(m, t->t_name, i, &t->t_logcfg, &p->p_log);
         if (rc) {
             rb_error("cannot open log %s-%d: %s", t->t_name, i, rb_err_name(rc));
-            for (int32_t k = 0; k < i; k++) {
-                st_log_close(t->t_parts[k].p_log);
-                t->t_parts[k].p_log = NULL;
+            for (int32_t k = from; k < i; k++) {
+                st_log_close(t->t_parts[k]->p_log);
+                t->t_parts[k]->p_log = NULL;
             }
             return RB_KAFKA_STORAGE_ERROR;
         }
@@ -380,16 +406,16 @@ static int bk_topic_open_logs(bk_broker_t *b, bk_topic_t *t) {
     return 0;
 }
 
+/* Opens (creating when absent) every partition log of t. */
+static int bk_topic_open_logs(bk_broker_t *b, bk_topic_t *t) { return bk_topic_open_range(b, t, 0, t->t_npartitions); }
+
 static bk_topic_t *bk_topic_new(const char *name, size_t len, int32_t nparts) {
     bk_topic_t *t = calloc(1, sizeof(*t));
     t->t_name = strndup(name, len);
     t->t_npartitions = nparts;
-    t->t_parts = calloc((size_t)nparts, sizeof(bk_partition_t));
-    for (int32_t i = 0; i < nparts; i++) {
-        t->t_parts[i].p_topic = t;
-        t->t_parts[i].p_index = i;
-        pthread_mutex_init(&t->t_parts[i].p_waiters_mu, NULL);
-    }
+    t->t_parts = calloc((size_t)nparts, sizeof(*t->t_parts));
+    if (!t->t_parts) abort();
+    for (int32_t i = 0; i < nparts; i++) t->t_parts[i] = bk_partition_new(t, i);
     t->t_internal = len > 2 && name[0] == '_' && name[1] == '_';
     return t;
 }
@@ -436,7 +462,7 @@ int bk_topic_create(bk_broker_t *b, const char *name, size_t len, int32_t partit
     if (!rc) rc = bk_catalog_write(b, t, NULL);
     if (rc) {
         for (int32_t i = 0; i < t->t_npartitions; i++)
-            if (t->t_parts[i].p_log) st_log_delete(t->t_parts[i].p_log);
+            if (t->t_parts[i]->p_log) st_log_delete(t->t_parts[i]->p_log);
         pthread_rwlock_unlock(&b->b_topics_lock);
         bk_topic_free(t);
         snprintf(err_msg, err_size, "Storage error while creating the topic");
@@ -447,6 +473,90 @@ int bk_topic_create(bk_broker_t *b, const char *name, size_t len, int32_t partit
     pthread_rwlock_unlock(&b->b_topics_lock);
     rb_info("created topic %s with %d partition(s)", t->t_name, partitions);
     return 0;
+}
+
+int bk_topic_add_partitions(bk_broker_t *b, const char *name, size_t len, int32_t count, bool validate_only,
+                            char *err_msg, size_t err_size) {
+    pthread_rwlock_wrlock(&b->b_topics_lock);
+    bk_topic_t *t = bk_topic_find(b, name, len);
+    int rc = 0;
+    if (!t) {
+        snprintf(err_msg, err_size, "The topic '%.*s' does not exist.", (int)RB_MIN(len, 300), name);
+        rc = RB_UNKNOWN_TOPIC_OR_PARTITION;
+        goto out;
+    }
+    if (t->t_internal) {
+        /* group -> partition is a hash modulo the count: growing would move groups */
+        snprintf(err_msg, err_size, "Internal topic %s cannot get more partitions.", t->t_name);
+        rc = RB_INVALID_REQUEST;
+        goto out;
+    }
+    int32_t old = t->t_npartitions;
+    if (count == old) {
+        snprintf(err_msg, err_size, "Topic already has %d partitions.", old);
+        rc = RB_INVALID_PARTITIONS;
+        goto out;
+    }
+    if (count < old) {
+        snprintf(err_msg, err_size, "Topic currently has %d partitions, which is higher than the requested %d.", old,
+                 count);
+        rc = RB_INVALID_PARTITIONS;
+        goto out;
+    }
+    if (count > 100000) {
+        snprintf(err_msg, err_size, "Number of partitions must be at most 100000, got %d", count);
+        rc = RB_INVALID_PARTITIONS;
+        goto out;
+    }
+    if (validate_only) goto out;
+    bk_partition_t **np = calloc((size_t)count, sizeof(*np));
+    if (!np) abort();
+    memcpy(np, t->t_parts, (size_t)old * sizeof(*np));
+    for (int32_t i = old; i < count; i++) np[i] = bk_partition_new(t, i);
+    bk_partition_t **op = t->t_parts;
+    /* B2: directories first, then the catalog; readers see the new count
+     * only once both exist (we hold the write lock throughout) */
+    t->t_parts = np;
+    rc = bk_topic_open_range(b, t, old, count);
+    for (int32_t i = old; i < count && !rc; i++) {
+        /* a directory left from an earlier life of the name (an orphan the
+         * catalog never named) must not lend the new partition its records */
+        st_log_state_t st;
+        st_log_state(np[i]->p_log, &st);
+        if (st.log_end_offset == 0 && st.log_start_offset == 0) continue;
+        rb_warn("topic %s: partition directory %d held records the catalog never named; emptied", t->t_name, i);
+        st_mgr_t *m = bk_mgr_for(b, t->t_name, i);
+        st_log_delete(np[i]->p_log);
+        np[i]->p_log = NULL;
+        if (st_log_open(m, t->t_name, i, &t->t_logcfg, &np[i]->p_log)) {
+            for (int32_t k = old; k < count; k++)
+                if (np[k]->p_log) st_log_close(np[k]->p_log);
+            rc = RB_KAFKA_STORAGE_ERROR;
+            break;
+        }
+        st_log_set_user(np[i]->p_log, np[i]);
+    }
+    if (!rc) {
+        t->t_npartitions = count;
+        rc = bk_catalog_write(b, NULL, NULL);
+        if (rc) {
+            for (int32_t i = old; i < count; i++) st_log_delete(np[i]->p_log);
+            t->t_npartitions = old;
+        }
+    }
+    if (rc) {
+        for (int32_t i = old; i < count; i++) bk_partition_free(np[i]);
+        t->t_parts = op;
+        free(np);
+        snprintf(err_msg, err_size, "Storage error while adding partitions");
+        rc = RB_KAFKA_STORAGE_ERROR;
+        goto out;
+    }
+    free(op);
+    rb_info("topic %s: partitions %d -> %d", t->t_name, old, count);
+out:
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    return rc;
 }
 
 int bk_topic_delete(bk_broker_t *b, const char *name, size_t len, kp_uuid_t *id_out) {
@@ -468,9 +578,9 @@ int bk_topic_delete(bk_broker_t *b, const char *name, size_t len, kp_uuid_t *id_
     bk_topics_unlink(b, t);
     if (id_out) *id_out = t->t_id;
     for (int32_t i = 0; i < t->t_npartitions; i++) {
-        bk_fetch_wake_all(&t->t_parts[i]);
-        if (t->t_parts[i].p_log) st_log_delete(t->t_parts[i].p_log);
-        t->t_parts[i].p_log = NULL;
+        bk_fetch_wake_all(t->t_parts[i]);
+        if (t->t_parts[i]->p_log) st_log_delete(t->t_parts[i]->p_log);
+        t->t_parts[i]->p_log = NULL;
     }
     pthread_rwlock_unlock(&b->b_topics_lock);
     rb_info("deleted topic %s", t->t_name);
@@ -592,7 +702,7 @@ void bk_topics_close(bk_broker_t *b) {
         while (t) {
             bk_topic_t *next = t->t_next;
             for (int32_t k = 0; k < t->t_npartitions; k++)
-                if (t->t_parts[k].p_log) st_log_close(t->t_parts[k].p_log);
+                if (t->t_parts[k]->p_log) st_log_close(t->t_parts[k]->p_log);
             bk_topic_free(t);
             t = next;
         }

@@ -215,24 +215,34 @@ int st__log_flush_now(st_log_t *l) {
  * one at a time (m_ckpt_mutex). */
 int st__ckpt_write(st_mgr_t *m) {
     pthread_mutex_lock(&m->m_ckpt_mutex);
-    rb_buf_t body, all;
+    rb_buf_t body, all, sbody;
     rb_buf_init(&body);
     rb_buf_init(&all);
-    int n = 0;
+    rb_buf_init(&sbody);
+    int n = 0, ns = 0;
     uint64_t gen = atomic_load(&m->m_ckpt_gen);
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *l = m->m_logs; l; l = l->l_next) {
-        /* l_hw is only read here: a torn read is impossible for an aligned
-         * int64 on our targets, and atomics keep the sanitizers honest */
+        /* l_hw and l_start are only read here: a torn read is impossible for
+         * an aligned int64 on our targets, and atomics keep the sanitizers honest */
         int64_t hw = __atomic_load_n(&l->l_hw, __ATOMIC_ACQUIRE);
+        int64_t start = __atomic_load_n(&l->l_start, __ATOMIC_ACQUIRE);
         rb_buf_printf(&body, "%s %d %" PRId64 "\n", l->l_topic, (int)l->l_partition, hw);
+        rb_buf_printf(&sbody, "%s %d %" PRId64 "\n", l->l_topic, (int)l->l_partition, start);
         n++;
+        ns++;
     }
     for (int i = 0; i < m->m_nckpt; i++) {
         st_ckpt_ent_t *e = &m->m_ckpt[i];
-        if (e->ck_open || e->ck_offset < 0) continue;
-        rb_buf_printf(&body, "%s %d %" PRId64 "\n", e->ck_topic, (int)e->ck_partition, e->ck_offset);
-        n++;
+        if (e->ck_open) continue;
+        if (e->ck_offset >= 0) {
+            rb_buf_printf(&body, "%s %d %" PRId64 "\n", e->ck_topic, (int)e->ck_partition, e->ck_offset);
+            n++;
+        }
+        if (e->ck_start >= 0) {
+            rb_buf_printf(&sbody, "%s %d %" PRId64 "\n", e->ck_topic, (int)e->ck_partition, e->ck_start);
+            ns++;
+        }
     }
     pthread_mutex_unlock(&m->m_mutex);
     rb_buf_printf(&all, "0\n%d\n", n);
@@ -241,8 +251,18 @@ int st__ckpt_write(st_mgr_t *m) {
     snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_CKPT_FILE);
     int rc = rb_write_file_atomic(path, all.p, all.len);
     if (rc < 0) rb_error("storage: writing %s failed: %s", path, strerror(-rc));
-    else m->m_ckpt_written = gen;
+    if (rc == 0) {
+        all.len = 0;
+        rb_buf_printf(&all, "0\n%d\n", ns);
+        if (sbody.len) rb_buf_put(&all, sbody.p, sbody.len);
+        snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_LSO_FILE);
+        int e = rb_failpoint("st.lso_ckpt");
+        rc = e ? -e : rb_write_file_atomic(path, all.p, all.len);
+        if (rc < 0) rb_error("storage: writing %s failed: %s", path, strerror(-rc));
+    }
+    if (rc == 0) m->m_ckpt_written = gen;
     rb_buf_free(&body);
+    rb_buf_free(&sbody);
     rb_buf_free(&all);
     pthread_mutex_unlock(&m->m_ckpt_mutex);
     return rc;

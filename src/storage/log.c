@@ -40,6 +40,8 @@ void st_log_config_defaults(st_log_config_t *c) {
     c->flush_messages = INT64_MAX;
     c->flush_ms = INT64_MAX;
     c->log_append_time = false;
+    c->retention_ms = 7LL * 24 * 3600 * 1000;
+    c->retention_bytes = -1;
 }
 
 static void cfg_sanitize(st_log_config_t *c) {
@@ -400,6 +402,11 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     int64_t rp = st__mgr_recovery_point(m, topic, partition, &found);
     rc = log_load(l, m->m_clean_start, rp, found);
     if (rc < 0) goto fail;
+    /* S7: the checkpointed start, inside [first base, log end] */
+    int64_t ck_start = st__mgr_log_start(m, topic, partition);
+    if (ck_start > l->l_start) l->l_start = RB_MIN(ck_start, l->l_leo);
+    rc = st__log_drop_below_start(l); /* a crash between checkpoint and unlink */
+    if (rc < 0) goto fail;
 
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *o = m->m_logs; o; o = o->l_next) {
@@ -693,7 +700,7 @@ static void log_detach(st_log_t *l) {
         }
         l->l_in_queue = false;
     }
-    while (l->l_busy) pthread_cond_wait(&m->m_idle, &m->m_mutex);
+    while (l->l_busy || l->l_cleaning) pthread_cond_wait(&m->m_idle, &m->m_mutex);
     pthread_mutex_unlock(&m->m_mutex);
 }
 
@@ -714,10 +721,10 @@ void st_log_close(st_log_t *l) {
     pthread_mutex_lock(&l->l_mutex);
     st_waiter_t *w = l->l_waiters;
     l->l_waiters = NULL;
-    int64_t hw = l->l_hw;
+    int64_t hw = l->l_hw, start = l->l_start;
     pthread_mutex_unlock(&l->l_mutex);
     st__waiters_call(w, RB_KAFKA_STORAGE_ERROR); /* offsets never appended */
-    st__mgr_remember(m, l->l_topic, l->l_partition, hw);
+    st__mgr_remember(m, l->l_topic, l->l_partition, hw, start);
     rb_debug("storage: closed %s at %" PRId64, l->l_dir, hw);
     st__log_free(l);
     pthread_mutex_unlock(&m->m_open_mutex);

@@ -101,14 +101,17 @@ static st_ckpt_ent_t *ckpt_add(st_mgr_t *m, const char *topic, int32_t partition
     if (!e->ck_topic) abort();
     e->ck_partition = partition;
     e->ck_offset = off;
+    e->ck_start = -1;
     return e;
 }
 
 /* Kafka's text format: version 0, count, then "topic partition offset" lines.
- * A damaged file is ignored (every log is then fully scanned: slow, safe). */
-static void ckpt_read(st_mgr_t *m) {
+ * A damaged recovery checkpoint is ignored (every log is then fully scanned:
+ * slow, safe); a damaged log-start checkpoint too (starts fall back to the
+ * first segments' bases: records come back, none is lost). */
+static void ckpt_read(st_mgr_t *m, const char *file, bool start) {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_CKPT_FILE);
+    snprintf(path, sizeof(path), "%s/%s", m->m_dir, file);
     char *data = NULL;
     size_t len = 0;
     int rc = rb_read_file(path, &data, &len);
@@ -136,9 +139,18 @@ static void ckpt_read(st_mgr_t *m) {
             ok = false;
             break;
         }
-        if (!ckpt_find(m, topic, part)) ckpt_add(m, topic, part, off);
+        if (start) {
+            st_ckpt_ent_t *e = ckpt_find(m, topic, part);
+            if (!e) e = ckpt_add(m, topic, part, -1);
+            e->ck_start = off;
+        } else if (!ckpt_find(m, topic, part)) {
+            ckpt_add(m, topic, part, off);
+        }
     }
-    if (!ok) {
+    if (!ok && start) {
+        rb_warn("storage: %s is malformed; ignoring it (log start offsets fall back to the first segments)", path);
+        for (int i = 0; i < m->m_nckpt; i++) m->m_ckpt[i].ck_start = -1;
+    } else if (!ok) {
         rb_warn("storage: %s is malformed; ignoring it (logs will be scanned from their start)", path);
         for (int i = 0; i < m->m_nckpt; i++) free(m->m_ckpt[i].ck_topic);
         m->m_nckpt = 0;
@@ -155,6 +167,14 @@ int64_t st__mgr_recovery_point(st_mgr_t *m, const char *topic, int32_t partition
     return off;
 }
 
+int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition) {
+    pthread_mutex_lock(&m->m_mutex);
+    st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
+    int64_t off = e ? e->ck_start : -1;
+    pthread_mutex_unlock(&m->m_mutex);
+    return off;
+}
+
 void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition) {
     pthread_mutex_lock(&m->m_mutex);
     st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
@@ -165,11 +185,12 @@ void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition) {
     atomic_fetch_add(&m->m_ckpt_gen, 1);
 }
 
-void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw) {
+void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start) {
     pthread_mutex_lock(&m->m_mutex);
     st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
     if (!e) e = ckpt_add(m, topic, partition, hw);
     e->ck_offset = hw;
+    e->ck_start = start;
     e->ck_open = false;
     pthread_mutex_unlock(&m->m_mutex);
     atomic_fetch_add(&m->m_ckpt_gen, 1);
@@ -216,10 +237,14 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     pthread_mutex_init(&m->m_mutex, NULL);
     pthread_mutex_init(&m->m_open_mutex, NULL);
     pthread_mutex_init(&m->m_ckpt_mutex, NULL);
+    pthread_mutex_init(&m->m_del_mutex, NULL);
+    pthread_mutex_init(&m->m_cl_mutex, NULL);
+    m->m_cl_interval_ms = ST_RETENTION_CHECK_MS_DEFAULT;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&m->m_cond, &ca);
+    pthread_cond_init(&m->m_cl_cond, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&m->m_idle, NULL);
     atomic_init(&m->m_fatal, 0);
@@ -229,7 +254,8 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     if (m->m_syncfs_min < 0 || !syncfs_reports_errors()) m->m_syncfs_min = 0;
 
     remove_leftovers(m->m_dir);
-    ckpt_read(m);
+    ckpt_read(m, ST_CKPT_FILE, false);
+    ckpt_read(m, ST_LSO_FILE, true);
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_MARKER_FILE);
     if (access(path, F_OK) == 0) {
@@ -245,6 +271,15 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     m->m_ckpt_next_ms = rb_mono_ms() + ST_CKPT_INTERVAL_MS;
     if (pthread_create(&m->m_thread, NULL, st__flusher_main, m) != 0) goto fail;
     m->m_thread_started = true;
+    if (pthread_create(&m->m_cl_thread, NULL, st__cleaner_main, m) != 0) {
+        pthread_mutex_lock(&m->m_mutex);
+        m->m_stop = true;
+        pthread_cond_signal(&m->m_cond);
+        pthread_mutex_unlock(&m->m_mutex);
+        pthread_join(m->m_thread, NULL);
+        goto fail;
+    }
+    m->m_cl_started = true;
     *out = m;
     return 0;
 fail:
@@ -254,6 +289,9 @@ fail:
     pthread_mutex_destroy(&m->m_mutex);
     pthread_mutex_destroy(&m->m_open_mutex);
     pthread_mutex_destroy(&m->m_ckpt_mutex);
+    pthread_mutex_destroy(&m->m_del_mutex);
+    pthread_mutex_destroy(&m->m_cl_mutex);
+    pthread_cond_destroy(&m->m_cl_cond);
     pthread_cond_destroy(&m->m_cond);
     pthread_cond_destroy(&m->m_idle);
     free(m->m_dir);
@@ -307,6 +345,13 @@ static void check_known(void *ctx, const char *topic, int32_t partition) {
 }
 
 void st_mgr_close(st_mgr_t *m) {
+    if (m->m_cl_started) {
+        pthread_mutex_lock(&m->m_cl_mutex);
+        m->m_cl_stop = true;
+        pthread_cond_signal(&m->m_cl_cond);
+        pthread_mutex_unlock(&m->m_cl_mutex);
+        pthread_join(m->m_cl_thread, NULL);
+    }
     for (;;) {
         pthread_mutex_lock(&m->m_mutex);
         st_log_t *l = m->m_logs;
@@ -340,6 +385,9 @@ void st_mgr_close(st_mgr_t *m) {
     pthread_mutex_destroy(&m->m_mutex);
     pthread_mutex_destroy(&m->m_open_mutex);
     pthread_mutex_destroy(&m->m_ckpt_mutex);
+    pthread_mutex_destroy(&m->m_del_mutex);
+    pthread_mutex_destroy(&m->m_cl_mutex);
+    pthread_cond_destroy(&m->m_cl_cond);
     pthread_cond_destroy(&m->m_cond);
     pthread_cond_destroy(&m->m_idle);
     free(m->m_dir);

@@ -272,6 +272,7 @@ int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *ti
     st_snap_t sn;
     pthread_mutex_lock(&l->l_mutex);
     int si = -1;
+    int64_t start = l->l_start;
     for (int i = 0; i < l->l_nsegs; i++) {
         st_seg_t *s = l->l_segs[i];
         if (s->seg_base >= l->l_hw) break;
@@ -303,7 +304,7 @@ int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *ti
             rc = RB_KAFKA_STORAGE_ERROR;
             break;
         }
-        if (h.max_timestamp >= ts) {
+        if (h.max_timestamp >= ts && st__hdr_last(&h) >= start) {
             batch_refine(s->seg_fd, p, &h, ts, 0, offset, timestamp);
             rc = 0;
             break;
@@ -312,6 +313,7 @@ int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *ti
     }
     st__frd_free(&r);
     st__seg_unref(s);
+    if (rc == 0 && *offset < start) *offset = start; /* the batch straddles the log start (S7) */
     return rc;
 }
 

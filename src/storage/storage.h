@@ -6,8 +6,10 @@
  * with sparse `.index` (u32 relative offset, u32 file position; one entry every
  * index_interval_bytes) and `.timeindex` (i64 max timestamp so far, u32
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
- * (Kafka's text format) and the `.kafka_cleanShutdown` marker; and one flusher
- * thread per manager that group-commits fdatasync for all logs.
+ * (Kafka's text format), the per-dir `log-start-offset-checkpoint` and the
+ * `.kafka_cleanShutdown` marker; one flusher thread per manager that
+ * group-commits fdatasync for all logs, and one cleaner thread per manager
+ * that applies retention.
  *
  * Durability invariants (docs/durability.md numbers them for the whole broker):
  *  S1. Batches are stored verbatim except for the base offset (not covered by
@@ -33,8 +35,26 @@
  *      byte, deletes any later segments, and rebuilds the indexes of the
  *      scanned segments. With the marker present, nothing is scanned but
  *      indexes that fail a sanity check are rebuilt.
+ *  S7. The log start offset (first offset a read may return) lies in
+ *      [first segment's base, high watermark]; it only moves forward (DeleteRecords,
+ *      retention). It is persisted per log dir in `log-start-offset-checkpoint`
+ *      (the recovery checkpoint's text format, write-then-fsync-then-rename)
+ *      before any segment below it is unlinked, so a crash at any point leaves
+ *      either the old start with its segments or the new start (segments
+ *      wholly below a restored start are removed at open). At open the start
+ *      is max(first segment base, checkpointed value), capped at the log end.
+ *  S8. Retention (a cleaner thread per manager, every retention check
+ *      interval) deletes only whole sealed segments, oldest first, never the
+ *      active one, never one reaching past the high watermark: by time when
+ *      now - the segment's largest timestamp > retention_ms, by size while
+ *      the log minus the segment stays >= retention_bytes, and those wholly
+ *      below the log start offset. The start then moves to the first kept
+ *      segment's base. Appends, reads and the flusher never wait for it
+ *      beyond a short l_mutex section.
  *
- * Threads: st_log_* calls may come from any event-loop thread; a log's
+ * Threads: retention runs on the manager's cleaner thread (S8); a close or
+ * delete waits for it to leave that log, as it waits for the flusher.
+ * st_log_* calls may come from any event-loop thread; a log's
  * mutable state is guarded by its own mutex (appends to one partition are
  * serialised by it). fdatasync runs on the flusher thread, never under a
  * log's mutex for longer than it takes to copy the state it needs.
@@ -60,6 +80,8 @@ typedef struct {
     int64_t flush_messages;       /* flush.messages: also sync after this many unsynced records (default: max) */
     int64_t flush_ms;             /* flush.ms: also sync when the oldest unsynced record is this old (default: max) */
     bool log_append_time;         /* message.timestamp.type=LogAppendTime */
+    int64_t retention_ms;         /* retention.ms: delete segments older than this (-1: never), default 7 days */
+    int64_t retention_bytes;      /* retention.bytes: keep the log at most this big (-1: no limit), default -1 */
 } st_log_config_t;
 
 void st_log_config_defaults(st_log_config_t *c);
@@ -171,6 +193,21 @@ int st_log_offset_for_time(st_log_t *l, int64_t ts, int64_t *offset, int64_t *ti
  * largest timestamp (the first such offset) below the high watermark;
  * RB_ERR_NOT_FOUND if empty. */
 int st_log_max_timestamp(st_log_t *l, int64_t *offset, int64_t *timestamp);
+
+/* DeleteRecords: moves the log start offset to before_offset (-1: the high
+ * watermark) and deletes the segments wholly below it (S7). Returns 0 with
+ * *low_watermark = the log start offset afterwards (unchanged if it was
+ * already >= before_offset), RB_OFFSET_OUT_OF_RANGE when before_offset is
+ * past the high watermark or < -1, or RB_KAFKA_STORAGE_ERROR (fatal log, the
+ * checkpoint cannot be written: nothing changed). Any thread; blocks on one
+ * checkpoint write (fsync). */
+int st_log_delete_records(st_log_t *l, int64_t before_offset, int64_t *low_watermark);
+/* Applies retention (S8) to one log now; returns the number of segments
+ * deleted, or RB_KAFKA_STORAGE_ERROR. The cleaner thread calls it; tests may. */
+int st_log_retention_run(st_log_t *l, int64_t now_ms);
+/* How often the cleaner thread runs retention over all open logs
+ * (log.retention.check.interval.ms; default 300000). Wakes it now. */
+void st_mgr_set_retention_check_ms(st_mgr_t *m, int64_t ms);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

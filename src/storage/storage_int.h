@@ -11,11 +11,15 @@
  *              segment is appended to; older ones are "sealed" (immutable,
  *              final time-index entry written, files fdatasync'd once).
  *
- * Locks (order: m_open_mutex -> l_mutex -> m_mutex; never the reverse)
+ * Locks (order: m_open_mutex -> l_mutex -> m_mutex; never the reverse;
+ *        m_del_mutex -> l_mutex, and m_del_mutex -> m_ckpt_mutex -> m_mutex)
  *   m_open_mutex  held through st_log_open/close and delete's rename.
  *   l_mutex    everything mutable in st_log_t and its segments' counters.
  *   m_mutex    the manager's log list, dirty queue, l_busy/l_in_queue flags.
  *   m_ckpt_mutex  around a checkpoint write (takes m_mutex inside).
+ *   m_del_mutex   one log-start move / segment deletion at a time (retention.c);
+ *              never held by the flusher, appends or reads.
+ *   m_cl_mutex    the cleaner thread's stop flag, interval and wake-up.
  *   Segments are reference-counted (seg_refs) so a reader or the flusher may
  *   use a segment's fds without holding l_mutex.
  *
@@ -37,6 +41,8 @@
 #define ST_RCACHE 4       /* per-log sequential-read cache entries */
 #define ST_CKPT_FILE "recovery-point-offset-checkpoint"
 #define ST_MARKER_FILE ".kafka_cleanShutdown"
+#define ST_LSO_FILE "log-start-offset-checkpoint"
+#define ST_RETENTION_CHECK_MS_DEFAULT 300000
 #define ST_CKPT_INTERVAL_MS 5000
 #define ST_SYNCFS_MIN_DEFAULT 8 /* dirty logs in one round before syncfs() replaces fdatasyncs */
 
@@ -98,7 +104,7 @@ struct st_log {
     st_log_config_t l_cfg;
     st_seg_t **l_segs;          /* sorted by base; last = active */
     int l_nsegs, l_segs_cap;
-    int64_t l_start;            /* log start offset */
+    int64_t l_start;            /* log start offset (S7); read unlocked by the checkpoint */
     int64_t l_leo;              /* log end offset: next offset to assign */
     int64_t l_hw;               /* durable offset = high watermark (S2) */
     int64_t l_hw_seg_base;      /* segment holding the high watermark ... */
@@ -121,12 +127,14 @@ struct st_log {
     struct st_log *l_qnext;     /* dirty queue link */
     bool l_in_queue;
     bool l_busy;                /* the flusher is working on it */
+    bool l_cleaning;            /* the cleaner thread is working on it */
 };
 
 typedef struct {
     char *ck_topic;
     int32_t ck_partition;
     int64_t ck_offset;
+    int64_t ck_start;  /* log start offset (log-start-offset-checkpoint), -1 if none */
     bool ck_recovered; /* opened (and recovered if needed) in this session */
     bool ck_open;      /* open now: the live high watermark is written instead */
 } st_ckpt_ent_t;
@@ -157,6 +165,13 @@ struct st_mgr {
     int m_syncfs_min;            /* 0: never syncfs */
     /* statistics (flusher thread only, read racily by tests) */
     uint64_t m_stat_rounds, m_stat_fdatasyncs, m_stat_syncfs;
+    /* cleaner thread (retention.c) */
+    pthread_mutex_t m_del_mutex;  /* serialises log-start moves + segment deletions */
+    pthread_mutex_t m_cl_mutex;
+    pthread_cond_t m_cl_cond;
+    pthread_t m_cl_thread;
+    bool m_cl_started, m_cl_stop;
+    int64_t m_cl_interval_ms;
 };
 
 /* ---- batch header (segment.c) ---- */
@@ -253,15 +268,24 @@ void *st__flusher_main(void *arg);
 void st__mgr_enqueue(st_mgr_t *m, st_log_t *l);
 /* Synchronously flushes a log that is not on the flusher's hands (close). */
 int st__log_flush_now(st_log_t *l);
-/* Writes the recovery checkpoint (flusher thread or close). */
+/* Writes the recovery checkpoint and the log-start-offset checkpoint
+ * (flusher thread, close, or a log-start move). */
 int st__ckpt_write(st_mgr_t *m);
 
+/* ---- retention (retention.c) ---- */
+void *st__cleaner_main(void *arg);
+/* Removes (unlinks) the segments wholly below the log start offset; the
+ * start must already be persisted (or restored from the checkpoint). */
+int st__log_drop_below_start(st_log_t *l);
+
 /* ---- manager (mgr.c) ---- */
+/* Checkpointed log start offset, or -1. */
+int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition);
 int64_t st__mgr_recovery_point(st_mgr_t *m, const char *topic, int32_t partition, bool *found);
 /* The log was opened: it is recovered for this session and open now. */
 void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition);
 /* The log was closed with this durable offset (kept for later checkpoints). */
-void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw);
+void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start);
 /* The log was deleted: drop its checkpoint entry. */
 void st__mgr_forget(st_mgr_t *m, const char *topic, int32_t partition);
 
