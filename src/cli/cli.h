@@ -1,8 +1,8 @@
 /*
  * cli — the `rill` command-line tool (internal header of src/cli/).
  *
- * Owns: the `rill` executable: topic administration, a line producer, a
- * consumer, and the perf tools. It is a plain Kafka client on librdkafka and
+ * Owns: the `rill` executable: topic and consumer group administration, a
+ * line producer, a consumer, and the perf tools. It is a plain Kafka client on librdkafka and
  * must work against any Kafka-protocol broker; it never includes broker
  * internals (DESIGN.md §2). Only rill_base is used from the project.
  *
@@ -172,6 +172,8 @@ int cli_logdirs_sizes(const char *host, int port, const char *topic, int32_t npa
 int cli_produce_main(int argc, char **argv);
 int cli_consume_main(int argc, char **argv);
 int cli_perf_main(int argc, char **argv);
+/* group.c: rill group list|describe|reset-offsets|delete */
+int cli_group_main(int argc, char **argv);
 
 /* ---- perf: shared by perf.c and perf_*.c ---------------------------------------- */
 typedef enum { CLI_PERF_PRODUCE, CLI_PERF_CONSUME, CLI_PERF_E2E } cli_perf_mode_t;

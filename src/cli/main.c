@@ -1,6 +1,6 @@
 /*
  * main.c — entry point of the `rill` tool: dispatches the first word of the
- * command line to a command (topic, produce, consume, perf) and prints the
+ * command line to a command (topic, produce, consume, group, perf) and prints the
  * top-level help.
  */
 #include <stdio.h>
@@ -18,6 +18,7 @@ static const cli_cmd_t cli_cmds[] = {
     {"topic", cli_topic_main, "create, list, describe and delete topics"},
     {"produce", cli_produce_main, "produce one record per stdin line"},
     {"consume", cli_consume_main, "print records of a topic (partition assignment, no group)"},
+    {"group", cli_group_main, "list, describe (members, offsets, lag), reset offsets of and delete groups"},
     {"perf", cli_perf_main, "throughput and latency tests: produce, consume, e2e"},
 };
 
@@ -39,6 +40,7 @@ static void cli_main_help(FILE *out) {
             "  rill topic describe orders\n"
             "  printf 'a\\nb\\n' | rill produce orders -k user1\n"
             "  rill consume orders -o beginning -e -f '%%p %%o %%k %%v'\n"
+            "  rill group describe order-processor\n"
             "  rill perf produce bench --num-records 1000000 --record-size 100\n"
             "\n"
             "Every command takes -b/--brokers HOST:PORT (default $RILL_BROKERS or %s)\n"

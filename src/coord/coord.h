@@ -62,8 +62,10 @@
  *  G5. A static member (group.instance.id) is known by its instance id; a
  *      JoinGroup with that id and an empty member id replaces the old member
  *      id (the old one is fenced: FENCED_INSTANCE_ID) and, when the group is
- *      Stable and the member's metadata is unchanged and it is not the
- *      leader, causes no rebalance: it gets its old assignment back.
+ *      Stable and the member's metadata is unchanged, causes no rebalance:
+ *      it gets its old assignment back (a leader also gets the member list,
+ *      with skip_assignment from v9 on; its SyncGroup in Stable returns the
+ *      stored assignment whatever it proposes, as for any member).
  *  G6. An OffsetCommit is acknowledged only after its record is durable
  *      (st_log_sync_wait); the in-memory offset is updated at that moment and
  *      only if the record is later in the log than the one it replaces, so

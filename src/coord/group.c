@@ -612,8 +612,12 @@ void cg_join_group(cg_coord_t *c, const cg_client_t *cl, int16_t version, const 
             old->m_rebalance_timeout_ms = rebalance_timeout;
             old->m_deadline = now + req->session_timeout_ms;
             bool same = cg_member_protos_equal(old, req);
-            bool leader = g->g_leader && !strcmp(g->g_leader, old->m_id);
-            if (g->g_state == CG_STABLE && same && !leader) {
+            if (g->g_state == CG_STABLE && same) {
+                /* no rebalance (KIP-345); a leader gets the member list
+                 * with skip_assignment (KIP-814, v9): an older client
+                 * computes assignments anyway, and its SyncGroup in Stable
+                 * gets the stored one back */
+                if (g->g_leader && !strcmp(g->g_leader, old->m_id)) resp->skip_assignment = true;
                 cg_join_immediate(g, old, w);
                 goto out;
             }
