@@ -312,35 +312,26 @@ static char *bk_catalog_path(bk_broker_t *b) {
     return p;
 }
 
+static void bk_catalog_line(rb_buf_t *buf, const bk_topic_t *t) {
+    char hex[33];
+    bk_uuid_hex(&t->t_id, hex);
+    rb_buf_printf(buf, "topic %s %s %d", t->t_name, hex, t->t_npartitions);
+    for (int i = 0; i < t->t_configs.n; i++) {
+        rb_buf_printf(buf, " %s=", t->t_configs.names[i]);
+        bk_pct_encode(buf, t->t_configs.values[i]);
+    }
+    rb_buf_u8(buf, '\n');
+}
+
 /* Rewrites the catalog from the table plus/minus one topic. Write lock held. */
 static int bk_catalog_write(bk_broker_t *b, const bk_topic_t *extra, const bk_topic_t *skip) {
     rb_buf_t buf;
     rb_buf_init(&buf);
     rb_buf_printf(&buf, "# rill topic catalog v1: topic <name> <id> <partitions> [config=value]...\n");
-    for (int pass = 0; pass < 2; pass++) {
-        BK_TOPICS_FOREACH(b, t) {
-            if (pass == 1) break;
-            if (t == skip) continue;
-            char hex[33];
-            bk_uuid_hex(&t->t_id, hex);
-            rb_buf_printf(&buf, "topic %s %s %d", t->t_name, hex, t->t_npartitions);
-            for (int i = 0; i < t->t_configs.n; i++) {
-                rb_buf_printf(&buf, " %s=", t->t_configs.names[i]);
-                bk_pct_encode(&buf, t->t_configs.values[i]);
-            }
-            rb_buf_u8(&buf, '\n');
-        }
+    BK_TOPICS_FOREACH(b, t) {
+        if (t != skip) bk_catalog_line(&buf, t);
     }
-    if (extra) {
-        char hex[33];
-        bk_uuid_hex(&extra->t_id, hex);
-        rb_buf_printf(&buf, "topic %s %s %d", extra->t_name, hex, extra->t_npartitions);
-        for (int i = 0; i < extra->t_configs.n; i++) {
-            rb_buf_printf(&buf, " %s=", extra->t_configs.names[i]);
-            bk_pct_encode(&buf, extra->t_configs.values[i]);
-        }
-        rb_buf_u8(&buf, '\n');
-    }
+    if (extra) bk_catalog_line(&buf, extra);
     char *path = bk_catalog_path(b);
     int rc = rb_write_file_atomic(path, buf.p, buf.len);
     if (rc) rb_error("cannot write topic catalog %s: %s", path, strerror(-rc));
