@@ -350,7 +350,7 @@ static int cli_group_list(const cli_group_args_t *a) {
     const rd_kafka_error_t **errs = rd_kafka_ListConsumerGroups_result_errors(res, &ne);
     const rd_kafka_ConsumerGroupListing_t **sorted = calloc(n + 1, sizeof *sorted);
     if (!sorted) abort();
-    memcpy(sorted, gl, n * sizeof *sorted);
+    if (n) memcpy(sorted, gl, n * sizeof *sorted); /* gl is NULL when there are no groups */
     /* group_id is the first thing we compare: sort by it */
     for (size_t i = 1; i < n; i++)
         for (size_t j = i; j > 0 && strcmp(rd_kafka_ConsumerGroupListing_group_id(sorted[j - 1]),
