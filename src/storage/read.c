@@ -155,15 +155,28 @@ int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_
         const uint8_t *b = st__frd_get(&r, cached, KP_BATCH_HEADER_SIZE, &err);
         if (b && st__hdr_decode(b, &h) == 0 && h.base_offset == offset) start = cached;
     }
-    if (start < 0) {
+    while (start < 0) {
         rc = snap_find(&sn, &r, offset, &start, &h);
-        if (rc == RB_ERR_NOT_FOUND) {
-            /* a gap at the end of a segment (compaction): nothing here */
-            rc = 0;
-            goto out;
+        if (rc != RB_ERR_NOT_FOUND) break;
+        /* a gap at the end of a segment (compaction, S10), or a segment
+         * emptied by it: continue in the next segment, if readable */
+        rc = 0;
+        pthread_mutex_lock(&l->l_mutex);
+        int ni = seg_find(l, s->seg_base) + 1;
+        bool more = ni < l->l_nsegs && l->l_segs[ni]->seg_base > s->seg_base && l->l_segs[ni]->seg_base < l->l_hw;
+        if (more) {
+            st__frd_free(&r);
+            st__seg_unref(s);
+            offset = l->l_segs[ni]->seg_base;
+            snap_take(l, ni, &sn);
+            s = sn.seg;
+            st__frd_init(&r, s->seg_fd, sn.limit, ST_READ_BUF);
+            r.chunk = ST_READ_CHUNK;
         }
-        if (rc) goto out;
+        pthread_mutex_unlock(&l->l_mutex);
+        if (!more) goto out;
     }
+    if (rc) goto out;
     int64_t first_size = st__hdr_size(&h);
     int64_t want = max_bytes > (size_t)(sn.limit - start) ? sn.limit : start + (int64_t)max_bytes;
     int64_t end, next_off = -1;

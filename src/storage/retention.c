@@ -208,20 +208,30 @@ void *st__cleaner_main(void *arg) {
     pthread_mutex_lock(&m->m_cl_mutex);
     int64_t next = rb_mono_ms() + m->m_cl_interval_ms;
     int64_t interval = m->m_cl_interval_ms;
+    int64_t cc_next = rb_mono_ms() + m->m_cc_backoff_ms, cc_backoff = m->m_cc_backoff_ms;
     while (!m->m_cl_stop) {
         if (m->m_cl_interval_ms != interval) { /* changed: restart the period */
             interval = m->m_cl_interval_ms;
             next = rb_mono_ms() + interval;
         }
-        if (rb_mono_ms() < next) {
-            struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000};
+        if (m->m_cc_backoff_ms != cc_backoff) {
+            cc_backoff = m->m_cc_backoff_ms;
+            cc_next = rb_mono_ms() + cc_backoff;
+        }
+        int64_t now = rb_mono_ms();
+        bool ret_due = now >= next, cc_due = m->m_cc_enable && now >= cc_next;
+        if (!ret_due && !cc_due) {
+            int64_t wake = m->m_cc_enable ? RB_MIN(next, cc_next) : next;
+            struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
             pthread_cond_timedwait(&m->m_cl_cond, &m->m_cl_mutex, &ts);
             continue;
         }
         pthread_mutex_unlock(&m->m_cl_mutex);
-        cleaner_pass(m);
+        if (ret_due) cleaner_pass(m);
+        if (cc_due) st__compact_pass(m);
         pthread_mutex_lock(&m->m_cl_mutex);
-        next = rb_mono_ms() + m->m_cl_interval_ms;
+        if (ret_due) next = rb_mono_ms() + m->m_cl_interval_ms;
+        if (cc_due) cc_next = rb_mono_ms() + m->m_cc_backoff_ms;
     }
     pthread_mutex_unlock(&m->m_cl_mutex);
     return NULL;

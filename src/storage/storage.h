@@ -82,6 +82,11 @@ typedef struct {
     bool log_append_time;         /* message.timestamp.type=LogAppendTime */
     int64_t retention_ms;         /* retention.ms: delete segments older than this (-1: never), default 7 days */
     int64_t retention_bytes;      /* retention.bytes: keep the log at most this big (-1: no limit), default -1 */
+    bool compact;                 /* cleanup.policy contains compact: the cleaner compacts the log (S9) */
+    int64_t delete_retention_ms;  /* delete.retention.ms: tombstones kept this long after their timestamp (1 day) */
+    double min_cleanable_dirty_ratio; /* min.cleanable.dirty.ratio (0.5) */
+    int64_t min_compaction_lag_ms;    /* min.compaction.lag.ms (0): younger segments are not compacted */
+    int64_t max_compaction_lag_ms;    /* max.compaction.lag.ms (max): older dirty data forces a pass */
 } st_log_config_t;
 
 void st_log_config_defaults(st_log_config_t *c);
@@ -208,6 +213,32 @@ int st_log_retention_run(st_log_t *l, int64_t now_ms);
 /* How often the cleaner thread runs retention over all open logs
  * (log.retention.check.interval.ms; default 300000). Wakes it now. */
 void st_mgr_set_retention_check_ms(st_mgr_t *m, int64_t ms);
+
+/* Log compaction (S9-S12, compact.c). The manager's cleaner thread also
+ * compacts every open log whose config says compact, every backoff_ms
+ * (log.cleaner.backoff.ms, default 15000), with a key->offset map of at most
+ * dedupe_bytes (log.cleaner.dedupe.buffer.size, default 128 MiB); enable
+ * false (log.cleaner.enable) turns compaction off. Wakes the thread. */
+void st_mgr_set_cleaner(st_mgr_t *m, bool enable, int64_t dedupe_bytes, int64_t backoff_ms);
+typedef struct {
+    int64_t first_dirty;     /* first offset the pass deduplicated ... */
+    int64_t end_offset;      /* ... up to here (the new cleaner checkpoint) */
+    int64_t bytes_read;      /* of the segments rewritten */
+    int64_t bytes_written;
+    int64_t records_removed;
+    int32_t segments;        /* rewritten */
+    int64_t map_bytes;       /* memory of the key map */
+} st_clean_stats_t;
+/* One compaction pass over one log now (the cleaner thread calls it; tests
+ * may, and may pass a map budget; 0 = the manager's). Returns 1 when
+ * segments were rewritten, 0 when there was nothing to do (not compacted,
+ * below the dirty ratio, no sealed dirty segment), or a negative error
+ * (RB_KAFKA_STORAGE_ERROR: the pass was abandoned, the old segments stay;
+ * an error after the commit point makes the log fatal, the next open
+ * finishes the swap). */
+int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t map_budget, st_clean_stats_t *stats);
+/* First offset not yet cleaned (the cleaner checkpoint; log start if never). */
+int64_t st_log_cleaner_offset(st_log_t *l);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);
