@@ -95,6 +95,8 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Cap on one batch's decompressed size during validation (decompression bombs fail past it)")        \
     X(offsets_topic_num_partitions, "offsets.topic.num.partitions", BK_CFG_INT, "50",                      \
       "Partitions of __consumer_offsets when it is created (group -> partition by hash of the group id)")   \
+    X(offsets_topic_segment_bytes, "offsets.topic.segment.bytes", BK_CFG_INT, "104857600",                 \
+      "segment.bytes of __consumer_offsets when it is created (it is compacted)")                          \
     X(group_initial_rebalance_delay_ms, "group.initial.rebalance.delay.ms", BK_CFG_INT, "3000",              \
       "How long the first rebalance of an empty group waits for more members to join")                     \
     X(group_min_session_timeout_ms, "group.min.session.timeout.ms", BK_CFG_INT, "6000",                     \

@@ -179,6 +179,7 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         {"log.flush.interval.messages", cfg->log_flush_interval_messages, 1, INT64_MAX},
         {"log.cleaner.dedupe.buffer.size", cfg->log_cleaner_dedupe_buffer_size, 65536, INT64_MAX},
         {"log.cleaner.backoff.ms", cfg->log_cleaner_backoff_ms, 1, INT64_MAX},
+        {"offsets.topic.segment.bytes", cfg->offsets_topic_segment_bytes, 14, INT32_MAX},
         {"log.flush.interval.ms", cfg->log_flush_interval_ms, 0, INT64_MAX},
         {"rill.max.decompressed.batch.bytes", cfg->max_decompressed_batch_bytes, 1024, INT32_MAX},
         {"node.id", cfg->node_id, 0, INT32_MAX},
