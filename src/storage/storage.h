@@ -51,8 +51,35 @@
  *      below the log start offset. The start then moves to the first kept
  *      segment's base. Appends, reads and the flusher never wait for it
  *      beyond a short l_mutex section.
+ *  S9. Compaction (cleanup.policy compact, compact.c) rewrites only sealed
+ *      segments wholly below the high watermark, never the active one; it
+ *      keeps offsets (a segment keeps its base even if its first records
+ *      go), never moves the log start offset, keeps null-key records and
+ *      transactional/control batches verbatim, and below a pass's end offset
+ *      E drops a record only when a later record of its key lies below E,
+ *      or when it is a tombstone older than delete_retention_ms.
+ *  S10. Gaps: offsets inside and between compacted segments may jump;
+ *      reads skip them (a removed offset reads as the next batch, an empty
+ *      segment as the next segment). Before a pass the recovery checkpoint
+ *      is written, so compacted segments end at or below the recovery point
+ *      and unclean recovery (S6) keeps its contiguity checks above it;
+ *      without a recovery point it accepts increasing offsets with gaps.
+ *  S11. A pass's new segments are staged in `<partition>/cleaner-staging/`
+ *      and fsynced; `cleaner-swap` (write-fsync-rename) is the commit point;
+ *      then the staged files are renamed over the old ones, the dir
+ *      fsynced, `cleaner-swap` removed. At open: `cleaner-swap` present ->
+ *      finish the renames; absent -> delete the staging dir. A crash
+ *      therefore leaves all old or all new segments of a pass. An error
+ *      before the commit abandons the pass; after it, the log turns fatal
+ *      until reopened.
+ *  S12. The key map of a pass is bounded (log.cleaner.dedupe.buffer.size);
+ *      when full the pass ends there. The first dirty offset is persisted
+ *      per log dir in `cleaner-offset-checkpoint` after a swap. Appends,
+ *      reads and the flusher wait for the cleaner only for short l_mutex
+ *      sections; retention and DeleteRecords wait (m_del_mutex) only during
+ *      the swap itself.
  *
- * Threads: retention runs on the manager's cleaner thread (S8); a close or
+ * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
  * st_log_* calls may come from any event-loop thread; a log's
  * mutable state is guarded by its own mutex (appends to one partition are
