@@ -456,6 +456,7 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
         budget = m->m_cc_buffer;
         pthread_mutex_unlock(&m->m_cl_mutex);
     }
+    int64_t t0 = rb_mono_ms();
     cc_pass_t p;
     memset(&p, 0, sizeof(p));
     p.l = l;
@@ -535,6 +536,7 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
     }
     for (int j = 0; j < p.njobs; j++) {
         if (p.jobs[j].src->seg_base >= p.end) break;
+        if (p.jobs[j].next_base > p.first_dirty) stats->dirty_bytes += p.jobs[j].src->seg_size;
         if ((rc = cc_clean_seg(&p, &p.jobs[j], &cfg)) < 0) goto fail;
     }
     if ((rc = rb_fsync_dir(p.stage)) < 0) goto fail;
@@ -556,10 +558,11 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
     st__ckpt_write(m); /* best effort: a lost checkpoint only repeats work */
     rmdir(p.stage);
     atomic_fetch_add(&m->m_cc_passes, 1);
+    stats->elapsed_ms = rb_mono_ms() - t0;
     rb_info("storage: %s: compacted [%" PRId64 ", %" PRId64 "): %d segment(s), %" PRId64 " -> %" PRId64
-            " bytes, %" PRId64 " record(s) removed",
+            " bytes, %" PRId64 " record(s) removed, dirty %" PRId64 " bytes, map %" PRId64 " bytes, %" PRId64 " ms",
             l->l_dir, p.first_dirty, p.end, stats->segments, stats->bytes_read, stats->bytes_written,
-            stats->records_removed);
+            stats->records_removed, stats->dirty_bytes, stats->map_bytes, stats->elapsed_ms);
     rc = 1;
     goto done;
 fail:

@@ -255,6 +255,8 @@ typedef struct {
     int64_t records_removed;
     int32_t segments;        /* rewritten */
     int64_t map_bytes;       /* memory of the key map */
+    int64_t dirty_bytes;     /* bytes of the segments holding [first_dirty, end_offset) */
+    int64_t elapsed_ms;      /* wall time of the pass */
 } st_clean_stats_t;
 /* One compaction pass over one log now (the cleaner thread calls it; tests
  * may, and may pass a map budget; 0 = the manager's). Returns 1 when
