@@ -610,30 +610,7 @@ int64_t st_log_cleaner_offset(st_log_t *l) {
     return v;
 }
 
-void st__compact_pass(st_mgr_t *m) {
-    pthread_mutex_lock(&m->m_mutex);
-    int n = 0;
-    for (st_log_t *o = m->m_logs; o; o = o->l_next) n++;
-    st_log_t **v = n ? malloc((size_t)n * sizeof(*v)) : NULL;
-    if (n && !v) abort();
-    n = 0;
-    for (st_log_t *o = m->m_logs; o; o = o->l_next) {
-        o->l_cleaning = true; /* close/delete wait for it, as for retention */
-        v[n++] = o;
-    }
-    pthread_mutex_unlock(&m->m_mutex);
-    for (int i = 0; i < n; i++) {
-        pthread_mutex_lock(&m->m_cl_mutex);
-        bool stop = m->m_cl_stop;
-        pthread_mutex_unlock(&m->m_cl_mutex);
-        if (!stop) st_log_compact_run(v[i], rb_now_ms(), 0, NULL);
-        pthread_mutex_lock(&m->m_mutex);
-        v[i]->l_cleaning = false;
-        pthread_cond_broadcast(&m->m_idle);
-        pthread_mutex_unlock(&m->m_mutex);
-    }
-    free(v);
-}
+void st__compact_one(st_log_t *l, int64_t now_ms) { st_log_compact_run(l, now_ms, 0, NULL); }
 
 void st_mgr_set_cleaner(st_mgr_t *m, bool enable, int64_t dedupe_bytes, int64_t backoff_ms) {
     pthread_mutex_lock(&m->m_cl_mutex);

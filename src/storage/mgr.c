@@ -172,20 +172,21 @@ int64_t st__mgr_recovery_point(st_mgr_t *m, const char *topic, int32_t partition
     return off;
 }
 
-int64_t st__mgr_clean_off(st_mgr_t *m, const char *topic, int32_t partition) {
+/* The log start (clean false) or cleaner (true) checkpoint entry, or -1. */
+static int64_t ckpt_get(st_mgr_t *m, const char *topic, int32_t partition, bool clean) {
     pthread_mutex_lock(&m->m_mutex);
     st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
-    int64_t off = e ? e->ck_clean : -1;
+    int64_t off = !e ? -1 : clean ? e->ck_clean : e->ck_start;
     pthread_mutex_unlock(&m->m_mutex);
     return off;
 }
 
+int64_t st__mgr_clean_off(st_mgr_t *m, const char *topic, int32_t partition) {
+    return ckpt_get(m, topic, partition, true);
+}
+
 int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition) {
-    pthread_mutex_lock(&m->m_mutex);
-    st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
-    int64_t off = e ? e->ck_start : -1;
-    pthread_mutex_unlock(&m->m_mutex);
-    return off;
+    return ckpt_get(m, topic, partition, false);
 }
 
 void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition) {

@@ -167,9 +167,10 @@ void st_mgr_set_retention_check_ms(st_mgr_t *m, int64_t ms) {
     pthread_mutex_unlock(&m->m_cl_mutex);
 }
 
-/* One pass over the open logs. Each is marked l_cleaning (m_mutex) so that
- * close/delete wait for it (log_detach), as they wait for the flusher. */
-static void cleaner_pass(st_mgr_t *m) {
+/* Calls fn on every open log, each marked l_cleaning (m_mutex) meanwhile so
+ * that close/delete wait for it (log_detach), as they wait for the flusher;
+ * stops early when the cleaner thread is asked to stop. */
+void st__for_each_log(st_mgr_t *m, void (*fn)(st_log_t *l, int64_t now_ms)) {
     /* snapshot the list, marking every log */
     pthread_mutex_lock(&m->m_mutex);
     int n = 0;
@@ -183,8 +184,7 @@ static void cleaner_pass(st_mgr_t *m) {
     }
     pthread_mutex_unlock(&m->m_mutex);
     for (int i = 0; i < n; i++) {
-        int64_t now = rb_now_ms();
-        st_log_retention_run(v[i], now);
+        fn(v[i], rb_now_ms());
         pthread_mutex_lock(&m->m_mutex);
         v[i]->l_cleaning = false; /* released one by one: a close waits for its own log only */
         pthread_cond_broadcast(&m->m_idle);
@@ -202,6 +202,8 @@ static void cleaner_pass(st_mgr_t *m) {
     }
     free(v);
 }
+
+static void retention_one(st_log_t *l, int64_t now_ms) { st_log_retention_run(l, now_ms); }
 
 void *st__cleaner_main(void *arg) {
     st_mgr_t *m = arg;
@@ -227,8 +229,8 @@ void *st__cleaner_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&m->m_cl_mutex);
-        if (ret_due) cleaner_pass(m);
-        if (cc_due) st__compact_pass(m);
+        if (ret_due) st__for_each_log(m, retention_one);
+        if (cc_due) st__for_each_log(m, st__compact_one);
         pthread_mutex_lock(&m->m_cl_mutex);
         if (ret_due) next = rb_mono_ms() + m->m_cl_interval_ms;
         if (cc_due) cc_next = rb_mono_ms() + m->m_cc_backoff_ms;

@@ -285,6 +285,9 @@ int st__ckpt_write(st_mgr_t *m);
 
 /* ---- retention (retention.c) ---- */
 void *st__cleaner_main(void *arg);
+/* Calls fn(log, now) for every open log with the log marked l_cleaning (so a
+ * close or delete waits for it); stops early when the thread must stop. */
+void st__for_each_log(st_mgr_t *m, void (*fn)(st_log_t *l, int64_t now_ms));
 /* Removes (unlinks) the segments wholly below the log start offset; the
  * start must already be persisted (or restored from the checkpoint). */
 int st__log_drop_below_start(st_log_t *l);
@@ -293,8 +296,8 @@ int st__log_drop_below_start(st_log_t *l);
 /* At log open, before the segments are listed: finishes a committed swap
  * (cleaner-swap present) or discards an uncommitted one (S11). */
 int st__clean_recover(const char *dir);
-/* The cleaner thread's compaction round over all open compacted logs. */
-void st__compact_pass(st_mgr_t *m);
+/* One log's compaction on the cleaner thread (st__for_each_log). */
+void st__compact_one(st_log_t *l, int64_t now_ms);
 
 /* ---- manager (mgr.c) ---- */
 /* Checkpointed first dirty offset of the cleaner, or -1. */

@@ -180,15 +180,24 @@ static st_log_config_t ccfg(void) {
 static model_t M;
 static seen_t S, X, OLD;
 
+/* A fresh dir with one open compacted log "t-0" of segment_bytes seg; the model reset. */
+static st_log_t *open_fresh(char **dir, st_mgr_t **mg, st_log_config_t *c, int64_t seg) {
+    *dir = stt_mkdtemp();
+    assert_int_equal(st_mgr_open(*dir, mg), 0);
+    *c = ccfg();
+    if (seg) c->segment_bytes = seg;
+    st_log_t *l;
+    assert_int_equal(st_log_open(*mg, "t", 0, c, &l), 0);
+    memset(&M, 0, sizeof(M));
+    return l;
+}
+
 static void test_model(void **state) {
     (void)state;
-    char *dir = stt_mkdtemp();
+    char *dir;
     st_mgr_t *mg;
-    assert_int_equal(st_mgr_open(dir, &mg), 0);
-    st_log_config_t c = ccfg();
-    st_log_t *l;
-    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
-    memset(&M, 0, sizeof(M));
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 0);
     int64_t now = rb_now_ms();
     for (int round = 0; round < 4; round++) {
         append_random(l, &M, 60, 40, now);
@@ -232,14 +241,10 @@ static void test_model(void **state) {
 /* A key map too small for the dirty part: several passes, each correct. */
 static void test_small_budget(void **state) {
     (void)state;
-    char *dir = stt_mkdtemp();
+    char *dir;
     st_mgr_t *mg;
-    assert_int_equal(st_mgr_open(dir, &mg), 0);
-    st_log_config_t c = ccfg();
-    c.segment_bytes = 16384;
-    st_log_t *l;
-    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
-    memset(&M, 0, sizeof(M));
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 16384);
     int64_t now = rb_now_ms();
     append_random(l, &M, 1500, 3000, now);
     int passes = 0;
@@ -274,13 +279,10 @@ static bool stage_exists(const char *dir) {
 /* ENOSPC while writing cleaned segments: abandoned, nothing changed; later ok. */
 static void test_enospc(void **state) {
     (void)state;
-    char *dir = stt_mkdtemp();
+    char *dir;
     st_mgr_t *mg;
-    assert_int_equal(st_mgr_open(dir, &mg), 0);
-    st_log_config_t c = ccfg();
-    st_log_t *l;
-    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
-    memset(&M, 0, sizeof(M));
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 0);
     int64_t now = rb_now_ms();
     append_random(l, &M, 80, 30, now);
     read_all(l, &OLD);
@@ -400,14 +402,10 @@ static void test_crash_steps(void **state) {
 /* Keyless records and gaps: reads continue past emptied segments. */
 static void test_fetch_gaps(void **state) {
     (void)state;
-    char *dir = stt_mkdtemp();
+    char *dir;
     st_mgr_t *mg;
-    assert_int_equal(st_mgr_open(dir, &mg), 0);
-    st_log_config_t c = ccfg();
-    c.segment_bytes = 600;
-    st_log_t *l;
-    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
-    memset(&M, 0, sizeof(M));
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 600);
     int64_t now = rb_now_ms();
     /* many updates of one key, then other keys: whole segments empty out */
     for (int i = 0; i < 40; i++) {
