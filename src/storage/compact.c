@@ -13,8 +13,10 @@
  *   3. map: read the dirty records from the checkpoint on, key -> latest
  *      offset, within the memory budget; where the budget ends, the pass ends
  *      (end offset E), and the rest waits for the next pass;
- *   4. for every selected segment with base < E, write a cleaned copy into
- *      `<partition>/cleaner-staging/` (same base, same offsets: a record is
+ *   4. group the selected segments with base < E (consecutive ones whose
+ *      sizes add up to at most segment.bytes) and write each group's
+ *      cleaned copy into `<partition>/cleaner-staging/` (the group's first
+ *      base, same offsets: a record is
  *      dropped when its key has a later offset in the map, or it is a
  *      tombstone older than delete.retention.ms; records at or after E, null
  *      keys, transactional and control batches are kept verbatim; a batch
@@ -24,8 +26,9 @@
  *      staging dir;
  *   5. under m_del_mutex (no retention or DeleteRecords meanwhile): check
  *      the source segments are still in the log, write `cleaner-swap`
- *      (write-then-fsync-then-rename): the commit point; rename every staged
- *      file over its original, fsync the partition dir, swap the segments in
+ *      (write-then-fsync-then-rename, listing the merged segments): the
+ *      commit point; rename every staged file over its original, unlink the
+ *      merged segments, fsync the partition dir, swap the segments in
  *      memory under l_mutex (readers holding the old ones keep their fds),
  *      remove `cleaner-swap` and fsync the dir again;
  *   6. the cleaner checkpoint becomes E (written with the other checkpoints).
@@ -187,7 +190,9 @@ static bool cc_keep_verbatim(const kp_batch_hdr_t *h) {
 typedef struct {
     st_seg_t *src;      /* referenced */
     int64_t next_base;  /* base of the segment after it */
-    st_seg_t *dst;      /* the cleaned copy (staging dir) */
+    st_seg_t *dst;      /* first of a group: the cleaned copy of the group (staging dir) */
+    int ngroup;         /* first of a group: sources in it (this one and the next ngroup-1) */
+    bool merged;        /* a later member of a group: its files go at the swap */
 } cc_job_t;
 
 typedef struct {
@@ -310,29 +315,37 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
     return 0;
 }
 
-/* Step 4 for one segment. */
-static int cc_clean_seg(cc_pass_t *p, cc_job_t *jb, const st_log_config_t *cfg) {
+/* Step 4 for one group of consecutive segments (jobs g .. g+ngroup-1): one
+ * cleaned segment with the first one's base. */
+static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
+    cc_job_t *jb = &p->jobs[g];
+    cc_job_t *lastj = &p->jobs[g + jb->ngroup - 1];
     int rc = st__seg_open(p->stage, jb->src->seg_base, true, &jb->dst);
     if (rc < 0) return rc;
     int fd = jb->dst->seg_fd;
     int64_t wpos = 0;
-    p->rd.fd = jb->src->seg_fd;
-    p->rd.pos = 0;
-    p->rd.limit = jb->src->seg_size;
     p->wbuf.len = 0;
-    kp_batch_hdr_t h;
-    while ((rc = cc_next(&p->rd, &h)) == 1) {
-        if ((rc = cc_filter_batch(p, &h, cfg->delete_retention_ms))) return rc;
-        if (p->wbuf.len >= CC_WBUF && (rc = cc_flush(p, fd, &wpos))) return rc;
+    for (int j = g; j < g + jb->ngroup; j++) {
+        st_seg_t *src = p->jobs[j].src;
+        p->rd.fd = src->seg_fd;
+        p->rd.pos = 0;
+        p->rd.limit = src->seg_size;
+        kp_batch_hdr_t h;
+        while ((rc = cc_next(&p->rd, &h)) == 1) {
+            if ((rc = cc_filter_batch(p, &h, cfg->delete_retention_ms))) return rc;
+            if (p->wbuf.len >= CC_WBUF && (rc = cc_flush(p, fd, &wpos))) return rc;
+        }
+        if (rc < 0) return rc;
+        p->st->bytes_read += src->seg_size;
+        p->jobs[j].merged = j > g;
     }
-    if (rc < 0) return rc;
     if ((rc = cc_flush(p, fd, &wpos))) return rc;
     st_seg_t *d = jb->dst;
     d->seg_size = wpos;
     st_scan_t sc;
     memset(&sc, 0, sizeof(sc));
     sc.min_off = d->seg_base;
-    sc.next_base = jb->next_base;
+    sc.next_base = lastj->next_base;
     sc.build_index = true;
     sc.interval = cfg->index_interval_bytes;
     rc = st__seg_scan(d, &sc);
@@ -341,15 +354,37 @@ static int cc_clean_seg(cc_pass_t *p, cc_job_t *jb, const st_log_config_t *cfg) 
     st__idx_seal(d);
     if (fdatasync(d->seg_fd) < 0 || fdatasync(d->seg_ofd) < 0 || fdatasync(d->seg_tfd) < 0) return -errno;
     d->seg_synced = wpos;
-    d->seg_next_off = jb->next_base;
+    d->seg_next_off = lastj->next_base;
     d->seg_max_ts = sc.max_ts;
     d->seg_max_ts_off = sc.max_ts_off;
     d->seg_sealed = true;
     d->seg_sealed_synced = true;
-    p->st->bytes_read += jb->src->seg_size;
     p->st->bytes_written += wpos;
-    p->st->segments++;
+    p->st->segments += jb->ngroup;
     return 0;
+}
+
+/* Groups consecutive segments below the end offset, as Kafka does: sources
+ * whose sizes add up to at most segment.bytes (their index entries, at worst
+ * one per index.interval.bytes or per batch, also fit segment.index.bytes) and whose offsets stay within 2^31
+ * of the group's base. Returns the number of jobs covered. */
+static int cc_group(cc_pass_t *p, const st_log_config_t *cfg) {
+    int j = 0;
+    while (j < p->njobs && p->jobs[j].src->seg_base < p->end) {
+        int k = j + 1;
+        int64_t size = p->jobs[j].src->seg_size;
+        while (k < p->njobs && p->jobs[k].src->seg_base < p->end) {
+            int64_t ns = size + p->jobs[k].src->seg_size;
+            if (ns > cfg->segment_bytes || ns / RB_MAX(cfg->index_interval_bytes, KP_BATCH_HEADER_SIZE) * ST_TIDX_ENTRY > cfg->segment_index_bytes ||
+                p->jobs[k].next_base - p->jobs[j].src->seg_base > INT32_MAX)
+                break;
+            size = ns;
+            k++;
+        }
+        p->jobs[j].ngroup = k - j;
+        j = k;
+    }
+    return j;
 }
 
 /* Renames every file of the staging dir into dir (replacing). */
@@ -379,9 +414,23 @@ int st__clean_recover(const char *dir) {
     snprintf(swap, sizeof(swap), "%s/%s", dir, ST_SWAP_FILE);
     struct stat st;
     if (stat(swap, &st) == 0) {
-        /* committed: finish the renames (S11) */
+        /* committed: finish the renames, remove the merged segments (S11) */
         rb_warn("storage: %s: finishing an interrupted compaction swap", dir);
         int rc = cc_move_staged(dir, stage);
+        if (rc < 0) return rc;
+        char *data = NULL;
+        size_t len = 0;
+        if ((rc = rb_read_file(swap, &data, &len)) < 0) return rc;
+        char *save = NULL;
+        for (char *ln = strtok_r(data, "\n", &save); ln; ln = strtok_r(NULL, "\n", &save)) {
+            long long base;
+            if (sscanf(ln, "merged %lld", &base) == 1 && base >= 0) {
+                rc = st__seg_unlink(dir, (int64_t)base);
+                if (rc < 0 && rc != -ENOENT) break;
+                rc = 0;
+            }
+        }
+        free(data);
         if (rc < 0) return rc;
         if ((rc = rb_fsync_dir(dir)) < 0) return rc;
         if (unlink(swap) < 0 && errno != ENOENT) return -errno;
@@ -402,7 +451,7 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
     pthread_mutex_lock(&l->l_mutex);
     bool fatal = l->l_fatal || l->l_closing;
     for (int j = 0; j < p->njobs && !fatal; j++) {
-        if (!p->jobs[j].dst) continue;
+        if (!p->jobs[j].dst && !p->jobs[j].merged) continue;
         bool found = false;
         for (int i = 0; i < l->l_nsegs && !found; i++) found = l->l_segs[i] == p->jobs[j].src;
         if (!found) fatal = true;
@@ -413,21 +462,37 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
     if (e) return -e;
     char swap[4096];
     snprintf(swap, sizeof(swap), "%s/%s", l->l_dir, ST_SWAP_FILE);
-    int rc = rb_write_file_atomic(swap, "1\n", 2);
+    rb_buf_t rec;
+    rb_buf_init(&rec);
+    rb_buf_printf(&rec, "cleaner-swap 0\n");
+    for (int j = 0; j < p->njobs; j++)
+        if (p->jobs[j].merged) rb_buf_printf(&rec, "merged %" PRId64 "\n", p->jobs[j].src->seg_base);
+    int rc = rb_write_file_atomic(swap, rec.p, rec.len);
+    rb_buf_free(&rec);
     if (rc < 0) return rc;
     *committed = true;
     if ((rc = cc_move_staged(l->l_dir, p->stage)) < 0) return rc;
+    for (int j = 0; j < p->njobs; j++) {
+        if (!p->jobs[j].merged) continue;
+        if ((e = rb_failpoint("st.clean.rename"))) return -e;
+        if ((rc = st__seg_unlink(l->l_dir, p->jobs[j].src->seg_base)) < 0 && rc != -ENOENT) return rc;
+    }
     if ((e = rb_failpoint("st.clean.swapped"))) return -e;
     if ((rc = rb_fsync_dir(l->l_dir)) < 0) return rc;
     /* in memory: the new segments replace the old ones */
     pthread_mutex_lock(&l->l_mutex);
     for (int j = 0; j < p->njobs; j++) {
         cc_job_t *jb = &p->jobs[j];
-        if (!jb->dst) continue;
+        if (!jb->dst && !jb->merged) continue;
         for (int i = 0; i < l->l_nsegs; i++) {
             if (l->l_segs[i] != jb->src) continue;
-            l->l_segs[i] = jb->dst;
-            jb->dst = NULL;
+            if (jb->dst) {
+                l->l_segs[i] = jb->dst;
+                jb->dst = NULL;
+            } else { /* merged into the group's first segment */
+                memmove(l->l_segs + i, l->l_segs + i + 1, (size_t)(l->l_nsegs - i - 1) * sizeof(*l->l_segs));
+                l->l_nsegs--;
+            }
             st__seg_unref(jb->src); /* the array's reference; the job still holds one */
             break;
         }
@@ -534,11 +599,11 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
         rc = -errno;
         goto fail;
     }
-    for (int j = 0; j < p.njobs; j++) {
-        if (p.jobs[j].src->seg_base >= p.end) break;
+    int ncover = cc_group(&p, &cfg);
+    for (int j = 0; j < ncover; j++)
         if (p.jobs[j].next_base > p.first_dirty) stats->dirty_bytes += p.jobs[j].src->seg_size;
-        if ((rc = cc_clean_seg(&p, &p.jobs[j], &cfg)) < 0) goto fail;
-    }
+    for (int j = 0; j < ncover; j += p.jobs[j].ngroup)
+        if ((rc = cc_clean_group(&p, j, &cfg)) < 0) goto fail;
     if ((rc = rb_fsync_dir(p.stage)) < 0) goto fail;
     /* step 5 */
     pthread_mutex_lock(&m->m_del_mutex);

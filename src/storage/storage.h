@@ -65,10 +65,12 @@
  *      and unclean recovery (S6) keeps its contiguity checks above it;
  *      without a recovery point it accepts increasing offsets with gaps.
  *  S11. A pass's new segments are staged in `<partition>/cleaner-staging/`
- *      and fsynced; `cleaner-swap` (write-fsync-rename) is the commit point;
- *      then the staged files are renamed over the old ones, the dir
- *      fsynced, `cleaner-swap` removed. At open: `cleaner-swap` present ->
- *      finish the renames; absent -> delete the staging dir. A crash
+ *      and fsynced (consecutive small segments merged into the first one's
+ *      base); `cleaner-swap` (write-fsync-rename, listing the merged bases)
+ *      is the commit point; then the staged files are renamed over the old
+ *      ones, the merged segments unlinked, the dir fsynced, `cleaner-swap`
+ *      removed. At open: `cleaner-swap` present -> finish the renames and
+ *      unlinks; absent -> delete the staging dir. A crash
  *      therefore leaves all old or all new segments of a pass. An error
  *      before the commit abandons the pass; after it, the log turns fatal
  *      until reopened.
