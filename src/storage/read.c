@@ -52,10 +52,14 @@ static void snap_take(const st_log_t *l, int i, st_snap_t *sn) {
     sn->ttn = s->seg_ttail ? s->seg_ttail_n : 0;
     if (sn->otn) memcpy(sn->otail, s->seg_otail, sn->otn * sizeof(st_oent_t));
     if (sn->ttn) memcpy(sn->ttail, s->seg_ttail, sn->ttn * sizeof(st_tent_t));
-    if (s->seg_base == l->l_hw_seg_base) {
+    /* a sealed segment wholly below the high watermark is readable to its
+     * end even when the watermark's (segment, position) still names it: a
+     * compaction swap may have replaced it with a shorter file (S11) */
+    bool whole = s->seg_sealed && l->l_hw >= s->seg_next_off;
+    if (s->seg_base == l->l_hw_seg_base && !whole) {
         sn->limit = l->l_hw_pos;
         sn->next_off = l->l_hw;
-    } else if (s->seg_base < l->l_hw_seg_base) {
+    } else if (s->seg_base < l->l_hw_seg_base || whole) {
         sn->limit = s->seg_size;
         sn->next_off = s->seg_next_off;
     } else {
