@@ -10,6 +10,7 @@
 #include "st_test.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 
 #define NKEYS_MAX 4000
@@ -462,6 +463,110 @@ static void test_fetch_gaps(void **state) {
     stt_rmdir(dir);
 }
 
+/* The cleaner thread compacting (backoff 1 ms) while the test appends and a
+ * reader thread reads everything again and again: reads never fail, never
+ * return a record other than the one appended at its offset, offsets always
+ * increase; afterwards (and after a reopen) the log matches the model. */
+typedef struct {
+    st_log_t *l;
+    atomic_int stop;
+    atomic_int bad;
+    int reads;
+} rd_ctx_t;
+
+static void *reader_main(void *arg) {
+    rd_ctx_t *x = arg;
+    rb_buf_t dec;
+    rb_buf_init(&dec);
+    while (!atomic_load(&x->stop) && !atomic_load(&x->bad)) {
+        int64_t next = 0, last = -1;
+        for (int guard = 0; guard < 100000; guard++) {
+            st_read_t r;
+            if (st_log_read(x->l, next, 64 * 1024, true, &r)) { atomic_store(&x->bad, 1); break; }
+            if (r.len == 0) {
+                if (next != r.high_watermark) atomic_store(&x->bad, 2);
+                break;
+            }
+            uint8_t *buf = malloc(r.len);
+            if (pread(r.fd, buf, r.len, r.file_off) != (ssize_t)r.len) atomic_store(&x->bad, 3);
+            close(r.fd);
+            size_t p = 0;
+            while (p < r.len && !atomic_load(&x->bad)) {
+                kp_batch_hdr_t h;
+                if (kp_batch_hdr_parse(buf + p, r.len - p, &h)) { atomic_store(&x->bad, 4); break; }
+                size_t sz = (size_t)h.batch_length + KP_BATCH_LOG_OVERHEAD;
+                if (rb_crc32c(0, buf + p + 21, sz - 21) != h.crc) { atomic_store(&x->bad, 5); break; }
+                const uint8_t *recs = buf + p + KP_BATCH_HEADER_SIZE;
+                size_t rl = sz - KP_BATCH_HEADER_SIZE;
+                int codec = h.attributes & KP_ATTR_COMPRESSION_MASK;
+                if (codec) {
+                    rb_buf_reset(&dec);
+                    if (kp_decompress((kp_compression_t)codec, recs, rl, 1 << 26, &dec)) { atomic_store(&x->bad, 6); break; }
+                    recs = dec.p;
+                    rl = dec.len;
+                }
+                rb_rd_t rd;
+                rb_rd_init(&rd, recs, rl);
+                for (int32_t i = 0; i < h.records_count; i++) {
+                    kp_record_t rec;
+                    if (kp_record_next(&rd, &rec)) { atomic_store(&x->bad, 7); break; }
+                    int64_t off = h.base_offset + rec.offset_delta;
+                    if (off < next) continue;
+                    char kb[32];
+                    snprintf(kb, sizeof(kb), "key-%d", M.h[off].key);
+                    if (off <= last || rec.key.len != (int32_t)strlen(kb) || memcmp(rec.key.p, kb, strlen(kb)) ||
+                        (rec.value.len < 0) != (M.h[off].val < 0)) {
+                        atomic_store(&x->bad, 8);
+                        break;
+                    }
+                    last = off;
+                }
+                next = h.base_offset + h.last_offset_delta + 1;
+                p += sz;
+            }
+            free(buf);
+            if (atomic_load(&x->bad)) break;
+        }
+        x->reads++;
+    }
+    rb_buf_free(&dec);
+    return NULL;
+}
+
+static void test_concurrent(void **state) {
+    (void)state;
+    char *dir;
+    st_mgr_t *mg;
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 4096);
+    st_mgr_set_cleaner(mg, true, 1 << 20, 1);
+    rd_ctx_t x = {.l = l};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reader_main, &x), 0);
+    int64_t now = rb_now_ms();
+    for (int i = 0; i < 40 && !atomic_load(&x.bad); i++) append_random(l, &M, 25, 60, now);
+    atomic_store(&x.stop, 1);
+    pthread_join(th, NULL);
+    if (atomic_load(&x.bad)) fail_msg("reader saw an inconsistency (code %d) after %d reads", atomic_load(&x.bad), x.reads);
+    assert_true(x.reads > 0);
+    uint64_t passes = atomic_load(&mg->m_cc_passes);
+    fprintf(stderr, "concurrent: %d full reads, %d compaction passes meanwhile\n", x.reads, (int)passes);
+    assert_true(passes >= 2);
+    st_mgr_set_cleaner(mg, false, 1 << 20, 1);
+    st_log_close(l); /* waits for the cleaner to leave the log */
+    st_mgr_close(mg);
+    assert_int_equal(st_mgr_open(dir, &mg), 0);
+    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
+    int64_t E = st_log_cleaner_offset(l);
+    assert_true(E > 0); /* the cleaner ran */
+    read_all(l, &S);
+    expect_state(&M, E, true, &X);
+    assert_true(seen_equal(&S, &X));
+    st_log_close(l);
+    st_mgr_close(mg);
+    stt_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -469,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_enospc),
         cmocka_unit_test(test_fetch_gaps),
         cmocka_unit_test(test_crash_steps),
+        cmocka_unit_test(test_concurrent),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);
