@@ -604,7 +604,9 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
         if (p.jobs[j].next_base > p.first_dirty) stats->dirty_bytes += p.jobs[j].src->seg_size;
     for (int j = 0; j < ncover; j += p.jobs[j].ngroup)
         if ((rc = cc_clean_group(&p, j, &cfg)) < 0) goto fail;
-    if ((rc = rb_fsync_dir(p.stage)) < 0) goto fail;
+    /* the staged files and the staging dir's own entry are durable before
+     * the commit record can be */
+    if ((rc = rb_fsync_dir(p.stage)) < 0 || (rc = rb_fsync_dir(l->l_dir)) < 0) goto fail;
     /* step 5 */
     pthread_mutex_lock(&m->m_del_mutex);
     rc = cc_swap(&p, &committed);
