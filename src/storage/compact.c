@@ -21,8 +21,9 @@
  *      tombstone older than delete.retention.ms; records at or after E, null
  *      keys, transactional and control batches are kept verbatim; a batch
  *      that loses records is rebuilt with the same base offset,
- *      lastOffsetDelta, timestamps and producer fields and recompressed
- *      with its codec), build its indexes, fdatasync all of it and the
+ *      lastOffsetDelta, base timestamp and producer fields, the kept
+ *      records' largest timestamp as max timestamp (CreateTime), and
+ *      recompressed with its codec), build its indexes, fdatasync all of it and the
  *      staging dir;
  *   5. under m_del_mutex (no retention or DeleteRecords meanwhile): check
  *      the source segments are still in the log, write `cleaner-swap`
@@ -273,6 +274,7 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
     if (rc) return rc;
     rb_buf_reset(&p->plain);
     int32_t kept = 0;
+    int64_t max_ts = -1;
     rb_rd_t rd;
     rb_rd_init(&rd, recs, n);
     bool tomb_old = h->max_timestamp >= 0 && p->now_ms - h->max_timestamp > delete_ms;
@@ -290,6 +292,8 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
         if (keep) {
             rb_buf_put(&p->plain, at, (size_t)(rd.p - at));
             kept++;
+            int64_t ts = (int64_t)((uint64_t)h->base_timestamp + (uint64_t)rec.timestamp_delta);
+            if (ts > max_ts) max_ts = ts;
         }
     }
     if (kept == h->records_count) {
@@ -311,6 +315,8 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
     size_t total = p->wbuf.len - start;
     rb_wbe32(b + 8, (uint32_t)(total - KP_BATCH_LOG_OVERHEAD));
     rb_wbe32(b + 57, (uint32_t)kept);
+    if (!(h->attributes & KP_ATTR_TIMESTAMP_TYPE)) /* CreateTime: the kept records' largest (LogAppendTime stays) */
+        rb_wbe64(b + 35, (uint64_t)max_ts);
     rb_wbe32(b + 17, rb_crc32c(0, b + 21, total - 21));
     return 0;
 }

@@ -183,3 +183,43 @@ def test_enospc_during_cleaning(broker_factory):
     # the failpoint is used up after three hits: a later pass succeeds
     read_stable(b, topic, model)
     assert not os.path.exists(os.path.join(b.partition_dir(topic, 0), "cleaner-staging"))
+
+
+def test_list_offsets_after_compaction(broker_factory):
+    """ListOffsets earliest stays 0, latest the high watermark, and by
+    timestamp answers the first surviving record at or after the time."""
+    b = broker_factory(props=PROPS)
+    topic = unique("cmp-lo")
+    ck_create_topic(b, topic, 1, config=TOPIC_CFG)
+    rnd = random.Random(11)
+    p = ck_producer(b, **{"linger.ms": 20, "batch.num.messages": 50})
+    d = Delivery()
+    t0 = 1_700_000_000_000
+    for i in range(2000):
+        p.produce(topic, key=b"key-%d" % rnd.randrange(25), value=b"v%d" % i, timestamp=t0 + i, on_delivery=d)
+    ck_produce_sync(p)
+    assert not d.errors(), d.errors()[:3]
+    model = {m.offset(): (m.key(), m.value()) for m in d.ok()}
+    ts_of = {m.offset(): m.timestamp()[1] for m in d.ok()}
+    e, got = read_stable(b, topic, model)
+    c = ck_consumer(b)
+    assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10) == (0, len(model))
+    survivors = sorted(got)
+    removed = [o for o in sorted(model) if o not in got and o < e]
+    assert removed, "nothing was compacted"
+    for target_off in removed[-300:] + survivors[:3]:  # near the survivors, where batches lost their tails
+        target = ts_of[target_off]
+        want = min(o for o in survivors if ts_of[o] >= target)
+        res = c.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)
+        assert res[0].offset == want, "ts %d (offset %d, removed=%s): got %d, want %d" % (
+            target, target_off, target_off not in got, res[0].offset, want)
+    # a fetch at a removed offset starts at the next surviving record
+    c.assign([TopicPartition(topic, 0, removed[0])])
+    first = None
+    for _ in range(100):
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            first = m.offset()
+            break
+    assert first == min(o for o in survivors if o > removed[0])
+    c.close()
