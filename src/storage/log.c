@@ -52,6 +52,10 @@ void st_log_config_defaults(st_log_config_t *c) {
 static void cfg_sanitize(st_log_config_t *c) {
     if (c->segment_bytes < KP_BATCH_HEADER_SIZE) c->segment_bytes = KP_BATCH_HEADER_SIZE;
     if (c->segment_bytes > INT32_MAX) c->segment_bytes = INT32_MAX;
+    /* as Kafka: a compacted log rolls by max.compaction.lag.ms too, so no
+     * record waits longer than that in the (never cleaned) active segment */
+    if (c->compact && c->max_compaction_lag_ms > 0 && c->max_compaction_lag_ms < c->segment_ms)
+        c->segment_ms = c->max_compaction_lag_ms;
     if (c->segment_ms < 1) c->segment_ms = 1;
     if (c->index_interval_bytes < 0) c->index_interval_bytes = 0;
     if (c->segment_index_bytes < ST_TIDX_ENTRY * 2) c->segment_index_bytes = ST_TIDX_ENTRY * 2;

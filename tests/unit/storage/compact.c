@@ -567,6 +567,67 @@ static void test_concurrent(void **state) {
     stt_rmdir(dir);
 }
 
+/* Appends one record at now_ms (the roll clock's time). Returns its offset. */
+static int64_t append_one_at(st_log_t *l, int64_t now_ms) {
+    rb_buf_t b;
+    rb_buf_init(&b);
+    stt_batch(&b, 1, now_ms, 10, KP_COMP_NONE);
+    M.h[M.n] = (mrec_t){0, -2, now_ms};
+    kp_batch_info_t info;
+    kp_batch_limits_t lim = {.max_batch_bytes = 1 << 20};
+    assert_int_equal(kp_batch_validate(b.p, b.len, &lim, &info, NULL, 0), 0);
+    int64_t bo, lo, lat;
+    assert_int_equal(st_log_append(l, b.p, b.len, &info, now_ms, &bo, &lo, &lat), 0);
+    rb_buf_free(&b);
+    M.n = lo + 1;
+    assert_int_equal(stt_durable(l, lo + 1), 0);
+    return lo;
+}
+
+/* max.compaction.lag.ms: the active segment rolls after it (on the next
+ * append, although segment.ms is a week), and dirty data older than it is
+ * cleaned even below min.cleanable.dirty.ratio. */
+static void test_max_lag(void **state) {
+    (void)state;
+    char *dir;
+    st_mgr_t *mg;
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 1 << 20);
+    c.max_compaction_lag_ms = 1000;
+    st_log_set_config(l, &c);
+    int64_t now = rb_now_ms();
+    append_random(l, &M, 30, 10, now - 5000); /* the roll clock starts at this append (now) */
+    assert_int_equal(st_log_compact_run(l, now + 2000, 0, NULL), 0); /* all in the active segment */
+    st_log_state_t ls;
+    st_log_state(l, &ls);
+    int32_t before = ls.nsegments;
+    append_one_at(l, now + 2000);
+    st_log_state(l, &ls);
+    assert_int_equal(ls.nsegments, before + 1); /* rolled by the lag */
+    assert_int_equal(st_log_compact_run(l, now + 2000, 0, NULL), 1); /* ratio 0: a first pass */
+    /* now a clean part exists: more dirty data, but below a ratio of 1.0 */
+    c.min_cleanable_dirty_ratio = 1.0;
+    c.max_compaction_lag_ms = INT64_MAX;
+    st_log_set_config(l, &c);
+    c.segment_ms = 1000;
+    st_log_set_config(l, &c);
+    append_random(l, &M, 30, 10, now - 5000);
+    st_log_state(l, &ls);
+    before = ls.nsegments;
+    append_one_at(l, now + 20000); /* rolls by segment.ms */
+    st_log_state(l, &ls);
+    assert_int_equal(ls.nsegments, before + 1);
+    assert_int_equal(st_log_compact_run(l, now + 20000, 0, NULL), 0); /* below the ratio, no lag: nothing */
+    c.max_compaction_lag_ms = 1000;
+    st_log_set_config(l, &c);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(l, now + 20000, 0, &cs), 1); /* overdue: cleaned */
+    assert_true(cs.records_removed > 0);
+    st_log_close(l);
+    st_mgr_close(mg);
+    stt_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -575,6 +636,7 @@ int main(void) {
         cmocka_unit_test(test_fetch_gaps),
         cmocka_unit_test(test_crash_steps),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_max_lag),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);
