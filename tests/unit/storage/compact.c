@@ -628,6 +628,28 @@ static void test_max_lag(void **state) {
     stt_rmdir(dir);
 }
 
+/* min.compaction.lag.ms: segments with records younger than it wait. */
+static void test_min_lag(void **state) {
+    (void)state;
+    char *dir;
+    st_mgr_t *mg;
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 0);
+    c.min_compaction_lag_ms = 3600 * 1000;
+    st_log_set_config(l, &c);
+    int64_t now = rb_now_ms();
+    append_random(l, &M, 60, 20, now);
+    assert_int_equal(st_log_compact_run(l, now, 0, NULL), 0);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(l, now + 2 * 3600 * 1000, 0, &cs), 1);
+    read_all(l, &S);
+    expect_state(&M, cs.end_offset, true, &X);
+    assert_true(seen_equal(&S, &X));
+    st_log_close(l);
+    st_mgr_close(mg);
+    stt_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -637,6 +659,7 @@ int main(void) {
         cmocka_unit_test(test_crash_steps),
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_max_lag),
+        cmocka_unit_test(test_min_lag),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);
