@@ -223,3 +223,25 @@ def test_list_offsets_after_compaction(broker_factory):
             break
     assert first == min(o for o in survivors if o > removed[0])
     c.close()
+
+
+def test_broker_default_policy_and_compact_delete(broker_factory):
+    """log.cleanup.policy=compact makes a topic created without configs
+    compacted (keyless records refused); cleanup.policy=compact,delete
+    compacts too."""
+    props = dict(PROPS)
+    props["log.cleanup.policy"] = "compact"
+    b = broker_factory(props=props)
+    plain = unique("cmp-default")
+    ck_create_topic(b, plain, 1)
+    p = ck_producer(b, **{"message.send.max.retries": 0})
+    d = Delivery()
+    p.produce(plain, value=b"no key", on_delivery=d)
+    ck_produce_sync(p)
+    assert [e.code() for e, m in d.errors()] == [87]
+    both = unique("cmp-both")
+    cfg = dict(TOPIC_CFG)
+    cfg["cleanup.policy"] = "compact,delete"
+    ck_create_topic(b, both, 1, config=cfg)
+    model = produce_model(b, both, 1500, 30, seed=5)
+    read_stable(b, both, model)
