@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """bench/compact_bench.py — log compaction benchmark (issue 4, the cleaner).
 
-Usage: RILL_BUILD=build /usr/bin/python3 bench/compact_bench.py [--records N] [--keys K] [--budget BYTES]
+Usage: RILL_BUILD=build /usr/bin/python3 bench/compact_bench.py [--records N] [--keys K] [--budget BYTES] [--repeat R]
 
 Two runs on fresh rillds from RILL_BUILD (default ./build), data under the
 build directory (a real disk), the same workload each time: one
@@ -14,10 +14,12 @@ cleanup.policy=compact, segment.bytes=1 MiB, min.cleanable.dirty.ratio=0.2.
     log.cleaner.dedupe.buffer.size=BUDGET (default 16 MiB).
 
 Measured per run: producer records/s and MB/s of values, delivery latency
-(produce() to acknowledgement) p50/p99; for the "on" run the cleaner's passes
-during the production (from rilld's log lines): dirty MB cleaned per second of
-pass time, bytes read/written, records removed, the key map's size. The
-ratios on/off of throughput and p99 come from one invocation.
+(produce() to acknowledgement) p50/p99; for the "on" runs the cleaner's
+passes during the production (from rilld's log lines): dirty MB cleaned per
+second of pass time (bytes of the segments holding the deduplicated range),
+bytes read/written, records removed, the key map's size. Off and on runs
+alternate (--repeat pairs) and the ratios on/off are medians over the pairs
+of one invocation (single runs on this shared machine swing p99 by 2x).
 """
 import argparse
 import os
@@ -90,34 +92,42 @@ def run(enable, n, nkeys, budget, workdir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=600000)
-    ap.add_argument("--keys", type=int, default=20000)
+    ap.add_argument("--records", type=int, default=1000000)
+    ap.add_argument("--keys", type=int, default=50000)
     ap.add_argument("--budget", type=int, default=16 << 20)
+    ap.add_argument("--repeat", type=int, default=3, help="off/on pairs, alternating (medians reported)")
     a = ap.parse_args()
     workdir = os.path.abspath(BUILD)
-    off = run(False, a.records, a.keys, a.budget, workdir)
-    on = run(True, a.records, a.keys, a.budget, workdir)
-    print("compact bench: %s  records %d, keys %d, value 100 B, acks=all, budget %d B" % (
-        time.strftime("%Y-%m-%d %H:%M", time.gmtime()), a.records, a.keys, a.budget))
-    print("| run         | records/s | MB/s  | p50 ms | p99 ms | errors |")
-    print("|-------------|-----------|-------|--------|--------|--------|")
-    for name, r in (("cleaner off", off), ("cleaner on", on)):
-        print("| %-11s | %9.0f | %5.1f | %6.2f | %6.2f | %6d |" % (name, r["rate"], r["mbs"], r["p50"], r["p99"],
-                                                                  r["errors"]))
-    print("ratios on/off: throughput %.3f, p99 %.3f" % (on["rate"] / off["rate"], on["p99"] / off["p99"]))
-    ps = on["passes"]
+    pairs = []
+    for _ in range(a.repeat):
+        pairs.append((run(False, a.records, a.keys, a.budget, workdir), run(True, a.records, a.keys, a.budget, workdir)))
+    print("compact bench: %s  records %d, keys %d, value 100 B, acks=all, budget %d B, %d off/on pairs" % (
+        time.strftime("%Y-%m-%d %H:%M", time.gmtime()), a.records, a.keys, a.budget, a.repeat))
+    print("| run            | records/s | MB/s  | p50 ms | p99 ms | errors | cleaner passes | dirty MB/s cleaned |")
+    print("|----------------|-----------|-------|--------|--------|--------|----------------|--------------------|")
+    for i, (off, on) in enumerate(pairs):
+        for name, r in (("cleaner off", off), ("cleaner on", on)):
+            ps = r["passes"]
+            ms = sum(x[8] for x in ps)
+            rate = "%.1f" % (sum(x[6] for x in ps) / 2**20 / (ms / 1000)) if ps and ms else "-"
+            print("| %-11s #%d | %9.0f | %5.1f | %6.2f | %6.2f | %6d | %14d | %18s |" % (
+                name, i + 1, r["rate"], r["mbs"], r["p50"], r["p99"], r["errors"], len(ps), rate))
+    tr = statistics.median(on["rate"] / off["rate"] for off, on in pairs)
+    pr = statistics.median(on["p99"] / off["p99"] for off, on in pairs)
+    print("median ratios on/off over the pairs: throughput %.3f, p99 %.3f" % (tr, pr))
+    ps = [x for _, on in pairs for x in on["passes"]]
     if ps:
         dirty = sum(x[6] for x in ps)
         ms = sum(x[8] for x in ps)
         rd = sum(x[3] for x in ps)
         wr = sum(x[4] for x in ps)
         rm = sum(x[5] for x in ps)
-        print("cleaner: %d passes, dirty %.1f MB in %.2f s of passes = %.1f MB/s dirty cleaned; "
+        print("cleaner, all 'on' runs: %d passes, dirty %.1f MB in %.2f s of passes = %.1f MB/s dirty cleaned; "
               "read %.1f MB, wrote %.1f MB (%.1f MB/s read); %d records removed; key map up to %.1f MB" % (
                   len(ps), dirty / 2**20, ms / 1000, dirty / 2**20 / max(ms / 1000, 1e-3), rd / 2**20, wr / 2**20,
                   rd / 2**20 / max(ms / 1000, 1e-3), rm, max(x[7] for x in ps) / 2**20))
     else:
-        print("cleaner: no pass during the run")
+        print("cleaner: no pass during the runs")
 
 
 if __name__ == "__main__":
