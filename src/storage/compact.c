@@ -455,15 +455,15 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
     st_log_t *l = p->l;
     *committed = false;
     pthread_mutex_lock(&l->l_mutex);
-    bool fatal = l->l_fatal || l->l_closing;
-    for (int j = 0; j < p->njobs && !fatal; j++) {
+    bool gone = l->l_fatal || l->l_closing;
+    for (int j = 0; j < p->njobs && !gone; j++) {
         if (!p->jobs[j].dst && !p->jobs[j].merged) continue;
         bool found = false;
         for (int i = 0; i < l->l_nsegs && !found; i++) found = l->l_segs[i] == p->jobs[j].src;
-        if (!found) fatal = true;
+        if (!found) gone = true;
     }
     pthread_mutex_unlock(&l->l_mutex);
-    if (fatal) return 1;
+    if (gone) return 1;
     int e = rb_failpoint("st.clean.commit");
     if (e) return -e;
     char swap[4096];
