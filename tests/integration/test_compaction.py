@@ -245,3 +245,32 @@ def test_broker_default_policy_and_compact_delete(broker_factory):
     ck_create_topic(b, both, 1, config=cfg)
     model = produce_model(b, both, 1500, 30, seed=5)
     read_stable(b, both, model)
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_failure_after_commit_finished_at_restart(broker_factory, clean):
+    """An error after the swap's commit point (st.clean.swapped) takes the
+    partition offline (produce gets KAFKA_STORAGE_ERROR); the restart (clean
+    stop or kill -9) finishes the swap: the log matches the model and takes
+    writes again."""
+    b = broker_factory(props=PROPS, env={"RILL_FAILPOINTS": "st.clean.swapped=EIO*1"})
+    topic = unique("cmp-commit")
+    ck_create_topic(b, topic, 1, config=TOPIC_CFG)
+    model = produce_model(b, topic, 1500, 40, seed=9)
+    wait_until(lambda: "failed after its commit point" in b.log_text(), 30, "the injected failure")
+    p = ck_producer(b, **{"message.send.max.retries": 0, "message.timeout.ms": 5000})
+    d = Delivery()
+    p.produce(topic, key=b"k", value=b"refused", on_delivery=d)
+    p.flush(10)
+    assert [e.code() for e, m in d.errors()] == [56], d.reports  # KAFKA_STORAGE_ERROR
+    if clean:
+        b.stop(expect_clean=False)  # a fatal log: no clean-shutdown marker
+        b.env.pop("RILL_FAILPOINTS")
+        b.start()
+    else:
+        b.env.pop("RILL_FAILPOINTS")
+        b.restart(clean=False)
+    assert "finishing an interrupted compaction swap" in b.log_text()
+    e, got = read_stable(b, topic, model)
+    more = produce_model(b, topic, 10, 40, seed=10)
+    assert min(more) == max(model) + 1
