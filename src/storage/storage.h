@@ -6,10 +6,11 @@
  * with sparse `.index` (u32 relative offset, u32 file position; one entry every
  * index_interval_bytes) and `.timeindex` (i64 max timestamp so far, u32
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
- * (Kafka's text format), the per-dir `log-start-offset-checkpoint` and the
- * `.kafka_cleanShutdown` marker; one flusher thread per manager that
- * group-commits fdatasync for all logs, and one cleaner thread per manager
- * that applies retention.
+ * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
+ * per-dir `cleaner-offset-checkpoint` and the `.kafka_cleanShutdown` marker;
+ * one flusher thread per manager that group-commits fdatasync for all logs,
+ * and one cleaner thread per manager that applies retention and compacts
+ * logs whose cleanup policy includes compact (compact.c).
  *
  * Durability invariants (docs/durability.md numbers them for the whole broker):
  *  S1. Batches are stored verbatim except for the base offset (not covered by
@@ -127,10 +128,12 @@ typedef struct st_log st_log_t;
  * watermark) advances; the broker uses it to complete long-polling fetches. */
 typedef void (*st_durable_cb)(void *ctx, st_log_t *l, int64_t high_watermark);
 
-/* Opens a log dir (creating it), reads the recovery checkpoint, notes whether
- * the clean-shutdown marker is present and removes it (the broker is now
- * running), deletes leftover leftover "-delete" directories and ".tmp"/".cleaned"
- * files, and starts the flusher thread. */
+/* Opens a log dir (creating it), reads the recovery, log-start and cleaner
+ * checkpoints, notes whether the clean-shutdown marker is present and
+ * removes it (the broker is now running), deletes leftover "-delete"
+ * directories and ".tmp"/".cleaned" files, and starts the flusher and
+ * cleaner threads. (A partition's interrupted compaction swap is finished
+ * or discarded when the log is opened, S11.) */
 int st_mgr_open(const char *dir, st_mgr_t **out);
 void st_mgr_set_durable_cb(st_mgr_t *m, st_durable_cb cb, void *ctx);
 /* Lists the partition directories present (name "topic-N") so the broker can
