@@ -204,6 +204,7 @@ typedef struct {
     char stage[4096];
     cc_job_t *jobs;
     int njobs;
+    int64_t swapped_end;  /* next base after the last rewritten group */
     rb_buf_t wbuf, out, plain;
     cc_rd_t rd;
     st_clean_stats_t *st;
@@ -448,6 +449,31 @@ int st__clean_recover(const char *dir) {
     return rb_fsync_dir(dir);
 }
 
+/* The record holding the log's largest timestamp (ListOffsets -3) may have
+ * been compacted away from [lo, hi): take the largest again from the
+ * segments (their maxima come from the rewritten batches). The durable one
+ * only from segments whose largest batch is below the high watermark; when
+ * that cannot be known the flusher's next advance sets it. l_mutex held. */
+static void cc_fix_max_ts(st_log_t *l, int64_t lo, int64_t hi) {
+    bool all = l->l_max_ts_off >= lo && l->l_max_ts_off < hi;
+    bool dur = l->l_dmax_ts_off >= lo && l->l_dmax_ts_off < hi;
+    if (!all && !dur) return;
+    int64_t mts = ST_NO_TS, moff = -1, dts = ST_NO_TS, doff = -1;
+    bool dknown = true;
+    for (int i = 0; i < l->l_nsegs; i++) {
+        st_seg_t *s = l->l_segs[i];
+        if (s->seg_max_ts == ST_NO_TS) continue;
+        if (s->seg_max_ts > mts) mts = s->seg_max_ts, moff = s->seg_max_ts_off;
+        if (s->seg_max_ts_off < l->l_hw) {
+            if (s->seg_max_ts > dts) dts = s->seg_max_ts, doff = s->seg_max_ts_off;
+        } else if (s->seg_base < l->l_hw) {
+            dknown = false; /* part of this segment is durable, its durable maximum unknown */
+        }
+    }
+    if (all) l->l_max_ts = mts, l->l_max_ts_off = moff;
+    if (dur && dknown) l->l_dmax_ts = dts, l->l_dmax_ts_off = doff;
+}
+
 /* Step 5. Returns 0, 1 when a source segment went away (abandon), or an
  * error: negative before the commit point, and then *committed says whether
  * the commit record was written. */
@@ -505,6 +531,7 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
         for (int i = 0; i < ST_RCACHE; i++)
             if (l->l_rcache[i].rc_seg_base == jb->src->seg_base) l->l_rcache[i].rc_off = -1;
     }
+    cc_fix_max_ts(l, p->jobs[0].src->seg_base, p->swapped_end);
     pthread_mutex_unlock(&l->l_mutex);
     if (unlink(swap) < 0) return -errno;
     return rb_fsync_dir(l->l_dir);
@@ -606,6 +633,7 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
         goto fail;
     }
     int ncover = cc_group(&p, &cfg);
+    p.swapped_end = ncover ? p.jobs[ncover - 1].next_base : 0;
     for (int j = 0; j < ncover; j++)
         if (p.jobs[j].next_base > p.first_dirty) stats->dirty_bytes += p.jobs[j].src->seg_size;
     for (int j = 0; j < ncover; j += p.jobs[j].ngroup)

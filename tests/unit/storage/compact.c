@@ -650,6 +650,56 @@ static void test_min_lag(void **state) {
     stt_rmdir(dir);
 }
 
+/* ListOffsets MAX_TIMESTAMP after the record holding it was compacted away. */
+static void one_rec(st_log_t *l, const char *key, int64_t ts) {
+    kp_record_in_t r = {0};
+    r.key.p = (const uint8_t *)key;
+    r.key.len = (int32_t)strlen(key);
+    r.value.p = (const uint8_t *)"v";
+    r.value.len = 1;
+    r.timestamp = ts;
+    rb_buf_t b;
+    rb_buf_init(&b);
+    kp_batch_build(&b, 0, KP_COMP_NONE, &r, 1, -1, -1, -1, 0);
+    int64_t lo;
+    assert_int_equal(stt_append_blob(l, &b, rb_now_ms(), NULL, &lo), 0);
+    assert_int_equal(stt_durable(l, lo + 1), 0);
+    rb_buf_free(&b);
+}
+
+static void test_max_timestamp(void **state) {
+    (void)state;
+    char *dir;
+    st_mgr_t *mg;
+    st_log_config_t c;
+    st_log_t *l = open_fresh(&dir, &mg, &c, 200); /* about two one-record batches per segment */
+    one_rec(l, "key-a", 9000); /* 0: the largest timestamp, superseded below */
+    one_rec(l, "key-b", 5000); /* 1 */
+    one_rec(l, "key-a", 6000); /* 2 */
+    for (int i = 0; i < 6; i++) one_rec(l, "key-c", 1000 + i); /* seal the above */
+    int64_t off, ts;
+    assert_int_equal(st_log_max_timestamp(l, &off, &ts), 0);
+    assert_int_equal(off, 0);
+    assert_int_equal(ts, 9000);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(l, rb_now_ms(), 0, &cs), 1);
+    assert_true(cs.end_offset > 2);
+    assert_int_equal(st_log_max_timestamp(l, &off, &ts), 0);
+    assert_int_equal(off, 2);
+    assert_int_equal(ts, 6000);
+    /* and after a reopen (from the segments' time indexes) */
+    st_log_close(l);
+    st_mgr_close(mg);
+    assert_int_equal(st_mgr_open(dir, &mg), 0);
+    assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
+    assert_int_equal(st_log_max_timestamp(l, &off, &ts), 0);
+    assert_int_equal(off, 2);
+    assert_int_equal(ts, 6000);
+    st_log_close(l);
+    st_mgr_close(mg);
+    stt_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model),
@@ -660,6 +710,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent),
         cmocka_unit_test(test_max_lag),
         cmocka_unit_test(test_min_lag),
+        cmocka_unit_test(test_max_timestamp),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);
