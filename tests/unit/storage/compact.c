@@ -193,6 +193,19 @@ static st_log_t *open_fresh(char **dir, st_mgr_t **mg, st_log_config_t *c, int64
     return l;
 }
 
+/* A full read equals the model compacted up to E. */
+static void check_model(st_log_t *l, int64_t E, bool tomb_keep) {
+    read_all(l, &S);
+    expect_state(&M, E, tomb_keep, &X);
+    assert_true(seen_equal(&S, &X));
+}
+
+static void close_all(st_log_t *l, st_mgr_t *mg, char *dir) {
+    st_log_close(l);
+    st_mgr_close(mg);
+    stt_rmdir(dir);
+}
+
 static void test_model(void **state) {
     (void)state;
     char *dir;
@@ -209,9 +222,7 @@ static void test_model(void **state) {
         assert_int_equal(rc, 1);
         assert_true(cs.records_removed > 0);
         assert_int_equal(st_log_cleaner_offset(l), cs.end_offset);
-        read_all(l, &S);
-        expect_state(&M, cs.end_offset, true, &X);
-        assert_true(seen_equal(&S, &X));
+        check_model(l, cs.end_offset, true);
         st_log_state_t ls;
         st_log_state(l, &ls);
         assert_int_equal(ls.log_start_offset, 0); /* compaction never moves it */
@@ -234,12 +245,8 @@ static void test_model(void **state) {
     append_random(l, &M, 20, 40, now);
     st_clean_stats_t cs;
     assert_int_equal(st_log_compact_run(l, now + 5000, 0, &cs), 1);
-    read_all(l, &S);
-    expect_state(&M, cs.end_offset, false, &X);
-    assert_true(seen_equal(&S, &X));
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    check_model(l, cs.end_offset, false);
+    close_all(l, mg, dir);
 }
 
 /* A key map too small for the dirty part: several passes, each correct. */
@@ -262,15 +269,11 @@ static void test_small_budget(void **state) {
         assert_true(cs.end_offset > prev);
         assert_true(cs.map_bytes <= 65536);
         prev = cs.end_offset;
-        read_all(l, &S);
-        expect_state(&M, cs.end_offset, true, &X);
-        assert_true(seen_equal(&S, &X));
+        check_model(l, cs.end_offset, true);
         assert_true(passes < 50);
     }
     assert_true(passes >= 2);
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 static bool stage_exists(const char *dir) {
@@ -303,14 +306,10 @@ static void test_enospc(void **state) {
     assert_false(ls.fatal);
     st_clean_stats_t cs;
     assert_int_equal(st_log_compact_run(l, now, 0, &cs), 1);
-    read_all(l, &S);
-    expect_state(&M, cs.end_offset, true, &X);
-    assert_true(seen_equal(&S, &X));
+    check_model(l, cs.end_offset, true);
     /* appends still work */
     append_random(l, &M, 2, 30, now);
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 /* A crash at every step of the swap: a child runs the pass with a failpoint
@@ -398,9 +397,7 @@ static void test_crash_steps(void **state) {
         assert_true(st_log_compact_run(l, now, 0, &cs) >= 0);
         read_all(l, &S);
         mm->n = saved; /* the template's history for the next step */
-        st_log_close(l);
-        st_mgr_close(mg);
-        stt_rmdir(dir);
+        close_all(l, mg, dir);
         if (through) break;
         assert_true(i + 1 < ns);
     }
@@ -443,9 +440,7 @@ static void test_fetch_gaps(void **state) {
     stt_b_t bs[256];
     int nb = stt_parse_read(&r, bs, 256);
     assert_true(nb >= 1 && bs[0].base > 3);
-    read_all(l, &S);
-    expect_state(&M, cs.end_offset, true, &X);
-    assert_true(seen_equal(&S, &X));
+    check_model(l, cs.end_offset, true);
     /* unclean reopen (no marker): recovery accepts the gaps */
     st_log_close(l);
     st_mgr_close(mg);
@@ -458,9 +453,7 @@ static void test_fetch_gaps(void **state) {
     assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
     read_all(l, &S);
     assert_true(seen_equal(&S, &X));
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 /* The cleaner thread compacting (backoff 1 ms) while the test appends and a
@@ -559,12 +552,8 @@ static void test_concurrent(void **state) {
     assert_int_equal(st_log_open(mg, "t", 0, &c, &l), 0);
     int64_t E = st_log_cleaner_offset(l);
     assert_true(E > 0); /* the cleaner ran */
-    read_all(l, &S);
-    expect_state(&M, E, true, &X);
-    assert_true(seen_equal(&S, &X));
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    check_model(l, E, true);
+    close_all(l, mg, dir);
 }
 
 /* Appends one record at now_ms (the roll clock's time). Returns its offset. */
@@ -623,9 +612,7 @@ static void test_max_lag(void **state) {
     st_clean_stats_t cs;
     assert_int_equal(st_log_compact_run(l, now + 20000, 0, &cs), 1); /* overdue: cleaned */
     assert_true(cs.records_removed > 0);
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 /* min.compaction.lag.ms: segments with records younger than it wait. */
@@ -642,12 +629,8 @@ static void test_min_lag(void **state) {
     assert_int_equal(st_log_compact_run(l, now, 0, NULL), 0);
     st_clean_stats_t cs;
     assert_int_equal(st_log_compact_run(l, now + 2 * 3600 * 1000, 0, &cs), 1);
-    read_all(l, &S);
-    expect_state(&M, cs.end_offset, true, &X);
-    assert_true(seen_equal(&S, &X));
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    check_model(l, cs.end_offset, true);
+    close_all(l, mg, dir);
 }
 
 /* ListOffsets MAX_TIMESTAMP after the record holding it was compacted away. */
@@ -695,9 +678,7 @@ static void test_max_timestamp(void **state) {
     assert_int_equal(st_log_max_timestamp(l, &off, &ts), 0);
     assert_int_equal(off, 2);
     assert_int_equal(ts, 6000);
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 /* Transactional batches are left alone (kept byte for byte, not in the map)
@@ -741,9 +722,7 @@ static void test_transactional_verbatim(void **state) {
     free(before);
     free(after);
     rb_buf_free(&b);
-    st_log_close(l);
-    st_mgr_close(mg);
-    stt_rmdir(dir);
+    close_all(l, mg, dir);
 }
 
 int main(void) {
