@@ -605,7 +605,8 @@ static int bk_cfg_ops_apply(const bk_topic_configs_t *cur, const bk_cfg_op_t *op
     if (incremental) bk_topic_configs_copy(next, cur);
     for (int32_t i = 0; i < nops; i++)
         for (int32_t k = 0; k < i; k++)
-            if (ops[k].name.len == ops[i].name.len && !memcmp(ops[k].name.p, ops[i].name.p, (size_t)ops[i].name.len)) {
+            if (ops[i].name.len >= 0 && ops[k].name.len == ops[i].name.len &&
+                !memcmp(ops[k].name.p, ops[i].name.p, (size_t)ops[i].name.len)) {
                 snprintf(msg, msz, "Error due to duplicate config keys");
                 return RB_INVALID_REQUEST;
             }
@@ -674,7 +675,7 @@ static int bk_alter_topic(bk_broker_t *b, kp_str_t nm, const bk_cfg_op_t *ops, i
     for (int32_t i = 0; i < nops && !rc; i++) { /* DELETE of a name we do not know is an error too */
         size_t k;
         for (k = 0; k < RB_ARRAY_LEN(bk_tcmeta); k++)
-            if ((size_t)ops[i].name.len == strlen(bk_tcmeta[k].name) &&
+            if (ops[i].name.len >= 0 && (size_t)ops[i].name.len == strlen(bk_tcmeta[k].name) &&
                 !memcmp(ops[i].name.p, bk_tcmeta[k].name, (size_t)ops[i].name.len))
                 break;
         if (k == RB_ARRAY_LEN(bk_tcmeta)) {

@@ -456,3 +456,30 @@ def test_recompression_to_topic_codec(broker, codec):
     ck_produce_sync(p)
     assert {b["attributes"] & 7 for b in on_disk(broker, u)} == {kwire.CODEC_NONE}
     assert ck_read_partition(broker, u, 0, 0, 1)[0].value() == b"plain" * 100
+
+
+def test_null_and_empty_fields_answered(broker):
+    """Empty names and null values (where the schema allows null) get
+    per-resource errors; a null where the schema has no null (a resource or
+    config name) is undecodable and closes the connection, as Kafka does."""
+    t = ck_create_topic(broker, unique("nulls"))
+    with conn_of(broker) as c:
+        res = describe(c, 1, [(TOPIC, "", None), (BROKER, "x", ["", "node.id"]), (BROKER, "", None)])
+        assert [x["error"] for x in res] == [UNKNOWN_TOPIC, INVALID_REQUEST, 0]
+        res = incremental(c, 0, [(TOPIC, t, [("", SET, "1"), ("", SET, "2")]), (TOPIC, "", []),
+                                 (BROKER, "x", [("message.max.bytes", SET, "5")]), (TOPIC, t, [("", DELETE, None)]),
+                                 (TOPIC, t, [("retention.ms", SET, None)])])
+        assert [x["error"] for x in res] == [INVALID_REQUEST, UNKNOWN_TOPIC, INVALID_REQUEST, INVALID_CONFIG,
+                                             INVALID_REQUEST]
+        res = alter(c, 0, [(TOPIC, t, [("", None)]), (BROKER, "", [("log.retention.ms", None)])])
+        assert [x["error"] for x in res] == [INVALID_CONFIG, INVALID_REQUEST]
+        assert alter(c, 0, []) == []
+        assert topic_value(c, t, "retention.ms")["source"] == SRC_DEFAULT
+    for api, v, body in [(DESCRIBE, 0, describe_body(0, [(TOPIC, None, None)])),
+                         (ALTER, 0, alter_body(0, [(TOPIC, t, [(None, "1")])])),
+                         (INCREMENTAL, 0, alter_body(0, [(TOPIC, None, [])], incremental=True))]:
+        with conn_of(broker) as c:
+            c.send(kwire.request(api, v, 5, body))
+            c.wait_closed()
+    with conn_of(broker) as c:
+        assert describe(c, 0, [(TOPIC, t, ["retention.ms"])])[0]["error"] == 0
