@@ -209,6 +209,8 @@ void bk_topic_configs_free(bk_topic_configs_t *c);
 /* %-encoding of catalog values (topics.c; also the broker config file). */
 void bk_pct_encode(rb_buf_t *b, const char *s);
 char *bk_pct_decode(const char *s);
+/* Whether v is one of the '|'-separated choices (topics.c). */
+bool bk_enum_has(const char *choices, const char *v);
 /* Calls fn for each topic under the read lock the caller holds. */
 #define BK_TOPICS_FOREACH(b, t) \
     for (size_t bk__i = 0; bk__i < (b)->b_ntopic_buckets; bk__i++) \

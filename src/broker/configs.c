@@ -139,18 +139,6 @@ static const char *bk_cfgs_get(const bk_topic_configs_t *c, const char *name) {
     return NULL;
 }
 
-static bool bk_choice_has(const char *choices, const char *v) {
-    size_t vl = strlen(v);
-    for (const char *p = choices; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t l = bar ? (size_t)(bar - p) : strlen(p);
-        if (l == vl && !memcmp(p, v, l)) return true;
-        if (!bar) break;
-        p = bar + 1;
-    }
-    return false;
-}
-
 /* ---- topic settings outside st_log_config_t ------------------------------------------- */
 
 static int8_t bk_codec_of(const char *v) {
@@ -241,7 +229,7 @@ static int bk_broker_value_check(const char *name, const char *v, char *msg, siz
     }
     if (!v) return 0;
     if (bk_dynamic[k].choices) {
-        if (!bk_choice_has(bk_dynamic[k].choices, v)) {
+        if (!bk_enum_has(bk_dynamic[k].choices, v)) {
             snprintf(msg, msz, "Invalid value %s for configuration %s: must be one of %s", v, name,
                      bk_dynamic[k].choices);
             return RB_INVALID_CONFIG;
@@ -739,36 +727,36 @@ static int bk_alter_broker(bk_broker_t *b, kp_str_t nm, const bk_cfg_op_t *ops, 
     return rc;
 }
 
-static int bk_alter_one(bk_req_t *r, int8_t type, kp_str_t nm, const bk_cfg_op_t *ops, int32_t nops,
-                        bool incremental, bool validate_only, char *msg, size_t msz) {
-    if (type == BK_RES_TOPIC)
-        return bk_alter_topic(r->r_broker, nm, ops, nops, incremental, validate_only, msg, msz);
-    if (type == BK_RES_BROKER)
-        return bk_alter_broker(r->r_broker, nm, ops, nops, incremental, validate_only, msg, msz);
-    snprintf(msg, msz, "Unsupported resource type %d", type);
-    return RB_INVALID_REQUEST;
+/* Runs one resource's operations and fills its answer (error, message). */
+static void bk_alter_answer(bk_req_t *r, int8_t type, kp_str_t nm, const bk_cfg_op_t *ops, int32_t nops,
+                            bool incremental, bool validate_only, int16_t *err, kp_str_t *msg_out) {
+    char msg[300] = "";
+    int rc;
+    if (type == BK_RES_TOPIC) {
+        rc = bk_alter_topic(r->r_broker, nm, ops, nops, incremental, validate_only, msg, sizeof(msg));
+    } else if (type == BK_RES_BROKER) {
+        rc = bk_alter_broker(r->r_broker, nm, ops, nops, incremental, validate_only, msg, sizeof(msg));
+    } else {
+        snprintf(msg, sizeof(msg), "Unsupported resource type %d", type);
+        rc = RB_INVALID_REQUEST;
+    }
+    *err = (int16_t)rc;
+    *msg_out = bk_str(r, rc ? msg : NULL);
 }
 
 void bk_handle_alter_configs(bk_req_t *r) {
     kp_alter_configs_req_t *req = r->r_body;
     kp_alter_configs_resp_t *resp = bk_req_resp_new(r);
-    int32_t nres = req->resources.n < 0 ? 0 : req->resources.n;
-    BK_ALLOC_ARR(r, resp->responses, nres);
-    for (int32_t i = 0; i < nres; i++) {
+    BK_ALLOC_ARR(r, resp->responses, req->resources.n < 0 ? 0 : req->resources.n);
+    for (int32_t i = 0; i < resp->responses.n; i++) {
         kp_alter_configs_req_alter_configs_resource_t *res = &req->resources.v[i];
         kp_alter_configs_resp_alter_configs_resource_response_t *out = &resp->responses.v[i];
         int32_t nops = res->configs.n < 0 ? 0 : res->configs.n;
         bk_cfg_op_t *ops = nops ? bk_arena_alloc_or_die(&r->r_arena, sizeof(*ops) * (size_t)nops) : NULL;
-        for (int32_t k = 0; k < nops; k++) {
-            ops[k].name = res->configs.v[k].name;
-            ops[k].value = res->configs.v[k].value;
-            ops[k].op = BK_OP_SET;
-        }
-        char msg[300] = "";
-        int rc = bk_alter_one(r, res->resource_type, res->resource_name, ops, nops, false, req->validate_only, msg,
-                              sizeof(msg));
-        out->error_code = (int16_t)rc;
-        out->error_message = rc ? bk_str(r, msg) : bk_str(r, NULL);
+        for (int32_t k = 0; k < nops; k++)
+            ops[k] = (bk_cfg_op_t){res->configs.v[k].name, res->configs.v[k].value, BK_OP_SET};
+        bk_alter_answer(r, res->resource_type, res->resource_name, ops, nops, false, req->validate_only,
+                        &out->error_code, &out->error_message);
         out->resource_type = res->resource_type;
         out->resource_name = res->resource_name;
     }
@@ -778,23 +766,17 @@ void bk_handle_alter_configs(bk_req_t *r) {
 void bk_handle_incremental_alter_configs(bk_req_t *r) {
     kp_incremental_alter_configs_req_t *req = r->r_body;
     kp_incremental_alter_configs_resp_t *resp = bk_req_resp_new(r);
-    int32_t nres = req->resources.n < 0 ? 0 : req->resources.n;
-    BK_ALLOC_ARR(r, resp->responses, nres);
-    for (int32_t i = 0; i < nres; i++) {
+    BK_ALLOC_ARR(r, resp->responses, req->resources.n < 0 ? 0 : req->resources.n);
+    for (int32_t i = 0; i < resp->responses.n; i++) {
         kp_incremental_alter_configs_req_alter_configs_resource_t *res = &req->resources.v[i];
         kp_incremental_alter_configs_resp_alter_configs_resource_response_t *out = &resp->responses.v[i];
         int32_t nops = res->configs.n < 0 ? 0 : res->configs.n;
         bk_cfg_op_t *ops = nops ? bk_arena_alloc_or_die(&r->r_arena, sizeof(*ops) * (size_t)nops) : NULL;
-        for (int32_t k = 0; k < nops; k++) {
-            ops[k].name = res->configs.v[k].name;
-            ops[k].value = res->configs.v[k].value;
-            ops[k].op = res->configs.v[k].config_operation;
-        }
-        char msg[300] = "";
-        int rc = bk_alter_one(r, res->resource_type, res->resource_name, ops, nops, true, req->validate_only, msg,
-                              sizeof(msg));
-        out->error_code = (int16_t)rc;
-        out->error_message = rc ? bk_str(r, msg) : bk_str(r, NULL);
+        for (int32_t k = 0; k < nops; k++)
+            ops[k] = (bk_cfg_op_t){res->configs.v[k].name, res->configs.v[k].value,
+                                   res->configs.v[k].config_operation};
+        bk_alter_answer(r, res->resource_type, res->resource_name, ops, nops, true, req->validate_only,
+                        &out->error_code, &out->error_message);
         out->resource_type = res->resource_type;
         out->resource_name = res->resource_name;
     }

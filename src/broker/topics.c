@@ -142,7 +142,7 @@ static const struct {
     {"follower.replication.throttled.replicas", BK_TC_LIST, 0, NULL},
 };
 
-static bool bk_enum_has(const char *choices, const char *v) {
+bool bk_enum_has(const char *choices, const char *v) {
     size_t vl = strlen(v);
     const char *p = choices;
     while (*p) {

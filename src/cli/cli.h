@@ -132,6 +132,13 @@ extern int cli_show_transient;
  * (perf e2e passes every -X to both its producer and its consumer). */
 extern int cli_hide_confwarn;
 
+/* Runs one admin call (`start` issues it with the options and queue given)
+ * and waits for its result event; NULL (error printed) on a timeout or a
+ * request-level error. The caller destroys the event. */
+typedef void (*cli_admin_start_fn)(rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg);
+rd_kafka_event_t *cli_admin_call(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool validate_only,
+                                 const char *what, cli_admin_start_fn start, void *arg);
+
 /* ---- configs (configs.c) ------------------------------------------------------ */
 typedef struct {
     char *name;

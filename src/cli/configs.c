@@ -22,84 +22,75 @@ void cli_cfgs_free(cli_cfg_t *v, size_t n) {
     free(v);
 }
 
-static rd_kafka_AdminOptions_t *cli_cfg_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms,
-                                                bool validate_only) {
-    char err[512];
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
-    if (!o) return NULL;
-    if (rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, sizeof err) ||
-        (validate_only && rd_kafka_AdminOptions_set_validate_only(o, 1, err, sizeof err))) {
-        cli_errf("admin options: %s", err);
-        rd_kafka_AdminOptions_destroy(o);
-        return NULL;
-    }
-    return o;
+static void cli_cfg_start_describe(rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg) {
+    rd_kafka_DescribeConfigs(rk, (rd_kafka_ConfigResource_t **)arg, 1, o, q);
 }
 
-static rd_kafka_event_t *cli_cfg_wait(rd_kafka_t *rk, rd_kafka_queue_t *q, int timeout_ms, const char *what) {
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
-    if (!ev) {
-        cli_report_kafka_error(rk, what, RD_KAFKA_RESP_ERR__TIMED_OUT);
+static void cli_cfg_start_alter(rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg) {
+    rd_kafka_AlterConfigs(rk, (rd_kafka_ConfigResource_t **)arg, 1, o, q);
+}
+
+/* The one resource of a Describe/AlterConfigs result, or NULL with the
+ * broker's error printed. */
+static const rd_kafka_ConfigResource_t *cli_cfg_result(const rd_kafka_ConfigResource_t **rs, size_t n,
+                                                       const char *what) {
+    if (n != 1) {
+        cli_errf("%s: %zu results", what, n);
         return NULL;
     }
-    if (rd_kafka_event_error(ev)) {
-        cli_errf("%s: %s", what, rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
+    rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(rs[0]);
+    if (err) {
+        const char *m = rd_kafka_ConfigResource_error_string(rs[0]);
+        cli_errf("%s: %s (%s)", what, m && *m ? m : rd_kafka_err2str(err), rd_kafka_err2name(err));
         return NULL;
     }
-    return ev;
+    return rs[0];
 }
 
 int cli_describe_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *name, int timeout_ms,
                          cli_cfg_t **out, size_t *nout) {
     rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(type, name);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = cli_cfg_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms, false);
     rd_kafka_event_t *ev = NULL;
     int rc = -1;
     char what[300];
     *out = NULL;
     *nout = 0;
     snprintf(what, sizeof what, "describe configs of %s '%s'", rd_kafka_ResourceType_name(type), name);
-    if (!res || !o) {
-        cli_errf("%s: librdkafka refused the request (an empty name?)", what);
-        goto done;
+    if (!res) {
+        cli_errf("%s: librdkafka refused the resource (an empty name?)", what);
+        return -1;
     }
-    rd_kafka_DescribeConfigs(rk, &res, 1, o, q);
-    if (!(ev = cli_cfg_wait(rk, q, timeout_ms, what))) goto done;
-    {
+    ev = cli_admin_call(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms, false, what, cli_cfg_start_describe, &res);
+    if (ev) {
         const rd_kafka_DescribeConfigs_result_t *r = rd_kafka_event_DescribeConfigs_result(ev);
         size_t nres = 0, nent = 0;
         const rd_kafka_ConfigResource_t **rs = r ? rd_kafka_DescribeConfigs_result_resources(r, &nres) : NULL;
-        if (nres != 1) {
-            cli_errf("%s: %zu results", what, nres);
-            goto done;
+        const rd_kafka_ConfigResource_t *one = cli_cfg_result(rs, nres, what);
+        const rd_kafka_ConfigEntry_t **es = one ? rd_kafka_ConfigResource_configs(one, &nent) : NULL;
+        if (one && (*out = calloc(nent + 1, sizeof **out))) {
+            for (size_t i = 0; i < nent; i++) {
+                const char *v = rd_kafka_ConfigEntry_value(es[i]);
+                (*out)[i].name = strdup(rd_kafka_ConfigEntry_name(es[i]));
+                (*out)[i].value = v ? strdup(v) : NULL;
+                (*out)[i].source = rd_kafka_ConfigEntry_source(es[i]);
+                (*out)[i].read_only = rd_kafka_ConfigEntry_is_read_only(es[i]) == 1;
+            }
+            *nout = nent;
+            rc = 0;
         }
-        if (rd_kafka_ConfigResource_error(rs[0])) {
-            const char *m = rd_kafka_ConfigResource_error_string(rs[0]);
-            cli_errf("%s: %s (%s)", what, m && *m ? m : rd_kafka_err2str(rd_kafka_ConfigResource_error(rs[0])),
-                     rd_kafka_err2name(rd_kafka_ConfigResource_error(rs[0])));
-            goto done;
-        }
-        const rd_kafka_ConfigEntry_t **es = rd_kafka_ConfigResource_configs(rs[0], &nent);
-        *out = calloc(nent + 1, sizeof **out);
-        if (!*out) goto done;
-        for (size_t i = 0; i < nent; i++) {
-            const char *v = rd_kafka_ConfigEntry_value(es[i]);
-            (*out)[i].name = strdup(rd_kafka_ConfigEntry_name(es[i]));
-            (*out)[i].value = v ? strdup(v) : NULL;
-            (*out)[i].source = rd_kafka_ConfigEntry_source(es[i]);
-            (*out)[i].read_only = rd_kafka_ConfigEntry_is_read_only(es[i]) == 1;
-        }
-        *nout = nent;
-        rc = 0;
+        rd_kafka_event_destroy(ev);
     }
-done:
-    if (ev) rd_kafka_event_destroy(ev);
-    if (o) rd_kafka_AdminOptions_destroy(o);
-    if (q) rd_kafka_queue_destroy(q);
-    if (res) rd_kafka_ConfigResource_destroy(res);
+    rd_kafka_ConfigResource_destroy(res);
     return rc;
+}
+
+/* Whether "key=value" s sets name. */
+static bool cli_cfg_sets(const char *s, const char *name) {
+    const char *k, *v;
+    char *copy = cli_split_kv(s, &k, &v);
+    bool same = copy && !strcmp(k, name);
+    free(copy);
+    return same;
 }
 
 int cli_alter_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *name, rd_kafka_ConfigSource_t level,
@@ -107,8 +98,6 @@ int cli_alter_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *
     cli_cfg_t *cur = NULL;
     size_t ncur = 0;
     rd_kafka_ConfigResource_t *res = NULL;
-    rd_kafka_queue_t *q = NULL;
-    rd_kafka_AdminOptions_t *o = NULL;
     rd_kafka_event_t *ev = NULL;
     int rc = -1;
     char what[300];
@@ -119,18 +108,12 @@ int cli_alter_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *
         for (size_t i = 0; i < ncur; i++) found |= cur[i].source == level && !strcmp(cur[i].name, dels[d]);
         if (!found) cli_warnf("%s: '%s' has no value of its own to delete", what, dels[d]);
     }
-    res = rd_kafka_ConfigResource_new(type, name);
-    if (!res) goto done;
+    if (!(res = rd_kafka_ConfigResource_new(type, name))) goto done;
     /* the level's current values, minus deleted and re-set ones, then the sets */
     for (size_t i = 0; i < ncur; i++) {
         bool drop = cur[i].source != level || !cur[i].value;
         for (size_t d = 0; d < ndels && !drop; d++) drop = !strcmp(cur[i].name, dels[d]);
-        for (size_t s = 0; s < nsets && !drop; s++) {
-            const char *k, *v;
-            char *copy = cli_split_kv(sets[s], &k, &v);
-            drop = copy && !strcmp(cur[i].name, k);
-            free(copy);
-        }
+        for (size_t s = 0; s < nsets && !drop; s++) drop = cli_cfg_sets(sets[s], cur[i].name);
         if (!drop) rd_kafka_ConfigResource_set_config(res, cur[i].name, cur[i].value);
     }
     for (size_t s = 0; s < nsets; s++) {
@@ -139,30 +122,16 @@ int cli_alter_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *
         if (copy && v) rd_kafka_ConfigResource_set_config(res, k, v);
         free(copy);
     }
-    q = rd_kafka_queue_new(rk);
-    if (!(o = cli_cfg_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, timeout_ms, validate_only))) goto done;
-    rd_kafka_AlterConfigs(rk, &res, 1, o, q);
-    if (!(ev = cli_cfg_wait(rk, q, timeout_ms, what))) goto done;
-    {
+    ev = cli_admin_call(rk, RD_KAFKA_ADMIN_OP_ALTERCONFIGS, timeout_ms, validate_only, what, cli_cfg_start_alter,
+                        &res);
+    if (ev) {
         const rd_kafka_AlterConfigs_result_t *r = rd_kafka_event_AlterConfigs_result(ev);
         size_t nres = 0;
         const rd_kafka_ConfigResource_t **rs = r ? rd_kafka_AlterConfigs_result_resources(r, &nres) : NULL;
-        if (nres != 1) {
-            cli_errf("%s: %zu results", what, nres);
-            goto done;
-        }
-        rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(rs[0]);
-        if (err) {
-            const char *m = rd_kafka_ConfigResource_error_string(rs[0]);
-            cli_errf("%s: %s (%s)", what, m && *m ? m : rd_kafka_err2str(err), rd_kafka_err2name(err));
-            goto done;
-        }
-        rc = 0;
+        if (cli_cfg_result(rs, nres, what)) rc = 0;
     }
 done:
     if (ev) rd_kafka_event_destroy(ev);
-    if (o) rd_kafka_AdminOptions_destroy(o);
-    if (q) rd_kafka_queue_destroy(q);
     if (res) rd_kafka_ConfigResource_destroy(res);
     cli_cfgs_free(cur, ncur);
     return rc;
