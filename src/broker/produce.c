@@ -183,22 +183,49 @@ static int bk_recompress(bk_req_t *r, const uint8_t **p, size_t *len, int8_t cod
     return rc;
 }
 
-/* message.timestamp.difference.max.ms for CreateTime topics: the batch's
- * first and largest timestamps must be within max_ms of now. */
-static int bk_check_timestamps(const kp_batch_info_t *info, int64_t now, int64_t max_ms, char *msg, size_t msz) {
+/* message.timestamp.difference.max.ms for CreateTime topics: every record's
+ * timestamp (base timestamp + delta) must be within max_ms of now, as Kafka
+ * checks each record. The batch (validated, so its framing parses) is
+ * decompressed when compressed; cap bounds that as in validation. */
+static int bk_check_timestamps(const uint8_t *p, size_t len, int64_t now, int64_t max_ms, size_t cap, char *msg,
+                               size_t msz) {
     if (max_ms == INT64_MAX) return 0;
-    int64_t ts[2] = {info->first_timestamp, info->max_timestamp};
-    for (int i = 0; i < 2; i++) {
-        if (ts[i] < 0) continue; /* no timestamp (-1) */
-        int64_t d = ts[i] > now ? ts[i] - now : now - ts[i];
-        if (d > max_ms) {
+    kp_batch_hdr_t h;
+    if (kp_batch_hdr_parse(p, len, &h)) return RB_CORRUPT_MESSAGE;
+    const size_t hl = 61;
+    rb_buf_t plain;
+    rb_buf_init(&plain);
+    const uint8_t *body = p + hl;
+    size_t blen = (size_t)h.batch_length + 12 - hl;
+    int rc = 0;
+    if ((h.attributes & 7) != KP_COMP_NONE) {
+        rc = kp_decompress((kp_compression_t)(h.attributes & 7), body, blen, cap, &plain);
+        body = plain.p;
+        blen = plain.len;
+    }
+    rb_rd_t rd;
+    rb_rd_init(&rd, body, blen);
+    for (int32_t i = 0; !rc && i < h.records_count; i++) {
+        kp_record_t rec;
+        if (kp_record_next(&rd, &rec)) {
+            rc = RB_CORRUPT_MESSAGE;
+            break;
+        }
+        int64_t ts, d;
+        bool out = __builtin_add_overflow(h.base_timestamp, rec.timestamp_delta, &ts);
+        if (!out && ts == -1) continue; /* NO_TIMESTAMP is not checked, as in Kafka */
+        out = out || __builtin_sub_overflow(ts, now, &d) || d > max_ms || d < -max_ms;
+        if (out) {
             snprintf(msg, msz,
-                     "Timestamp %lld of message is out of range. The timestamp should be within [%lld, %lld]",
-                     (long long)ts[i], (long long)(now - max_ms), (long long)(now + max_ms));
-            return RB_INVALID_TIMESTAMP;
+                     "Timestamp %lld of message with offset %d is out of range. The timestamp should be within "
+                     "[%lld, %lld]",
+                     (long long)ts, rec.offset_delta, (long long)(now - max_ms),
+                     (long long)(max_ms > INT64_MAX - now ? INT64_MAX : now + max_ms));
+            rc = RB_INVALID_TIMESTAMP;
         }
     }
-    return 0;
+    rb_buf_free(&plain);
+    return rc;
 }
 
 static void bk_set_msg(bk_req_t *r, kp_produce_resp_partition_produce_response_t *pr, const char *msg) {
@@ -279,7 +306,8 @@ void bk_handle_produce(bk_req_t *r) {
                     snprintf(msg, sizeof(msg), "idempotent and transactional producers are not supported yet");
                 }
                 if (!err && !t->t_logcfg.log_append_time)
-                    err = bk_check_timestamps(&info, now, t->t_ts_diff_max_ms, msg, sizeof(msg));
+                    err = bk_check_timestamps(pd->records.p, (size_t)pd->records.len, now, t->t_ts_diff_max_ms,
+                                              lim.max_decompressed_bytes, msg, sizeof(msg));
                 const uint8_t *recs = pd->records.p;
                 size_t rlen = (size_t)pd->records.len;
                 if (!err && t->t_codec >= 0) {

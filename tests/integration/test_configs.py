@@ -417,7 +417,16 @@ def test_timestamp_difference_rejected(broker):
     t = ck_create_topic(broker, unique("tsdiff"), config={"message.timestamp.difference.max.ms": "60000"})
     now = int(time.time() * 1000)
     with conn_of(broker) as c:
-        for ts, want in [(now - 3600000, INVALID_TIMESTAMP), (now + 3600000, INVALID_TIMESTAMP), (now, 0)]:
+        # every record counts: a late second record in an otherwise fine batch (uncompressed and zstd)
+        late = [(b"k", b"v", []), (b"k2", b"v2", [], 3600000)]
+        for codec in (kwire.CODEC_NONE, kwire.CODEC_ZSTD):
+            res = c.produce(8, [(t, [(0, kwire.build_batch(late, base_ts=now, codec=codec))])])
+            assert res[(t, 0)]["error"] == INVALID_TIMESTAMP and "offset 1" in res[(t, 0)]["error_message"]
+        # NO_TIMESTAMP (-1) is not checked
+        res = c.produce(8, [(t, [(0, kwire.build_batch([(b"k", b"v", [])], base_ts=-1))])])
+        assert res[(t, 0)]["error"] == 0
+        for ts, want in [(now - 3600000, INVALID_TIMESTAMP), (now + 3600000, INVALID_TIMESTAMP), (now, 0),
+                         (-2 ** 62, INVALID_TIMESTAMP)]:
             batch = kwire.build_batch([(b"k", b"v", [])], base_ts=ts)
             res = c.produce(8, [(t, [(0, batch)])])
             part = res[(t, 0)]
