@@ -207,7 +207,8 @@ static int bk_dyncfg_write(bk_broker_t *b, const bk_topic_configs_t *dflt, const
         }
     }
     char *path = bk_dyncfg_path(b);
-    int rc = rb_write_file_atomic(path, buf.p, buf.len);
+    int rc = rb_failpoint("bk.configs.write");
+    rc = rc ? -rc : rb_write_file_atomic(path, buf.p, buf.len);
     if (rc) rb_error("cannot write %s: %s", path, strerror(-rc));
     free(path);
     rb_buf_free(&buf);

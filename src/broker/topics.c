@@ -578,7 +578,7 @@ int bk_topic_set_configs(bk_broker_t *b, const char *name, size_t len, const bk_
     bk_topic_configs_t old = t->t_configs;
     bk_topic_configs_copy(&t->t_configs, c);
     /* durable first: the catalog names the new configs, then logs use them */
-    rc = bk_catalog_write(b, NULL, NULL);
+    rc = rb_failpoint("bk.configs.write") ? RB_KAFKA_STORAGE_ERROR : bk_catalog_write(b, NULL, NULL);
     if (rc) {
         bk_topic_configs_free(&t->t_configs);
         t->t_configs = old;

@@ -316,6 +316,24 @@ def test_configs_persist_across_restart(broker, how):
     assert leftovers == []
 
 
+def test_failed_config_write_changes_nothing(broker_factory):
+    """A config change whose durable write fails (injected EIO) is answered
+    KAFKA_STORAGE_ERROR and is not in effect; the next one succeeds."""
+    b = broker_factory(env={"RILL_FAILPOINTS": "bk.configs.write=EIO*2"})
+    t = ck_create_topic(b, unique("cfgfail"))
+    with conn_of(b) as c:
+        res = incremental(c, 1, [(TOPIC, t, [("retention.ms", SET, "1000")]),
+                                 (BROKER, "", [("log.retention.ms", SET, "2000")])])
+        assert [x["error"] for x in res] == [56, 56]  # KAFKA_STORAGE_ERROR
+        assert topic_value(c, t, "retention.ms")["value"] == "604800000"
+        assert describe(c, 4, [(BROKER, "", None)])[0]["configs"] == {}
+        res = incremental(c, 1, [(TOPIC, t, [("retention.ms", SET, "1000")])])
+        assert res[0]["error"] == 0 and topic_value(c, t, "retention.ms")["value"] == "1000"
+    b.restart()
+    with conn_of(b) as c:
+        assert topic_value(c, t, "retention.ms")["value"] == "1000"
+
+
 # ---------------------------------------------------------------------------
 # real clients
 # ---------------------------------------------------------------------------
