@@ -284,7 +284,9 @@ int bk_dyncfg_load(bk_broker_t *b) {
         const bk_cfg_desc_t *d = bk_config_desc(i);
         dy->static_str[i] = strdup(BK_CFG_STR(&b->b_cfg, d));
         dy->static_val[i] = BK_CFG_VAL(&b->b_cfg, d);
-        dy->static_set[i] = strcmp(dy->static_str[i], d->def) != 0;
+        /* set in the file or on the command line, or derived (log.retention.ms from .hours) */
+        dy->static_set[i] = strcmp(dy->static_str[i], d->def) != 0 ||
+                            (d->type == BK_CFG_INT && dy->static_val[i] != strtoll(d->def, NULL, 10));
     }
     dy->static_set[bk_config_find("log.roll.ms") - bk_config_desc(0)] |= b->b_cfg.log_roll_ms_set;
     dy->static_set[bk_config_find("log.retention.ms") - bk_config_desc(0)] |= b->b_cfg.log_retention_ms_set;

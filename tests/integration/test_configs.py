@@ -334,6 +334,21 @@ def test_failed_config_write_changes_nothing(broker_factory):
         assert topic_value(c, t, "retention.ms")["value"] == "1000"
 
 
+def test_static_broker_settings_describe_as_static(broker_factory):
+    b = broker_factory(props={"log.retention.hours": 2, "message.max.bytes": 500000})
+    t = ck_create_topic(b, unique("static"))
+    with conn_of(b) as c:
+        d = describe(c, 4, [(TOPIC, t, ["retention.ms", "max.message.bytes"])], synonyms=True)[0]["configs"]
+        assert d["retention.ms"]["value"] == "7200000" and d["retention.ms"]["source"] == SRC_STATIC
+        assert d["max.message.bytes"]["value"] == "500000" and d["max.message.bytes"]["source"] == SRC_STATIC
+        assert [s["source"] for s in d["max.message.bytes"]["synonyms"]] == [SRC_STATIC, SRC_DEFAULT]
+        # a dynamic default overrides the static value; deleting it restores the static one
+        assert incremental(c, 1, [(BROKER, "", [("message.max.bytes", SET, "600000")])])[0]["error"] == 0
+        assert topic_value(c, t, "max.message.bytes")["value"] == "600000"
+        assert incremental(c, 1, [(BROKER, "", [("message.max.bytes", DELETE, None)])])[0]["error"] == 0
+        assert topic_value(c, t, "max.message.bytes")["value"] == "500000"
+
+
 # ---------------------------------------------------------------------------
 # real clients
 # ---------------------------------------------------------------------------
