@@ -552,10 +552,13 @@ typedef struct {
     int8_t op;
 } bk_cfg_op_t;
 
-static bool bk_topic_config_is_list(const char *name) {
+/* The built-in default of a list-typed topic config (what APPEND and
+ * SUBTRACT start from without an override, as in Kafka), or NULL when name
+ * is not a list config. */
+static const char *bk_topic_list_default(const char *name) {
     for (size_t k = 0; k < RB_ARRAY_LEN(bk_tcmeta); k++)
-        if (!strcmp(bk_tcmeta[k].name, name)) return bk_tcmeta[k].type == BK_CT_LIST;
-    return false;
+        if (!strcmp(bk_tcmeta[k].name, name)) return bk_tcmeta[k].type == BK_CT_LIST ? bk_tcmeta[k].def : NULL;
+    return NULL;
 }
 
 /* APPEND / SUBTRACT on a comma-separated list value. */
@@ -624,7 +627,7 @@ static int bk_cfg_ops_apply(const bk_topic_configs_t *cur, const bk_cfg_op_t *op
         case BK_OP_DELETE: bk_cfgs_del(next, name); break;
         case BK_OP_APPEND:
         case BK_OP_SUBTRACT:
-            if (!topic || !bk_topic_config_is_list(name)) {
+            if (!topic || !bk_topic_list_default(name)) {
                 snprintf(msg, msz, "Config value append or subtract is not allowed for config key: %s", name);
                 rc = RB_INVALID_CONFIG;
             } else if (!val) {
@@ -635,6 +638,7 @@ static int bk_cfg_ops_apply(const bk_topic_configs_t *cur, const bk_cfg_op_t *op
                 rc = RB_INVALID_CONFIG;
             } else {
                 const char *c = bk_cfgs_get(next, name);
+                if (!c) c = bk_topic_list_default(name);
                 char *nv = bk_list_op(c, val, ops[i].op == BK_OP_APPEND);
                 bk_cfgs_put(next, name, nv);
                 free(nv);

@@ -229,12 +229,13 @@ def test_incremental_alter_configs_versions(broker, v):
         assert res[0]["error"] == 0, res
         assert topic_value(c, t, "retention.ms")["value"] == "1000"  # kept: incremental
         assert topic_value(c, t, "segment.bytes")["value"] == "300000"
-        assert topic_value(c, t, "cleanup.policy")["value"] == "compact"
-        res = incremental(c, v, [(TOPIC, t, [("cleanup.policy", APPEND, "delete")])])
-        assert res[0]["error"] == 0 and topic_value(c, t, "cleanup.policy")["value"] == "compact,delete"
-        res = incremental(c, v, [(TOPIC, t, [("cleanup.policy", SUBTRACT, "compact"), ("retention.ms", DELETE, None)])])
+        # APPEND without an override starts from the default (delete), as Kafka does
+        assert topic_value(c, t, "cleanup.policy")["value"] == "delete,compact"
+        res = incremental(c, v, [(TOPIC, t, [("cleanup.policy", APPEND, "delete")])])  # already there
+        assert res[0]["error"] == 0 and topic_value(c, t, "cleanup.policy")["value"] == "delete,compact"
+        res = incremental(c, v, [(TOPIC, t, [("cleanup.policy", SUBTRACT, "delete"), ("retention.ms", DELETE, None)])])
         assert res[0]["error"] == 0
-        assert topic_value(c, t, "cleanup.policy")["value"] == "delete"
+        assert topic_value(c, t, "cleanup.policy")["value"] == "compact"
         assert topic_value(c, t, "retention.ms")["source"] == SRC_DEFAULT
         # errors
         res = incremental(c, v, [(TOPIC, t, [("retention.ms", APPEND, "5")]),
