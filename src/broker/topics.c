@@ -723,7 +723,7 @@ int bk_topics_load(bk_broker_t *b) {
         }
         char msg[256];
         if (bk_topic_configs_apply(b, &t->t_configs, &t->t_logcfg, &t->t_max_message_bytes, msg, sizeof(msg))) {
-            rb_warn("topic %s: stored config rejected (%s); using defaults", name, msg);
+            rb_warn("topic %s: stored config rejected (%s); overrides dropped, using defaults", name, msg);
             bk_topic_configs_t none = {0};
             bk_topic_configs_apply(b, &none, &t->t_logcfg, &t->t_max_message_bytes, msg, sizeof(msg));
             bk_topic_configs_free(&t->t_configs);
