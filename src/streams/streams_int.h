@@ -1,0 +1,224 @@
+/*
+ * streams_int.h — librill-streams internals shared by the files of src/streams.
+ *
+ * Owns the graph a builder makes (nodes, stores), the topology built from it
+ * (sub-topologies = connected parts of the graph, a repartition topic cutting
+ * a graph in two), the task that runs one sub-topology for one partition, and
+ * the key-value store layers (a record cache and a changelog in front of an
+ * in-memory or RocksDB store). See docs/streams.md for the design.
+ *
+ * Invariants:
+ *  S1. A built topology is never written again; all per-run state (processor
+ *      states, stores, stream time, caches) lives in tasks.
+ *  S2. Records flow depth-first and synchronously from a source to its
+ *      descendants; a node sees a record only after its parent finished with
+ *      the previous one (no re-entry into a node of the same task).
+ *  S3. A cached store writes a key to the inner store and to its changelog,
+ *      and forwards it downstream, only on a cache flush (commit, or cache
+ *      over budget), in the order keys were first dirtied; so a commit always
+ *      follows: outputs produced -> stores and changelogs written -> offsets.
+ *  S4. Stream time of a task never goes backwards; it is the largest
+ *      extracted timestamp the task has accepted.
+ */
+#ifndef RILL_STREAMS_INT_H
+#define RILL_STREAMS_INT_H
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <glib.h>
+
+#include "rill/streams.h"
+
+#define RS_INTERNAL __attribute__((visibility("hidden")))
+
+typedef enum {
+    RS_N_SOURCE,
+    RS_N_SINK,
+    RS_N_FILTER,
+    RS_N_MAP,      /* op: map / map_values / flat_map / flat_map_values */
+    RS_N_KEY,      /* select_key, or group_by's key selector */
+    RS_N_PEEK,
+    RS_N_FOREACH,
+    RS_N_MERGE,
+    RS_N_BRANCH,
+    RS_N_BRANCH_CHILD,
+    RS_N_AGGREGATE, /* op: count / reduce / aggregate */
+    RS_N_TABLE,     /* table source / to_table: store the latest value */
+    RS_N_TOSTREAM,
+    RS_N_PROCESS,
+} rs_node_kind;
+
+enum { RS_OP_MAP, RS_OP_MAP_VALUES, RS_OP_FLAT_MAP, RS_OP_FLAT_MAP_VALUES };
+enum { RS_AGG_COUNT, RS_AGG_REDUCE, RS_AGG_AGGREGATE };
+
+typedef struct rs_node {
+    int id;
+    char *name;
+    rs_node_kind kind;
+    int op;
+    bool negate; /* filter_not */
+    GArray *children, *parents; /* int node ids */
+    /* source */
+    char **topics;
+    size_t ntopics;
+    bool is_pattern, internal_topic;
+    regex_t re;
+    rs_consumed consumed;
+    /* sink */
+    char *topic;
+    rs_produced produced;
+    /* user functions */
+    void *fn, *fn2;
+    void *ctx;
+    rs_predicate_fn *preds;
+    void **pctxs;
+    size_t npreds;
+    bool with_default;
+    rs_processor_def pdef;
+    GArray *stores; /* int store ids */
+    int subtopo;
+} rs_node;
+
+typedef struct rs_store_def {
+    int id;
+    char *name;
+    rs_materialized m;
+    int owner; /* node whose updates a cache flush forwards, or -1 */
+} rs_store_def;
+
+typedef struct rs_graph {
+    GPtrArray *nodes;  /* rs_node * */
+    GPtrArray *stores; /* rs_store_def * */
+    int next_index;    /* Kafka's one counter for node and store names */
+    int nsubtopos;
+} rs_graph;
+
+struct rs_topology {
+    rs_graph *g;
+};
+
+struct rs_builder {
+    rs_graph *g;
+    GPtrArray *handles; /* everything given out, freed with the builder */
+};
+
+struct rs_stream {
+    rs_builder *b;
+    int node;
+};
+struct rs_table {
+    rs_builder *b;
+    int node;
+    int store;
+};
+struct rs_grouped {
+    rs_builder *b;
+    int node;
+    bool repartition;
+    char *name;
+};
+
+/* ---- configuration ---- */
+struct rs_config {
+    GHashTable *kv; /* char * -> char * */
+    rs_timestamp_fn ts_fn;
+    void *ts_ctx;
+};
+RS_INTERNAL int64_t rs__config_int(const rs_config *c, const char *name, int64_t dflt);
+RS_INTERNAL const char *rs__config_str(const rs_config *c, const char *name, const char *dflt);
+
+/* ---- stores ---- */
+typedef struct rs_kv_vt {
+    int (*get)(void *impl, rs_bytes key, rs_buf *out);
+    int (*put)(void *impl, rs_bytes key, rs_bytes value); /* null value deletes */
+    int (*range)(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg);
+    size_t (*count)(void *impl);
+    int (*flush)(void *impl);
+    void (*close)(void *impl);
+} rs_kv_vt;
+
+RS_INTERNAL void *rs__mem_store_open(void);
+RS_INTERNAL extern const rs_kv_vt rs__mem_store_vt;
+
+typedef struct rs_cache_entry rs_cache_entry;
+typedef struct rs_task rs_task;
+
+struct rs_kv_store {
+    const rs_store_def *def;
+    rs_task *task;
+    const rs_kv_vt *vt;
+    void *impl;
+    char *changelog; /* full topic name, NULL when not logged */
+    bool caching;
+    GHashTable *cache; /* rs_cache_entry * (keyed by its key bytes) */
+    rs_cache_entry *dirty_head, *dirty_tail;
+    size_t cache_bytes;
+};
+RS_INTERNAL rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id);
+RS_INTERNAL void rs__kv_store_free(rs_kv_store *s);
+RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts);
+RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
+
+/* ---- tasks ---- */
+/* Where a task writes records: a sink node, a changelog. partition -1 means
+ * "let the client choose". */
+typedef void (*rs_sink_cb)(void *arg, const char *topic, int32_t partition, const rs_record *r);
+
+struct rs_pctx {
+    rs_task *task;
+    int node;
+    void *state;
+    /* emitter of map-like nodes: copies of emitted key/values */
+    rs_buf ebuf;
+    GArray *eoffs; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+};
+
+struct rs_emitter {
+    rs_pctx *pc;
+};
+
+typedef struct rs_punct {
+    int node;
+    int64_t interval, next;
+    rs_punctuation_type type;
+    rs_punctuate_fn fn;
+} rs_punct;
+
+typedef struct rs_metrics {
+    int64_t process_total, punctuate_total, dropped, skipped;
+} rs_metrics;
+
+struct rs_task {
+    const rs_topology *topo;
+    const rs_config *cfg;
+    char *app_id;
+    int subtopo;
+    int32_t partition;
+    rs_pctx *pcs;          /* indexed by node id (only this subtopo's used) */
+    rs_kv_store **stores;  /* indexed by store id (NULL if not this subtopo's) */
+    int64_t stream_time;   /* S4; INT64_MIN before the first record */
+    int64_t wall_time;
+    GArray *puncts;        /* rs_punct */
+    rs_sink_cb sink;
+    void *sink_arg;
+    const rs_record *cur;  /* the record being processed (context) */
+    rs_metrics m;
+    size_t cache_max, cache_used; /* bytes for all cached stores of this task */
+};
+
+RS_INTERNAL rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
+                                  int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time);
+RS_INTERNAL void rs__task_free(rs_task *t);
+/* processes one record read from topic by the task's source node for it */
+RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record *r);
+RS_INTERNAL void rs__task_commit(rs_task *t); /* flush caches, then stores */
+RS_INTERNAL void rs__task_wall_clock(rs_task *t, int64_t now);
+RS_INTERNAL void rs__forward(rs_task *t, int node, const rs_record *r);
+/* the source node of sub-topology st reading full topic name, or -1 */
+RS_INTERNAL int rs__source_for(const rs_topology *topo, int st, const char *app_id, const char *topic);
+RS_INTERNAL char *rs__full_topic(const char *app_id, const rs_node *n, size_t i);
+
+#endif

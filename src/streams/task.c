@@ -1,0 +1,319 @@
+/*
+ * task.c — a task: one sub-topology running for one input partition. Owns
+ * the per-node processor contexts and states, the task's stores, stream time
+ * (S4), punctuation schedules, and the walk of a record through the nodes
+ * (S2). It writes through a sink callback, so the same task runs under the
+ * test driver and (later) under the librdkafka runtime.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "streams/streams_int.h"
+
+static rs_node *NODE(const rs_topology *t, int id) { return g_ptr_array_index(t->g->nodes, id); }
+
+rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
+                      int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time) {
+    rs_task *t = calloc(1, sizeof(*t));
+    if (!t) abort();
+    const rs_graph *g = topo->g;
+    t->topo = topo;
+    t->cfg = cfg;
+    t->app_id = g_strdup(app_id);
+    t->subtopo = subtopo;
+    t->partition = partition;
+    t->sink = sink;
+    t->sink_arg = sink_arg;
+    t->stream_time = INT64_MIN;
+    t->wall_time = wall_time;
+    t->cache_max = (size_t)rs__config_int(cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
+    t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
+    t->pcs = calloc(g->nodes->len, sizeof(rs_pctx));
+    t->stores = calloc(g->stores->len ? g->stores->len : 1, sizeof(rs_kv_store *));
+    if (!t->pcs || !t->stores) abort();
+    /* stores of this sub-topology, then processors in node order */
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *nd = NODE(topo, (int)i);
+        if (nd->subtopo != subtopo) continue;
+        for (guint k = 0; k < nd->stores->len; k++) {
+            int sid = g_array_index(nd->stores, int, k);
+            if (!t->stores[sid]) t->stores[sid] = rs__kv_store_new(t, g_ptr_array_index(g->stores, sid), app_id);
+        }
+    }
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *nd = NODE(topo, (int)i);
+        rs_pctx *pc = &t->pcs[i];
+        pc->task = t;
+        pc->node = (int)i;
+        if (nd->subtopo != subtopo) continue;
+        if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
+        if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
+    }
+    return t;
+}
+
+void rs__task_free(rs_task *t) {
+    if (!t) return;
+    const rs_graph *g = t->topo->g;
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *nd = NODE(t->topo, (int)i);
+        rs_pctx *pc = &t->pcs[i];
+        if (nd->subtopo == t->subtopo && nd->kind == RS_N_PROCESS && nd->pdef.close) nd->pdef.close(pc->state);
+        rs_buf_free(&pc->ebuf);
+        if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
+    }
+    for (guint i = 0; i < g->stores->len; i++) rs__kv_store_free(t->stores[i]);
+    free(t->stores);
+    free(t->pcs);
+    g_array_free(t->puncts, TRUE);
+    g_free(t->app_id);
+    free(t);
+}
+
+static void process_node(rs_task *t, int id, const rs_record *r);
+
+void rs__forward(rs_task *t, int node, const rs_record *r) {
+    GArray *ch = NODE(t->topo, node)->children;
+    for (guint i = 0; i < ch->len; i++) process_node(t, g_array_index(ch, int, i), r);
+}
+
+void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
+    rs_pctx *pc = e->pc;
+    size_t q[4];
+    q[0] = pc->ebuf.len;
+    q[1] = key.data ? key.len : SIZE_MAX;
+    if (key.data) rs_buf_append(&pc->ebuf, key.data, key.len);
+    q[2] = pc->ebuf.len;
+    q[3] = value.data ? value.len : SIZE_MAX;
+    if (value.data) rs_buf_append(&pc->ebuf, value.data, value.len);
+    g_array_append_vals(pc->eoffs, q, 4);
+}
+
+static rs_bytes slice_at(const rs_buf *b, size_t off, size_t len) {
+    if (len == SIZE_MAX) return RS_NULL_BYTES;
+    return (rs_bytes){b->data ? b->data + off : (const uint8_t *)"", len};
+}
+
+static void run_map(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    rs_emitter e = {pc};
+    pc->ebuf.len = 0; /* S2: this node is not re-entered, the buffer is ours */
+    g_array_set_size(pc->eoffs, 0);
+    ((rs_map_fn)nd->fn)(r, &e, nd->ctx);
+    bool keep_key = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
+    size_t n = pc->eoffs->len / 4;
+    if ((nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES) && n > 1) n = 1; /* map: exactly one */
+    for (size_t i = 0; i < n; i++) {
+        size_t *q = &g_array_index(pc->eoffs, size_t, i * 4);
+        rs_record o = *r;
+        if (!keep_key) o.key = slice_at(&pc->ebuf, q[0], q[1]);
+        o.value = slice_at(&pc->ebuf, q[2], q[3]);
+        rs__forward(t, nd->id, &o);
+    }
+}
+
+static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
+    if (!r->key.data || !r->value.data) { /* Kafka skips null keys and values here */
+        t->m.dropped++;
+        return;
+    }
+    rs_kv_store *s = t->stores[g_array_index(nd->stores, int, 0)];
+    rs_buf old, out;
+    rs_buf_init(&old);
+    rs_buf_init(&out);
+    int found = rs_kv_get(s, r->key, &old);
+    switch (nd->op) {
+    case RS_AGG_COUNT: {
+        int64_t c = 0;
+        if (found && rs_bytes_to_int64(rs_buf_bytes(&old), &c)) c = 0;
+        uint8_t b[8];
+        rs_int64_to_bytes(c + 1, b);
+        rs_buf_append(&out, b, 8);
+        break;
+    }
+    case RS_AGG_REDUCE:
+        if (found) ((rs_reducer_fn)nd->fn)(rs_buf_bytes(&old), r->value, &out, nd->ctx);
+        else rs_buf_append(&out, r->value.data, r->value.len);
+        break;
+    case RS_AGG_AGGREGATE:
+        if (!found) ((rs_initializer_fn)nd->fn)(&old, nd->ctx);
+        ((rs_aggregator_fn)nd->fn2)(r->key, r->value, rs_buf_bytes(&old), &out, nd->ctx);
+        break;
+    }
+    rs__kv_put_ts(s, r->key, rs_buf_bytes(&out), r->timestamp);
+    rs_buf_free(&old);
+    rs_buf_free(&out);
+}
+
+static void process_node(rs_task *t, int id, const rs_record *r) {
+    rs_node *nd = NODE(t->topo, id);
+    rs_pctx *pc = &t->pcs[id];
+    switch (nd->kind) {
+    case RS_N_SOURCE:
+    case RS_N_MERGE:
+    case RS_N_BRANCH_CHILD:
+    case RS_N_TOSTREAM:
+        rs__forward(t, id, r);
+        break;
+    case RS_N_FILTER:
+        if (((rs_predicate_fn)nd->fn)(r, nd->ctx) != nd->negate) rs__forward(t, id, r);
+        break;
+    case RS_N_MAP:
+        run_map(t, nd, pc, r);
+        break;
+    case RS_N_KEY: {
+        rs_buf k;
+        rs_buf_init(&k);
+        ((rs_key_fn)nd->fn)(r, &k, nd->ctx);
+        rs_record o = *r;
+        o.key = rs_buf_bytes(&k);
+        rs__forward(t, id, &o);
+        rs_buf_free(&k);
+        break;
+    }
+    case RS_N_PEEK:
+        ((rs_foreach_fn)nd->fn)(r, nd->ctx);
+        rs__forward(t, id, r);
+        break;
+    case RS_N_FOREACH:
+        ((rs_foreach_fn)nd->fn)(r, nd->ctx);
+        break;
+    case RS_N_BRANCH: {
+        size_t i = 0;
+        for (; i < nd->npreds; i++)
+            if (nd->preds[i](r, nd->pctxs[i])) break;
+        if (i < nd->npreds || nd->with_default) process_node(t, g_array_index(nd->children, int, i), r);
+        break;
+    }
+    case RS_N_SINK: {
+        char *topic = rs__full_topic(t->app_id, nd, 0);
+        int32_t part = -1;
+        /* repartition topics: the driver has one partition; the runtime
+         * lets the client hash the key */
+        if (nd->produced.partitioner) part = nd->produced.partitioner(r, 1, nd->produced.partitioner_ctx);
+        t->sink(t->sink_arg, topic, part, r);
+        g_free(topic);
+        break;
+    }
+    case RS_N_AGGREGATE:
+        run_aggregate(t, nd, r);
+        break;
+    case RS_N_TABLE:
+        if (!r->key.data) {
+            t->m.dropped++;
+            break;
+        }
+        rs__kv_put_ts(t->stores[g_array_index(nd->stores, int, 0)], r->key, r->value, r->timestamp);
+        break;
+    case RS_N_PROCESS:
+        nd->pdef.process(pc, r, pc->state);
+        break;
+    }
+}
+
+static void punctuate(rs_task *t, rs_punctuation_type type, int64_t now) {
+    for (guint i = 0; i < t->puncts->len; i++) {
+        rs_punct *p = &g_array_index(t->puncts, rs_punct, i);
+        if (p->type != type) continue;
+        if (p->next == INT64_MIN) p->next = now + p->interval; /* first observation of time */
+        while (now >= p->next) {
+            int64_t due = p->next;
+            p->next += p->interval;
+            t->m.punctuate_total++;
+            rs_punctuate_fn fn = p->fn;
+            int node = p->node;
+            fn(&t->pcs[node], due, t->pcs[node].state);
+            p = &g_array_index(t->puncts, rs_punct, i); /* fn may have scheduled more */
+        }
+    }
+}
+
+int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
+    int src = rs__source_for(t->topo, t->subtopo, t->app_id, topic);
+    if (src < 0) return -1;
+    rs_node *nd = NODE(t->topo, src);
+    const rs_consumed *c = &nd->consumed;
+    /* serdes validate input: undecodable records are skipped (LogAndContinue) */
+    if (c->key_serde && in->key.data) {
+        _Alignas(max_align_t) char obj[256];
+        if (rs_deserialize(c->key_serde, in->key, obj)) {
+            t->m.skipped++;
+            return 0;
+        }
+        rs_serde_free(c->key_serde, obj);
+    }
+    if (c->value_serde && in->value.data) {
+        _Alignas(max_align_t) char obj[256];
+        if (rs_deserialize(c->value_serde, in->value, obj)) {
+            t->m.skipped++;
+            return 0;
+        }
+        rs_serde_free(c->value_serde, obj);
+    }
+    rs_record r = *in;
+    int64_t ptime = t->stream_time == INT64_MIN ? -1 : t->stream_time;
+    if (c->timestamp_fn) r.timestamp = c->timestamp_fn(in, ptime, c->timestamp_ctx);
+    else if (t->cfg && t->cfg->ts_fn) r.timestamp = t->cfg->ts_fn(in, ptime, t->cfg->ts_ctx);
+    else if (!strcmp(rs__config_str(t->cfg, "default.timestamp.extractor", "record"), "wallclock"))
+        r.timestamp = t->wall_time;
+    if (r.timestamp < 0) { /* invalid timestamp: dropped, as Kafka's extractors do */
+        t->m.dropped++;
+        return 0;
+    }
+    if (r.timestamp > t->stream_time) t->stream_time = r.timestamp;
+    t->m.process_total++;
+    t->cur = &r;
+    process_node(t, src, &r);
+    t->cur = NULL;
+    punctuate(t, RS_PUNCT_STREAM_TIME, t->stream_time);
+    return 0;
+}
+
+void rs__task_commit(rs_task *t) {
+    const rs_graph *g = t->topo->g;
+    for (guint i = 0; i < g->stores->len; i++)
+        if (t->stores[i]) rs__kv_store_flush(t->stores[i]);
+}
+
+void rs__task_wall_clock(rs_task *t, int64_t now) {
+    t->wall_time = now;
+    punctuate(t, RS_PUNCT_WALL_CLOCK, now);
+}
+
+/* ---- processor context ---- */
+
+void rs_forward(rs_pctx *pc, rs_bytes key, rs_bytes value, int64_t timestamp) {
+    rs_task *t = pc->task;
+    rs_record r = {.key = key, .value = value, .timestamp = timestamp, .partition = t->partition, .offset = -1};
+    if (t->cur) {
+        r.headers = t->cur->headers, r.header_count = t->cur->header_count;
+        r.topic = t->cur->topic, r.partition = t->cur->partition, r.offset = t->cur->offset;
+    }
+    const rs_record *saved = t->cur;
+    t->cur = &r;
+    rs__forward(t, pc->node, &r);
+    t->cur = saved;
+}
+
+rs_kv_store *rs_pctx_kv_store(rs_pctx *pc, const char *name) {
+    rs_node *nd = NODE(pc->task->topo, pc->node);
+    for (guint i = 0; i < nd->stores->len; i++) {
+        int sid = g_array_index(nd->stores, int, i);
+        if (!strcmp(((rs_store_def *)g_ptr_array_index(pc->task->topo->g->stores, sid))->name, name))
+            return pc->task->stores[sid];
+    }
+    return NULL;
+}
+
+int rs_pctx_schedule(rs_pctx *pc, int64_t interval_ms, rs_punctuation_type type, rs_punctuate_fn fn) {
+    if (interval_ms < 1 || !fn) return -1;
+    rs_task *t = pc->task;
+    int64_t now = type == RS_PUNCT_WALL_CLOCK ? t->wall_time : t->stream_time;
+    rs_punct p = {.node = pc->node, .interval = interval_ms, .type = type, .fn = fn,
+                  .next = now == INT64_MIN ? INT64_MIN : now + interval_ms};
+    g_array_append_val(t->puncts, p);
+    return 0;
+}
+
+int64_t rs_pctx_stream_time(const rs_pctx *pc) { return pc->task->stream_time; }
+int32_t rs_pctx_partition(const rs_pctx *pc) { return pc->task->partition; }
