@@ -30,7 +30,23 @@ struct rs_driver {
     int64_t wall, last_commit, commit_interval;
     out_rec *last_read;
     int64_t offsets;
+    char *state_dir;
+    bool own_state_dir;
 };
+
+static int rm_rf(const char *path) {
+    GDir *dir = g_dir_open(path, 0, NULL);
+    if (dir) {
+        const char *name;
+        while ((name = g_dir_read_name(dir))) {
+            char *p = g_build_filename(path, name, NULL);
+            rm_rf(p);
+            g_free(p);
+        }
+        g_dir_close(dir);
+    }
+    return remove(path);
+}
 
 static void out_free(out_rec *o) {
     if (!o) return;
@@ -106,8 +122,28 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
     d->ntasks = t->g->nsubtopos;
     d->tasks = calloc((size_t)(d->ntasks ? d->ntasks : 1), sizeof(rs_task *));
     if (!d->tasks) abort();
-    for (int i = 0; i < d->ntasks; i++)
-        d->tasks[i] = rs__task_new(t, d->cfg, d->app_id, i, 0, driver_sink, d, wall_clock_ms);
+    /* state.dir given: stores live there and stay; otherwise a temporary
+     * directory removed by rs_driver_free */
+    const char *sd = rs_config_get(d->cfg, "state.dir");
+    if (sd) {
+        d->state_dir = g_strdup_printf("%s/%s", sd, d->app_id);
+    } else {
+        d->state_dir = g_dir_make_tmp("rill-streams-driver-XXXXXX", NULL);
+        d->own_state_dir = true;
+        if (!d->state_dir) {
+            if (errstr && errlen) snprintf(errstr, errlen, "cannot make a temporary state directory");
+            rs_driver_free(d);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < d->ntasks; i++) {
+        d->tasks[i] = rs__task_new(t, d->cfg, d->app_id, i, 0, driver_sink, d, wall_clock_ms, d->state_dir, errstr,
+                                   errlen);
+        if (!d->tasks[i]) {
+            rs_driver_free(d);
+            return NULL;
+        }
+    }
     return d;
 }
 
@@ -115,6 +151,8 @@ void rs_driver_free(rs_driver *d) {
     if (!d) return;
     for (int i = 0; i < d->ntasks; i++) rs__task_free(d->tasks[i]);
     free(d->tasks);
+    if (d->own_state_dir && d->state_dir) rm_rf(d->state_dir);
+    g_free(d->state_dir);
     g_hash_table_destroy(d->queues);
     while (!g_queue_is_empty(&d->pending)) out_free(g_queue_pop_head(&d->pending));
     out_free(d->last_read);

@@ -127,13 +127,34 @@ static void entry_free(gpointer p) {
     free(e);
 }
 
-rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id) {
+rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id, char *errstr,
+                              size_t errlen) {
+    rs_store_type type = def->m.type;
+    if (type == RS_STORE_DEFAULT)
+        type = strcmp(rs__config_str(t->cfg, "default.dsl.store", "rocksDB"), "in_memory") ? RS_STORE_ROCKSDB
+                                                                                           : RS_STORE_IN_MEMORY;
+    void *impl;
+    const rs_kv_vt *vt;
+    if (type == RS_STORE_ROCKSDB) {
+        char *dir = g_strdup_printf("%s/rocksdb", t->state_dir);
+        char *path = g_strdup_printf("%s/%s", dir, def->name);
+        g_mkdir_with_parents(dir, 0755);
+        impl = rs__rocksdb_store_open(path, (size_t)rs__config_int(t->cfg, "rocksdb.memory.bytes", 64 << 20),
+                                      errstr, errlen);
+        g_free(path);
+        g_free(dir);
+        if (!impl) return NULL;
+        vt = &rs__rocksdb_store_vt;
+    } else {
+        impl = rs__mem_store_open();
+        vt = &rs__mem_store_vt;
+    }
     rs_kv_store *s = calloc(1, sizeof(*s));
     if (!s) abort();
     s->def = def;
     s->task = t;
-    s->vt = &rs__mem_store_vt; /* RocksDB: see docs/streams.md (not yet built) */
-    s->impl = rs__mem_store_open();
+    s->vt = vt;
+    s->impl = impl;
     s->caching = !def->m.no_caching && t->cache_max > 0;
     if (!def->m.no_logging) s->changelog = g_strdup_printf("%s-%s-changelog", app_id, def->name);
     s->cache = g_hash_table_new_full(entry_hash, entry_eq, entry_free, NULL);
@@ -180,7 +201,8 @@ void rs__kv_store_flush(rs_kv_store *s) {
     g_hash_table_remove_all(s->cache);
     s->task->cache_used -= s->cache_bytes;
     s->cache_bytes = 0;
-    s->vt->flush(s->impl);
+    /* the inner store is not flushed to disk here: with the WAL off, that is
+     * for a checkpoint (runtime) and for close */
 }
 
 int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {

@@ -142,6 +142,9 @@ typedef struct rs_kv_vt {
 
 RS_INTERNAL void *rs__mem_store_open(void);
 RS_INTERNAL extern const rs_kv_vt rs__mem_store_vt;
+/* path: the store's directory; budget: rocksdb.memory.bytes (first open wins) */
+RS_INTERNAL void *rs__rocksdb_store_open(const char *path, size_t budget, char *errstr, size_t errlen);
+RS_INTERNAL extern const rs_kv_vt rs__rocksdb_store_vt;
 
 typedef struct rs_cache_entry rs_cache_entry;
 typedef struct rs_task rs_task;
@@ -157,7 +160,8 @@ struct rs_kv_store {
     rs_cache_entry *dirty_head, *dirty_tail;
     size_t cache_bytes;
 };
-RS_INTERNAL rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id);
+RS_INTERNAL rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id, char *errstr,
+                                          size_t errlen);
 RS_INTERNAL void rs__kv_store_free(rs_kv_store *s);
 RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
@@ -171,6 +175,7 @@ struct rs_pctx {
     rs_task *task;
     int node;
     void *state;
+    bool inited; /* init ran: close must run */
     /* emitter of map-like nodes: copies of emitted key/values */
     rs_buf ebuf;
     GArray *eoffs; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
@@ -207,10 +212,13 @@ struct rs_task {
     const rs_record *cur;  /* the record being processed (context) */
     rs_metrics m;
     size_t cache_max, cache_used; /* bytes for all cached stores of this task */
+    char *state_dir;       /* <state.dir>/<application.id>/<subtopo>_<partition> */
 };
 
+/* NULL on error (a store that cannot be opened), message in errstr */
 RS_INTERNAL rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
-                                  int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time);
+                                  int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
+                                  const char *state_dir, char *errstr, size_t errlen);
 RS_INTERNAL void rs__task_free(rs_task *t);
 /* processes one record read from topic by the task's source node for it */
 RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record *r);

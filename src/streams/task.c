@@ -14,7 +14,8 @@
 static rs_node *NODE(const rs_topology *t, int id) { return g_ptr_array_index(t->g->nodes, id); }
 
 rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
-                      int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time) {
+                      int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
+                      const char *state_dir, char *errstr, size_t errlen) {
     rs_task *t = calloc(1, sizeof(*t));
     if (!t) abort();
     const rs_graph *g = topo->g;
@@ -27,6 +28,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     t->sink_arg = sink_arg;
     t->stream_time = INT64_MIN;
     t->wall_time = wall_time;
+    t->state_dir = g_strdup_printf("%s/%d_%d", state_dir, subtopo, (int)partition);
     t->cache_max = (size_t)rs__config_int(cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
     t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
     t->pcs = calloc(g->nodes->len, sizeof(rs_pctx));
@@ -38,7 +40,12 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         if (nd->subtopo != subtopo) continue;
         for (guint k = 0; k < nd->stores->len; k++) {
             int sid = g_array_index(nd->stores, int, k);
-            if (!t->stores[sid]) t->stores[sid] = rs__kv_store_new(t, g_ptr_array_index(g->stores, sid), app_id);
+            if (t->stores[sid]) continue;
+            t->stores[sid] = rs__kv_store_new(t, g_ptr_array_index(g->stores, sid), app_id, errstr, errlen);
+            if (!t->stores[sid]) {
+                rs__task_free(t);
+                return NULL;
+            }
         }
     }
     for (guint i = 0; i < g->nodes->len; i++) {
@@ -49,6 +56,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         if (nd->subtopo != subtopo) continue;
         if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
         if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
+        pc->inited = nd->kind == RS_N_PROCESS;
     }
     return t;
 }
@@ -59,7 +67,7 @@ void rs__task_free(rs_task *t) {
     for (guint i = 0; i < g->nodes->len; i++) {
         rs_node *nd = NODE(t->topo, (int)i);
         rs_pctx *pc = &t->pcs[i];
-        if (nd->subtopo == t->subtopo && nd->kind == RS_N_PROCESS && nd->pdef.close) nd->pdef.close(pc->state);
+        if (pc->inited && nd->pdef.close) nd->pdef.close(pc->state);
         rs_buf_free(&pc->ebuf);
         if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
     }
@@ -68,6 +76,7 @@ void rs__task_free(rs_task *t) {
     free(t->pcs);
     g_array_free(t->puncts, TRUE);
     g_free(t->app_id);
+    g_free(t->state_dir);
     free(t);
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <glib.h>
 #include <jansson.h>
 
 #include "rill/streams.h"
@@ -590,6 +591,48 @@ static void test_time_and_skips(void **state) {
     rs_builder_free(b);
 }
 
+/* the same word count on both store types; RocksDB files under state.dir
+ * survive the driver and are found again by the next one */
+static void test_store_types(void **state) {
+    (void)state;
+    char *dir = g_dir_make_tmp("rill-streams-test-XXXXXX", NULL);
+    assert_non_null(dir);
+    const char *types[] = {"in_memory", "rocksDB"};
+    for (int ti = 0; ti < 2; ti++) {
+        for (int round = 0; round < 2; round++) {
+            rs_builder *b = rs_builder_new();
+            rs_topology *t = wordcount(b, &(rs_materialized){.store_name = "counts"});
+            rs_config *c = rs_config_new();
+            rs_config_set(c, "application.id", types[ti], NULL, 0);
+            rs_config_set(c, "default.dsl.store", types[ti], NULL, 0);
+            rs_config_set(c, "state.dir", dir, NULL, 0);
+            rs_driver *d = driver(t, c);
+            rs_driver_pipe_str(d, "lines", NULL, "the cat and the hat", 1);
+            rs_kv_store *s = rs_driver_kv_store(d, "counts");
+            rs_buf v;
+            rs_buf_init(&v);
+            int64_t n = 0;
+            assert_int_equal(rs_kv_get(s, rs_str("the"), &v), 1);
+            rs_bytes_to_int64(rs_buf_bytes(&v), &n);
+            /* in memory starts over; RocksDB continues from disk */
+            assert_int_equal(n, ti == 1 && round == 1 ? 4 : 2);
+            assert_int_equal(rs_kv_count(s), 4);
+            rs_buf_free(&v);
+            rs_driver_free(d);
+            char *path = g_strdup_printf("%s/%s/1_0/rocksdb/counts/CURRENT", dir, types[ti]);
+            assert_int_equal(g_file_test(path, G_FILE_TEST_EXISTS), ti == 1);
+            g_free(path);
+            rs_config_free(c);
+            rs_topology_free(t);
+            rs_builder_free(b);
+        }
+    }
+    char *cmd = g_strdup_printf("rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    g_free(cmd);
+    g_free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serdes),          cmocka_unit_test(test_config),
@@ -597,6 +640,7 @@ int main(void) {
         cmocka_unit_test(test_describe),        cmocka_unit_test(test_count_repartition),
         cmocka_unit_test(test_cache_coalescing), cmocka_unit_test(test_reduce_aggregate_table),
         cmocka_unit_test(test_processor_api),   cmocka_unit_test(test_time_and_skips),
+        cmocka_unit_test(test_store_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
