@@ -246,6 +246,46 @@ RS_API rs_table *rs_stream_to_table(rs_stream *s, const rs_materialized *m);
 /* the store holding a table's contents (for rs_driver_kv_store) */
 RS_API const char *rs_table_store_name(const rs_table *t);
 
+/* ---------------------------------------------------------------- windows */
+
+typedef enum rs_window_kind {
+    RS_WINDOW_TIME,    /* tumbling (advance 0 or = size) and hopping: [start, start+size) */
+    RS_WINDOW_SLIDING, /* Kafka's SlidingWindows: [t-size, t] inclusive, one per distinct content */
+    RS_WINDOW_SESSION, /* inactivity gap = size; sessions merge; [first, last] inclusive */
+    RS_WINDOW_COUNT,   /* length windows: the last size records of a key, every advance records */
+} rs_window_kind;
+
+/* A window is open until stream time reaches its end + grace (sessions: end
+ * + gap + grace); a record arriving for closed windows only is late: dropped,
+ * counted in dropped-records, and, when late_topic is set, written there
+ * unchanged (Kafka Streams cannot do that). Emit modes: every update (Kafka's
+ * emit changes), or with emit_final only the final result once the window
+ * closes (suppress until window closes / EmitStrategy.onWindowClose); a
+ * closed window is then removed from the store (retention = size + grace).
+ * Count windows emit when full (size records), then every advance records;
+ * they have no time, grace or lateness. Output keys are rs_windowed_key
+ * encodings; session windows merged away emit a null value (emit changes). */
+typedef struct rs_windows {
+    rs_window_kind kind;
+    int64_t size;    /* ms; session: the inactivity gap; count: records */
+    int64_t advance; /* time: ms (0 = size, tumbling); count: records (0 = 1) */
+    int64_t grace;   /* ms */
+    bool emit_final;
+    const char *late_topic;
+} rs_windows;
+
+/* Windowed aggregation. merger is needed by session windows only (it
+ * combines two sessions' aggregates when a record bridges them). Values of
+ * count are int64 big-endian. Window stores are not cached yet: emit changes
+ * sends every update. */
+typedef void (*rs_merger_fn)(rs_bytes key, rs_bytes agg1, rs_bytes agg2, rs_buf *out, void *ctx);
+RS_API rs_table *rs_grouped_windowed_count(rs_grouped *g, const rs_windows *w, const rs_materialized *m);
+RS_API rs_table *rs_grouped_windowed_reduce(rs_grouped *g, const rs_windows *w, rs_reducer_fn fn, void *ctx,
+                                            const rs_materialized *m);
+RS_API rs_table *rs_grouped_windowed_aggregate(rs_grouped *g, const rs_windows *w, rs_initializer_fn init,
+                                               rs_aggregator_fn agg, rs_merger_fn merger, void *ctx,
+                                               const rs_materialized *m);
+
 /* ---------------------------------------------------------------- processor API */
 
 typedef struct rs_pctx rs_pctx;       /* a processor's context, one per task */

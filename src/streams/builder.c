@@ -27,6 +27,7 @@ static void node_free(gpointer p) {
     free(n->topics);
     if (n->is_pattern) regfree(&n->re);
     g_free(n->topic);
+    g_free(n->late_topic);
     free(n->preds);
     free(n->pctxs);
     g_array_free(n->stores, TRUE);
@@ -248,8 +249,14 @@ rs_grouped *rs_stream_group_by(rs_stream *s, rs_key_fn fn, void *ctx, const char
 
 /* The aggregate node; a grouped stream whose key changed first goes through
  * sink -> <store>-repartition -> source, as Kafka Streams does. */
-static rs_table *aggregate(rs_grouped *g, int op, void *fn, void *fn2, void *ctx, const rs_materialized *m) {
+static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn, void *fn2, void *fn3, void *ctx,
+                           const rs_materialized *m) {
     if (!g || !g->b->g) return NULL;
+    if (w && (w->size < 1 || w->advance < 0 || w->grace < 0 ||
+              (w->kind == RS_WINDOW_TIME && w->advance > w->size) ||
+              (w->kind == RS_WINDOW_COUNT && w->advance > w->size) ||
+              (w->kind == RS_WINDOW_SESSION && op == RS_AGG_AGGREGATE && !fn3) || w->kind > RS_WINDOW_COUNT))
+        return NULL;
     rs_builder *b = g->b;
     int parent = g->node;
     char *store_name = (m && m->store_name) ? g_strdup(m->store_name)
@@ -267,27 +274,51 @@ static rs_table *aggregate(rs_grouped *g, int op, void *fn, void *fn2, void *ctx
         so->internal_topic = true;
         parent = src;
     }
-    int id = add_node(b, RS_N_AGGREGATE, "KSTREAM-AGGREGATE-", NULL, parent);
+    int id = add_node(b, w ? RS_N_WINDOW_AGG : RS_N_AGGREGATE, "KSTREAM-AGGREGATE-", NULL, parent);
     rs_node *nd = NODE(b->g, id);
     nd->op = op;
     nd->fn = fn;
     nd->fn2 = fn2;
+    nd->fn3 = fn3;
     nd->ctx = ctx;
-    int st = add_store(b, store_name, m, id);
+    if (w) {
+        nd->win = *w;
+        if (w->kind == RS_WINDOW_TIME && !w->advance) nd->win.advance = w->size;
+        if (w->kind == RS_WINDOW_COUNT && !w->advance) nd->win.advance = 1;
+        nd->late_topic = g_strdup(w->late_topic);
+        nd->win.late_topic = nd->late_topic;
+    }
+    /* a window node forwards by itself (window stores are not cached yet) */
+    rs_materialized mm = m ? *m : (rs_materialized){0};
+    if (w) mm.no_caching = true;
+    int st = add_store(b, store_name, &mm, w ? -1 : id);
     g_free(store_name);
     g_array_append_val(nd->stores, st);
     return table_handle(b, id, st);
 }
 
 rs_table *rs_grouped_count(rs_grouped *g, const rs_materialized *m) {
-    return aggregate(g, RS_AGG_COUNT, NULL, NULL, NULL, m);
+    return aggregate(g, NULL, RS_AGG_COUNT, NULL, NULL, NULL, NULL, m);
 }
 rs_table *rs_grouped_reduce(rs_grouped *g, rs_reducer_fn fn, void *ctx, const rs_materialized *m) {
-    return aggregate(g, RS_AGG_REDUCE, (void *)fn, NULL, ctx, m);
+    return fn ? aggregate(g, NULL, RS_AGG_REDUCE, (void *)fn, NULL, NULL, ctx, m) : NULL;
 }
 rs_table *rs_grouped_aggregate(rs_grouped *g, rs_initializer_fn init, rs_aggregator_fn agg, void *ctx,
                                const rs_materialized *m) {
-    return aggregate(g, RS_AGG_AGGREGATE, (void *)init, (void *)agg, ctx, m);
+    return init && agg ? aggregate(g, NULL, RS_AGG_AGGREGATE, (void *)init, (void *)agg, NULL, ctx, m) : NULL;
+}
+rs_table *rs_grouped_windowed_count(rs_grouped *g, const rs_windows *w, const rs_materialized *m) {
+    return w ? aggregate(g, w, RS_AGG_COUNT, NULL, NULL, NULL, NULL, m) : NULL;
+}
+rs_table *rs_grouped_windowed_reduce(rs_grouped *g, const rs_windows *w, rs_reducer_fn fn, void *ctx,
+                                     const rs_materialized *m) {
+    return w && fn ? aggregate(g, w, RS_AGG_REDUCE, (void *)fn, NULL, NULL, ctx, m) : NULL;
+}
+rs_table *rs_grouped_windowed_aggregate(rs_grouped *g, const rs_windows *w, rs_initializer_fn init,
+                                        rs_aggregator_fn agg, rs_merger_fn merger, void *ctx,
+                                        const rs_materialized *m) {
+    return w && init && agg ? aggregate(g, w, RS_AGG_AGGREGATE, (void *)init, (void *)agg, (void *)merger, ctx, m)
+                            : NULL;
 }
 
 rs_stream *rs_table_to_stream(rs_table *t, const char *name) {

@@ -49,6 +49,7 @@ typedef enum {
     RS_N_TABLE,     /* table source / to_table: store the latest value */
     RS_N_TOSTREAM,
     RS_N_PROCESS,
+    RS_N_WINDOW_AGG, /* op as RS_N_AGGREGATE, over windows */
 } rs_node_kind;
 
 enum { RS_OP_MAP, RS_OP_MAP_VALUES, RS_OP_FLAT_MAP, RS_OP_FLAT_MAP_VALUES };
@@ -71,8 +72,10 @@ typedef struct rs_node {
     char *topic;
     rs_produced produced;
     /* user functions */
-    void *fn, *fn2;
+    void *fn, *fn2, *fn3;
     void *ctx;
+    rs_windows win;
+    char *late_topic;
     rs_predicate_fn *preds;
     void **pctxs;
     size_t npreds;
@@ -179,6 +182,10 @@ struct rs_pctx {
     /* emitter of map-like nodes: copies of emitted key/values */
     rs_buf ebuf;
     GArray *eoffs; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+    /* windowed aggregation: open windows by close time (an in-memory store
+     * keyed be64(close) ++ store key), rebuilt from the store at start */
+    void *wopen;
+    int64_t wseq;
 };
 
 struct rs_emitter {
@@ -225,6 +232,19 @@ RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record 
 RS_INTERNAL void rs__task_commit(rs_task *t); /* flush caches, then stores */
 RS_INTERNAL void rs__task_wall_clock(rs_task *t, int64_t now);
 RS_INTERNAL void rs__forward(rs_task *t, int node, const rs_record *r);
+/* one aggregation step: out = op(old or the initial value, r->value) */
+RS_INTERNAL void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, const rs_bytes *old, rs_buf *out);
+RS_INTERNAL void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc);
+RS_INTERNAL void rs__window_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r);
+RS_INTERNAL void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc);
+RS_INTERNAL void rs__sliding_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r);
+RS_INTERNAL void rs__sliding_close(rs_task *t, rs_node *nd, rs_pctx *pc);
+RS_INTERNAL void rs__sliding_index(rs_pctx *pc, const rs_node *nd, rs_bytes raw);
+RS_INTERNAL void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start, int64_t end,
+                                 rs_bytes value, int64_t ts);
+RS_INTERNAL void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r);
+RS_INTERNAL void rs__put64(uint8_t *p, int64_t v);
+RS_INTERNAL int64_t rs__get64(const uint8_t *p);
 /* the source node of sub-topology st reading full topic name, or -1 */
 RS_INTERNAL int rs__source_for(const rs_topology *topo, int st, const char *app_id, const char *topic);
 RS_INTERNAL char *rs__full_topic(const char *app_id, const rs_node *n, size_t i);

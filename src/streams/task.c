@@ -57,6 +57,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
         if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
         pc->inited = nd->kind == RS_N_PROCESS;
+        if (nd->kind == RS_N_WINDOW_AGG) rs__window_init(t, nd, pc);
     }
     return t;
 }
@@ -70,6 +71,7 @@ void rs__task_free(rs_task *t) {
         if (pc->inited && nd->pdef.close) nd->pdef.close(pc->state);
         rs_buf_free(&pc->ebuf);
         if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
+        if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
     }
     for (guint i = 0; i < g->stores->len; i++) rs__kv_store_free(t->stores[i]);
     free(t->stores);
@@ -121,6 +123,33 @@ static void run_map(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
     }
 }
 
+void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, const rs_bytes *old, rs_buf *out) {
+    switch (nd->op) {
+    case RS_AGG_COUNT: {
+        int64_t c = 0;
+        if (old && rs_bytes_to_int64(*old, &c)) c = 0;
+        uint8_t b[8];
+        rs_buf_append(out, rs_int64_to_bytes(c + 1, b).data, 8);
+        break;
+    }
+    case RS_AGG_REDUCE:
+        if (old) ((rs_reducer_fn)nd->fn)(*old, value, out, nd->ctx);
+        else rs_buf_append(out, value.data, value.len);
+        break;
+    case RS_AGG_AGGREGATE:
+        if (old) {
+            ((rs_aggregator_fn)nd->fn2)(key, value, *old, out, nd->ctx);
+        } else {
+            rs_buf init;
+            rs_buf_init(&init);
+            ((rs_initializer_fn)nd->fn)(&init, nd->ctx);
+            ((rs_aggregator_fn)nd->fn2)(key, value, rs_buf_bytes(&init), out, nd->ctx);
+            rs_buf_free(&init);
+        }
+        break;
+    }
+}
+
 static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
     if (!r->key.data || !r->value.data) { /* Kafka skips null keys and values here */
         t->m.dropped++;
@@ -130,25 +159,10 @@ static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
     rs_buf old, out;
     rs_buf_init(&old);
     rs_buf_init(&out);
-    int found = rs_kv_get(s, r->key, &old);
-    switch (nd->op) {
-    case RS_AGG_COUNT: {
-        int64_t c = 0;
-        if (found && rs_bytes_to_int64(rs_buf_bytes(&old), &c)) c = 0;
-        uint8_t b[8];
-        rs_int64_to_bytes(c + 1, b);
-        rs_buf_append(&out, b, 8);
-        break;
-    }
-    case RS_AGG_REDUCE:
-        if (found) ((rs_reducer_fn)nd->fn)(rs_buf_bytes(&old), r->value, &out, nd->ctx);
-        else rs_buf_append(&out, r->value.data, r->value.len);
-        break;
-    case RS_AGG_AGGREGATE:
-        if (!found) ((rs_initializer_fn)nd->fn)(&old, nd->ctx);
-        ((rs_aggregator_fn)nd->fn2)(r->key, r->value, rs_buf_bytes(&old), &out, nd->ctx);
-        break;
-    }
+    rs_bytes ob;
+    int found = rs_kv_get(s, r->key, &old) == 1;
+    if (found) ob = rs_buf_bytes(&old);
+    rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
     rs__kv_put_ts(s, r->key, rs_buf_bytes(&out), r->timestamp);
     rs_buf_free(&old);
     rs_buf_free(&out);
@@ -217,6 +231,9 @@ static void process_node(rs_task *t, int id, const rs_record *r) {
     case RS_N_PROCESS:
         nd->pdef.process(pc, r, pc->state);
         break;
+    case RS_N_WINDOW_AGG:
+        rs__window_process(t, nd, pc, r);
+        break;
     }
 }
 
@@ -273,6 +290,11 @@ int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     t->m.process_total++;
     t->cur = &r;
     process_node(t, src, &r);
+    const rs_graph *g = t->topo->g;
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *w = NODE(t->topo, (int)i);
+        if (w->subtopo == t->subtopo && w->kind == RS_N_WINDOW_AGG) rs__window_close(t, w, &t->pcs[i]);
+    }
     t->cur = NULL;
     punctuate(t, RS_PUNCT_STREAM_TIME, t->stream_time);
     return 0;
