@@ -234,7 +234,9 @@ RS_API void rs_stream_split(rs_stream *s, size_t n, const rs_predicate_fn *preds
 RS_API void rs_stream_to(rs_stream *s, const char *topic, const rs_produced *p);
 
 /* Grouping and aggregation (results are tables; values of count are int64
- * big-endian). group_by re-keys through an internal repartition topic. */
+ * big-endian). group_by re-keys through an internal repartition topic;
+ * group_by_key does too when an operation upstream may have changed the key
+ * (map, flat_map, select_key, process), as Kafka Streams does. */
 RS_API rs_grouped *rs_stream_group_by_key(rs_stream *s);
 RS_API rs_grouped *rs_stream_group_by(rs_stream *s, rs_key_fn fn, void *ctx, const char *name);
 RS_API rs_table *rs_grouped_count(rs_grouped *g, const rs_materialized *m);

@@ -231,20 +231,44 @@ void rs_stream_to(rs_stream *s, const char *topic, const rs_produced *p) {
     if (p) NODE(s->b->g, id)->produced = *p;
 }
 
+/* Did an operation upstream change the key since the last source or table?
+ * Then grouping by key repartitions (Kafka's repartitionRequired). */
+static bool key_changed(const rs_graph *g, int id) {
+    const rs_node *n = NODE(g, id);
+    switch (n->kind) {
+    case RS_N_KEY:
+    case RS_N_PROCESS:
+        return true;
+    case RS_N_MAP:
+        if (n->op == RS_OP_MAP || n->op == RS_OP_FLAT_MAP) return true;
+        break;
+    case RS_N_SOURCE:
+    case RS_N_AGGREGATE:
+    case RS_N_WINDOW_AGG:
+    case RS_N_TABLE:
+        return false;
+    default:
+        break;
+    }
+    for (guint i = 0; i < n->parents->len; i++)
+        if (key_changed(g, g_array_index(n->parents, int, i))) return true;
+    return false;
+}
+
 rs_grouped *rs_stream_group_by_key(rs_stream *s) {
     if (!s || !s->b->g) return NULL;
     rs_grouped *g = xcalloc(1, sizeof(*g));
     g->b = s->b;
     g->node = s->node;
+    g->repartition = key_changed(s->b->g, s->node);
     g_ptr_array_add(s->b->handles, g);
     return g;
 }
 
 rs_grouped *rs_stream_group_by(rs_stream *s, rs_key_fn fn, void *ctx, const char *name) {
+    if (!fn) return NULL;
     rs_stream *k = unary(s, RS_N_KEY, "KSTREAM-KEY-SELECT-", name, (void *)fn, ctx);
-    rs_grouped *g = rs_stream_group_by_key(k);
-    if (g) g->repartition = true;
-    return g;
+    return rs_stream_group_by_key(k);
 }
 
 /* The aggregate node; a grouped stream whose key changed first goes through
