@@ -12,10 +12,11 @@
 #include "streams/streams_int.h"
 
 typedef struct out_rec {
-    char *topic;
-    uint8_t *key, *value; /* NULL: null */
+    const char *topic; /* interned in the driver's queues table */
+    uint8_t *key, *value; /* NULL: null; else inside data[] */
     size_t klen, vlen;
     int64_t ts;
+    uint8_t data[];
 } out_rec;
 
 struct rs_driver {
@@ -32,6 +33,10 @@ struct rs_driver {
     int64_t offsets;
     char *state_dir;
     bool own_state_dir;
+    GHashTable *by_ptr; /* topic name pointer a task passes (stable for the
+                         * driver's life) -> topic_q: no hashing of names */
+    const char *last_read_name;
+    void *last_read_q;
 };
 
 static int rm_rf(const char *path) {
@@ -48,52 +53,70 @@ static int rm_rf(const char *path) {
     return remove(path);
 }
 
-static void out_free(out_rec *o) {
-    if (!o) return;
-    g_free(o->topic);
-    free(o->key);
-    free(o->value);
-    free(o);
-}
-
-static uint8_t *dup_bytes(rs_bytes b) {
-    if (!b.data) return NULL;
-    uint8_t *p = malloc(b.len ? b.len : 1);
-    if (!p) abort();
-    if (b.len) memcpy(p, b.data, b.len);
-    return p;
-}
+static void out_free(out_rec *o) { free(o); }
 
 static out_rec *out_new(const char *topic, const rs_record *r) {
-    out_rec *o = calloc(1, sizeof(*o));
+    size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
+    out_rec *o = malloc(sizeof(*o) + kl + vl);
     if (!o) abort();
-    o->topic = g_strdup(topic);
-    o->key = dup_bytes(r->key);
-    o->klen = r->key.len;
-    o->value = dup_bytes(r->value);
-    o->vlen = r->value.len;
+    o->topic = topic;
+    o->key = r->key.data ? o->data : NULL;
+    o->value = r->value.data ? o->data + kl : NULL;
+    o->klen = kl, o->vlen = vl;
+    if (kl) memcpy(o->data, r->key.data, kl);
+    if (vl) memcpy(o->data + kl, r->value.data, vl);
     o->ts = r->timestamp;
     return o;
 }
 
 static bool consumed_by_topology(rs_driver *d, const char *topic) {
     for (int i = 0; i < d->ntasks; i++)
-        if (rs__source_for(d->topo, i, d->app_id, topic) >= 0) return true;
+        if (rs__task_source(d->tasks[i], topic) >= 0) return true;
     return false;
+}
+
+typedef struct {
+    GQueue q;
+    bool consumed; /* some sub-topology reads this topic */
+    const char *name;
+} topic_q;
+
+static topic_q *queue_of(rs_driver *d, const char *topic, const char **interned) {
+    gpointer k, v;
+    if (g_hash_table_lookup_extended(d->queues, topic, &k, &v)) {
+        *interned = k;
+        return v;
+    }
+    topic_q *q = calloc(1, sizeof(*q));
+    if (!q) abort();
+    g_queue_init(&q->q);
+    q->consumed = consumed_by_topology(d, topic);
+    char *name = g_strdup(topic);
+    q->name = name;
+    g_hash_table_insert(d->queues, name, q);
+    *interned = name;
+    return q;
 }
 
 static void driver_sink(void *arg, const char *topic, int32_t partition, const rs_record *r) {
     rs_driver *d = arg;
-    GQueue *q = g_hash_table_lookup(d->queues, topic);
-    if (!q) {
-        q = g_queue_new();
-        g_hash_table_insert(d->queues, g_strdup(topic), q);
+    const char *name;
+    topic_q *q = g_hash_table_lookup(d->by_ptr, topic);
+    if (q) {
+        name = q->name;
+    } else {
+        q = queue_of(d, topic, &name);
+        g_hash_table_insert(d->by_ptr, (gpointer)topic, q);
     }
-    g_queue_push_tail(q, out_new(topic, r));
-    if (consumed_by_topology(d, topic)) g_queue_push_tail(&d->pending, out_new(topic, r));
+    g_queue_push_tail(&q->q, out_new(name, r));
+    if (q->consumed) g_queue_push_tail(&d->pending, out_new(name, r));
 }
 
-static void queue_free(gpointer p) { g_queue_free_full(p, (GDestroyNotify)out_free); }
+static void queue_free(gpointer p) {
+    topic_q *q = p;
+    while (!g_queue_is_empty(&q->q)) out_free(g_queue_pop_head(&q->q));
+    free(q);
+}
 
 rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_clock_ms, char *errstr,
                          size_t errlen) {
@@ -115,6 +138,7 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
     }
     d->app_id = g_strdup(rs__config_str(d->cfg, "application.id", "rill-streams-test"));
     d->queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, queue_free);
+    d->by_ptr = g_hash_table_new(g_direct_hash, g_direct_equal);
     g_queue_init(&d->pending);
     d->auto_commit = true;
     d->wall = d->last_commit = wall_clock_ms;
@@ -153,9 +177,10 @@ void rs_driver_free(rs_driver *d) {
     free(d->tasks);
     if (d->own_state_dir && d->state_dir) rm_rf(d->state_dir);
     g_free(d->state_dir);
-    g_hash_table_destroy(d->queues);
     while (!g_queue_is_empty(&d->pending)) out_free(g_queue_pop_head(&d->pending));
     out_free(d->last_read);
+    g_hash_table_destroy(d->by_ptr);
+    g_hash_table_destroy(d->queues); /* after: records point at its names */
     g_free(d->app_id);
     rs_config_free(d->cfg);
     free(d);
@@ -215,9 +240,13 @@ void rs_driver_advance_wall_clock(rs_driver *d, int64_t ms) {
 bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
     out_free(d->last_read);
     d->last_read = NULL;
-    GQueue *q = g_hash_table_lookup(d->queues, topic);
-    if (!q || g_queue_is_empty(q)) return false;
-    out_rec *o = g_queue_pop_head(q);
+    topic_q *q;
+    if (d->last_read_q && topic == d->last_read_name && !strcmp(topic, ((topic_q *)d->last_read_q)->name))
+        q = d->last_read_q;
+    else if ((q = g_hash_table_lookup(d->queues, topic)))
+        d->last_read_name = topic, d->last_read_q = q;
+    if (!q || g_queue_is_empty(&q->q)) return false;
+    out_rec *o = g_queue_pop_head(&q->q);
     d->last_read = o;
     *out = (rs_record){.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
                        .topic = o->topic, .partition = 0, .offset = -1};
@@ -225,8 +254,8 @@ bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
 }
 
 size_t rs_driver_queue_size(const rs_driver *d, const char *topic) {
-    GQueue *q = g_hash_table_lookup(d->queues, topic);
-    return q ? q->length : 0;
+    topic_q *q = g_hash_table_lookup(d->queues, topic);
+    return q ? q->q.length : 0;
 }
 
 rs_kv_store *rs_driver_kv_store(rs_driver *d, const char *name) {

@@ -36,7 +36,30 @@ static mkey *mkey_new(rs_bytes b) {
     return k;
 }
 
-void *rs__mem_store_open(void) { return g_tree_new_full(mkey_cmp, NULL, free, free); }
+/* a value is updated in place: the tree keeps the same mval */
+typedef struct {
+    size_t len, cap;
+    uint8_t *data;
+} mval;
+
+static void mval_free(gpointer p) {
+    mval *v = p;
+    free(v->data);
+    free(v);
+}
+
+static void mval_set(mval *v, rs_bytes b) {
+    if (b.len > v->cap || !v->data) {
+        uint8_t *d = realloc(v->data, b.len ? b.len : 1);
+        if (!d) abort();
+        v->data = d;
+        v->cap = b.len;
+    }
+    if (b.len) memcpy(v->data, b.data, b.len);
+    v->len = b.len;
+}
+
+void *rs__mem_store_open(void) { return g_tree_new_full(mkey_cmp, NULL, free, mval_free); }
 
 /* a probe key on the stack for lookups */
 #define PROBE(name, bytes)                                                                 \
@@ -54,7 +77,7 @@ void *rs__mem_store_open(void) { return g_tree_new_full(mkey_cmp, NULL, free, fr
 
 static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
     PROBE(k, key);
-    mkey *v = g_tree_lookup(impl, k);
+    mval *v = g_tree_lookup(impl, k);
     PROBE_DONE(k);
     if (!v) return 0;
     rs_buf_append(out, v->data, v->len);
@@ -68,7 +91,15 @@ static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
         PROBE_DONE(k);
         return 0;
     }
-    g_tree_replace(impl, mkey_new(key), mkey_new(value));
+    PROBE(k, key);
+    mval *v = g_tree_lookup(impl, k);
+    PROBE_DONE(k);
+    if (!v) {
+        v = calloc(1, sizeof(*v));
+        if (!v) abort();
+        g_tree_insert(impl, mkey_new(key), v);
+    }
+    mval_set(v, value);
     return 0;
 }
 
@@ -84,9 +115,11 @@ static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *
     }
     int rc = 0;
     for (; n; n = g_tree_node_next(n)) {
-        const mkey *k = g_tree_node_key(n), *v = g_tree_node_value(n);
+        const mkey *k = g_tree_node_key(n);
+        const mval *v = g_tree_node_value(n);
         if (hi && mkey_cmp(k, hi, NULL) > 0) break;
-        if ((rc = fn((rs_bytes){k->data, k->len}, (rs_bytes){v->data, v->len}, arg))) break;
+        if ((rc = fn((rs_bytes){k->data, k->len}, (rs_bytes){v->data ? v->data : (const uint8_t *)"", v->len}, arg)))
+            break;
     }
     free(hi);
     return rc;

@@ -186,6 +186,7 @@ struct rs_pctx {
      * keyed be64(close) ++ store key), rebuilt from the store at start */
     void *wopen;
     int64_t wseq;
+    rs_buf wb[4]; /* scratch buffers of the window code (S2: not re-entered) */
 };
 
 struct rs_emitter {
@@ -219,6 +220,8 @@ struct rs_task {
     const rs_record *cur;  /* the record being processed (context) */
     rs_metrics m;
     size_t cache_max, cache_used; /* bytes for all cached stores of this task */
+    GHashTable *src_of;    /* full topic name -> source node id + 1 (0: none), memoized */
+    char **sink_topic;     /* full topic name per sink node id */
     char *state_dir;       /* <state.dir>/<application.id>/<subtopo>_<partition> */
 };
 
@@ -229,6 +232,7 @@ RS_INTERNAL rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg,
 RS_INTERNAL void rs__task_free(rs_task *t);
 /* processes one record read from topic by the task's source node for it */
 RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record *r);
+RS_INTERNAL int rs__task_source(rs_task *t, const char *topic); /* source node id or -1 */
 RS_INTERNAL void rs__task_commit(rs_task *t); /* flush caches, then stores */
 RS_INTERNAL void rs__task_wall_clock(rs_task *t, int64_t now);
 RS_INTERNAL void rs__forward(rs_task *t, int node, const rs_record *r);

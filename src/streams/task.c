@@ -31,6 +31,11 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     t->state_dir = g_strdup_printf("%s/%d_%d", state_dir, subtopo, (int)partition);
     t->cache_max = (size_t)rs__config_int(cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
     t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
+    t->src_of = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    t->sink_topic = calloc(g->nodes->len, sizeof(char *));
+    if (!t->sink_topic) abort();
+    for (guint i = 0; i < g->nodes->len; i++)
+        if (NODE(topo, (int)i)->kind == RS_N_SINK) t->sink_topic[i] = rs__full_topic(app_id, NODE(topo, (int)i), 0);
     t->pcs = calloc(g->nodes->len, sizeof(rs_pctx));
     t->stores = calloc(g->stores->len ? g->stores->len : 1, sizeof(rs_kv_store *));
     if (!t->pcs || !t->stores) abort();
@@ -72,11 +77,15 @@ void rs__task_free(rs_task *t) {
         rs_buf_free(&pc->ebuf);
         if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
         if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
+        for (int k = 0; k < 4; k++) rs_buf_free(&pc->wb[k]);
+        g_free(t->sink_topic[i]);
     }
     for (guint i = 0; i < g->stores->len; i++) rs__kv_store_free(t->stores[i]);
     free(t->stores);
     free(t->pcs);
     g_array_free(t->puncts, TRUE);
+    g_hash_table_destroy(t->src_of);
+    free(t->sink_topic);
     g_free(t->app_id);
     g_free(t->state_dir);
     free(t);
@@ -209,13 +218,12 @@ static void process_node(rs_task *t, int id, const rs_record *r) {
         break;
     }
     case RS_N_SINK: {
-        char *topic = rs__full_topic(t->app_id, nd, 0);
+        const char *topic = t->sink_topic[id];
         int32_t part = -1;
         /* repartition topics: the driver has one partition; the runtime
          * lets the client hash the key */
         if (nd->produced.partitioner) part = nd->produced.partitioner(r, 1, nd->produced.partitioner_ctx);
         t->sink(t->sink_arg, topic, part, r);
-        g_free(topic);
         break;
     }
     case RS_N_AGGREGATE:
@@ -254,8 +262,17 @@ static void punctuate(rs_task *t, rs_punctuation_type type, int64_t now) {
     }
 }
 
-int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
+int rs__task_source(rs_task *t, const char *topic) {
+    gpointer v;
+    if (g_hash_table_lookup_extended(t->src_of, topic, NULL, &v)) return GPOINTER_TO_INT(v) - 1;
     int src = rs__source_for(t->topo, t->subtopo, t->app_id, topic);
+    if (g_hash_table_size(t->src_of) < 4096) /* bounded: a pattern may match many names */
+        g_hash_table_insert(t->src_of, g_strdup(topic), GINT_TO_POINTER(src + 1));
+    return src;
+}
+
+int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
+    int src = rs__task_source(t, topic);
     if (src < 0) return -1;
     rs_node *nd = NODE(t->topo, src);
     const rs_consumed *c = &nd->consumed;

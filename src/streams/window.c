@@ -35,14 +35,13 @@ static rs_kv_store *wstore(rs_task *t, const rs_node *nd) { return t->stores[g_a
 
 void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start, int64_t end, rs_bytes value,
                  int64_t ts) {
-    rs_buf k;
-    rs_buf_init(&k);
+    rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
+    k->len = 0;
     rs_windowed_key wk = {key, start, end};
-    rs_windowed_key_encode(&wk, &k);
-    rs_record o = {.key = rs_buf_bytes(&k), .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
+    rs_windowed_key_encode(&wk, k);
+    rs_record o = {.key = rs_buf_bytes(k), .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (t->cur) o.topic = t->cur->topic, o.partition = t->cur->partition, o.offset = t->cur->offset;
     rs__forward(t, nd->id, &o);
-    rs_buf_free(&k);
 }
 
 void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r) {
@@ -107,10 +106,10 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
     int64_t lo = ts - size + 1 < 0 ? 0 : ts - size + 1;
     lo = (lo + adv - 1) / adv * adv;
     rs_kv_store *s = wstore(t, nd);
-    rs_buf sk, old, out;
-    rs_buf_init(&sk);
-    rs_buf_init(&old);
-    rs_buf_init(&out);
+    rs_buf *skp = &pc->wb[0], *oldp = &pc->wb[1], *outp = &pc->wb[2];
+#define sk (*skp)
+#define old (*oldp)
+#define out (*outp)
     bool any = false;
     for (int64_t start = lo; start <= ts; start += adv) {
         int64_t end = start + size;
@@ -126,9 +125,9 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
         if (!nd->win.emit_final) rs__window_emit(t, nd, r->key, start, end, rs_buf_bytes(&out), ts);
     }
     if (!any) rs__window_late(t, nd, r);
-    rs_buf_free(&sk);
-    rs_buf_free(&old);
-    rs_buf_free(&out);
+#undef sk
+#undef old
+#undef out
 }
 
 /* ---- session windows ---- */
