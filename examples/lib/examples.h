@@ -36,4 +36,7 @@ void rs_ex_stockstats(rs_builder *b, const rs_materialized *m);
 void rs_ex_top10(rs_builder *b, const rs_materialized *m);
 void rs_ex_alerts(rs_builder *b, const rs_materialized *m);
 
+/* the example programs' main: runs topo against --bootstrap until a signal */
+int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *, const rs_materialized *));
+
 #endif

@@ -3,8 +3,8 @@
  *
  * A program builds a topology with a small DSL over stream / table handles,
  * then runs it: in-process through the test driver (rs_driver_*, no broker,
- * deterministic), or (not yet in this version) against a Kafka cluster such
- * as rilld through librdkafka. Design notes: docs/streams.md.
+ * deterministic), or against a Kafka cluster such as rilld through
+ * librdkafka (rs_app_*). Design notes: docs/streams.md.
  *
  * Records are (key, value, timestamp, headers) where key and value are byte
  * slices: the library never interprets them. Serdes (rs_serde) turn C values
@@ -332,6 +332,37 @@ RS_API rs_topology *rs_builder_build(rs_builder *b, char *errstr, size_t errlen)
 RS_API void rs_topology_free(rs_topology *t);
 /* Kafka Streams' Topology#describe() text; malloc'd, caller frees. */
 RS_API char *rs_topology_describe(const rs_topology *t);
+
+/* ---------------------------------------------------------------- the runtime */
+
+/* Runs a topology against Kafka (rilld or any cluster) through librdkafka:
+ * num.stream.threads threads, each with its own consumer (group
+ * application.id, cooperative-sticky) and producer; one task per assigned
+ * (sub-topology, partition); internal repartition and changelog topics
+ * (cleanup.policy=compact) are created at start. At-least-once: every
+ * commit.interval.ms a thread flushes caches (producing outputs and
+ * changelogs), waits for every produced record to be acknowledged, flushes
+ * the stores and writes each task's checkpoint file, then commits the input
+ * offsets. After a crash the records since the last commit are processed
+ * again, so counts may include them twice (never miss them).
+ * Stores are restored from their changelogs when a task starts: in-memory
+ * stores always from the beginning, RocksDB stores from their checkpoint
+ * (or from the beginning, after wiping, when there is none).
+ * Limitation: a sub-topology reading several topics gets a task per
+ * partition of each (co-partitioned inputs are not yet kept together). */
+typedef struct rs_app rs_app;
+RS_API rs_app *rs_app_new(const rs_topology *t, const rs_config *c, char *errstr, size_t errlen);
+RS_API int rs_app_start(rs_app *a, char *errstr, size_t errlen);
+/* stops the threads after a last commit; the app may then only be freed */
+RS_API void rs_app_close(rs_app *a);
+RS_API void rs_app_free(rs_app *a);
+/* false once a thread stopped on a fatal error (message in errstr) */
+RS_API bool rs_app_running(const rs_app *a, char *errstr, size_t errlen);
+/* the tasks this instance runs now, as "0_1 0_3 1_1" (sorted) into buf */
+RS_API size_t rs_app_tasks(rs_app *a, char *buf, size_t len);
+/* "process-total", "dropped-records", "skipped-records", "commit-total",
+ * "restored-records" over all threads */
+RS_API int64_t rs_app_metric(rs_app *a, const char *name);
 
 /* ---------------------------------------------------------------- test driver */
 

@@ -98,7 +98,7 @@ static topic_q *queue_of(rs_driver *d, const char *topic, const char **interned)
     return q;
 }
 
-static void driver_sink(void *arg, const char *topic, int32_t partition, const rs_record *r) {
+static void driver_sink(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store) {
     rs_driver *d = arg;
     const char *name;
     topic_q *q = g_hash_table_lookup(d->by_ptr, topic);

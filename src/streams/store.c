@@ -191,6 +191,7 @@ rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *a
     s->caching = !def->m.no_caching && t->cache_max > 0;
     if (!def->m.no_logging) s->changelog = g_strdup_printf("%s-%s-changelog", app_id, def->name);
     s->cache = g_hash_table_new_full(entry_hash, entry_eq, entry_free, NULL);
+    s->changelog_end = -1;
     return s;
 }
 
@@ -207,7 +208,7 @@ static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t 
     s->vt->put(s->impl, key, value);
     rs_task *t = s->task;
     rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
-    if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r);
+    if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
     if (s->def->owner >= 0) {
         const rs_record *saved = t->cur;
         if (saved) {

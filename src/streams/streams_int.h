@@ -162,6 +162,7 @@ struct rs_kv_store {
     GHashTable *cache; /* rs_cache_entry * (keyed by its key bytes) */
     rs_cache_entry *dirty_head, *dirty_tail;
     size_t cache_bytes;
+    int64_t changelog_end; /* next changelog offset known written (checkpoint), -1 unknown */
 };
 RS_INTERNAL rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id, char *errstr,
                                           size_t errlen);
@@ -170,9 +171,10 @@ RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int6
 RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
 
 /* ---- tasks ---- */
-/* Where a task writes records: a sink node, a changelog. partition -1 means
- * "let the client choose". */
-typedef void (*rs_sink_cb)(void *arg, const char *topic, int32_t partition, const rs_record *r);
+/* Where a task writes records: a sink node, a changelog (store != NULL: the
+ * runtime tracks the store's changelog offset from its delivery report).
+ * partition -1 means "let the client choose". */
+typedef void (*rs_sink_cb)(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store);
 
 struct rs_pctx {
     rs_task *task;
@@ -235,6 +237,7 @@ RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record 
 RS_INTERNAL int rs__task_source(rs_task *t, const char *topic); /* source node id or -1 */
 RS_INTERNAL void rs__task_commit(rs_task *t); /* flush caches, then stores */
 RS_INTERNAL void rs__task_wall_clock(rs_task *t, int64_t now);
+RS_INTERNAL void rs__task_reinit_windows(rs_task *t); /* after a restore wrote the stores */
 RS_INTERNAL void rs__forward(rs_task *t, int node, const rs_record *r);
 /* one aggregation step: out = op(old or the initial value, r->value) */
 RS_INTERNAL void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, const rs_bytes *old, rs_buf *out);

@@ -223,7 +223,7 @@ static void process_node(rs_task *t, int id, const rs_record *r) {
         /* repartition topics: the driver has one partition; the runtime
          * lets the client hash the key */
         if (nd->produced.partitioner) part = nd->produced.partitioner(r, 1, nd->produced.partitioner_ctx);
-        t->sink(t->sink_arg, topic, part, r);
+        t->sink(t->sink_arg, topic, part, r, NULL);
         break;
     }
     case RS_N_AGGREGATE:
@@ -321,6 +321,16 @@ void rs__task_commit(rs_task *t) {
     const rs_graph *g = t->topo->g;
     for (guint i = 0; i < g->stores->len; i++)
         if (t->stores[i]) rs__kv_store_flush(t->stores[i]);
+}
+
+void rs__task_reinit_windows(rs_task *t) {
+    const rs_graph *g = t->topo->g;
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *nd = NODE(t->topo, (int)i);
+        if (nd->subtopo != t->subtopo || nd->kind != RS_N_WINDOW_AGG) continue;
+        if (t->pcs[i].wopen) rs__mem_store_vt.close(t->pcs[i].wopen);
+        rs__window_init(t, nd, &t->pcs[i]);
+    }
 }
 
 void rs__task_wall_clock(rs_task *t, int64_t now) {

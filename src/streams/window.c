@@ -46,7 +46,7 @@ void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start,
 
 void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r) {
     t->m.dropped++;
-    if (nd->late_topic) t->sink(t->sink_arg, nd->late_topic, -1, r);
+    if (nd->late_topic) t->sink(t->sink_arg, nd->late_topic, -1, r, NULL);
 }
 
 static void index_key(rs_buf *b, int64_t close, rs_bytes skey) {

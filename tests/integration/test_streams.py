@@ -1,0 +1,167 @@
+"""librill-streams' runtime against a real rilld: the word-count example
+program (examples/wordcount.c, built into $RILL_BUILD/example_wordcount)
+reads wordcount-input, repartitions by word, counts in a RocksDB store
+backed by a compacted changelog and writes wordcount-output. Checked
+against counts computed here: one instance exactly; then two instances
+splitting the tasks, one killed with SIGKILL, the survivor taking its tasks
+over, restoring their state from the changelogs and counting on (at least
+once: a count may include replayed records, never miss one)."""
+import collections
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import threading
+
+from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
+
+PROG = os.path.join(BUILD, "example_wordcount")
+BROKER_PROPS = {"group.initial.rebalance.delay.ms": 0, "group.min.session.timeout.ms": 1000}
+WORDS = ["apple", "Banana", "cherry", "the", "THE", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
+ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
+
+
+class StreamsApp:
+    """One example_wordcount process; its "tasks:" lines are collected."""
+
+    def __init__(self, broker, state_dir, log_path):
+        assert os.access(PROG, os.X_OK), "%s not built" % PROG
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [PROG, "--bootstrap", broker.bootstrap, "--app-id", "wc-test", "--state-dir", state_dir,
+             "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
+             "--set", "consumer.heartbeat.interval.ms=200"],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.tasks = None
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            if line.startswith("tasks:"):
+                self.tasks = line[len("tasks:"):].split()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+        self.log.close()
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        self.log.close()
+
+
+def produce_lines(broker, n, expected, seed):
+    rnd = random.Random(seed)
+    p = ck_producer(broker, acks="all")
+    for _ in range(n):
+        words = [rnd.choice(WORDS) for _ in range(rnd.randint(1, 6))]
+        line = " ".join(words)
+        for w in re.split(r"[^a-z0-9']+", line.lower()):
+            if w and w != "the":
+                expected[w] += 1
+        p.produce("wordcount-input", key=str(rnd.randint(0, 1000)).encode(), value=line.encode())
+    assert p.flush(30) == 0
+
+
+class Output:
+    """Reads wordcount-output from the beginning: the last count per word."""
+
+    def __init__(self, broker):
+        from confluent_kafka import TopicPartition
+        self.c = ck_consumer(broker)
+        self.c.assign([TopicPartition("wordcount-output", p, 0) for p in range(4)])
+        self.counts = {}
+
+    def poll(self):
+        for m in self.c.consume(1000, timeout=0.2):
+            if m.error() is None:
+                self.counts[m.key().decode()] = struct.unpack(">q", m.value())[0]
+
+    def wait_at_least(self, expected, timeout, what):
+        def ok():
+            self.poll()
+            return all(self.counts.get(w, 0) >= n for w, n in expected.items())
+        wait_until(ok, timeout, what)
+
+    def close(self):
+        self.c.close()
+
+
+def setup_topics(broker):
+    ck_create_topic(broker, "wordcount-input", partitions=4)
+    ck_create_topic(broker, "wordcount-output", partitions=4)
+
+
+def test_wordcount_exact(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    produce_lines(broker, 300, expected, seed=1)
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"))
+    out = Output(broker)
+    try:
+        out.wait_at_least(expected, 60, "word counts")
+        assert out.counts == dict(expected), "one instance, no failure: counts must be exact"
+        assert "the" not in out.counts
+        wait_until(lambda: app.tasks == ALL_TASKS, 30, "all 8 tasks on the only instance")
+    finally:
+        out.close()
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    assert any(l.startswith("closed: commits=") for l in app.lines)
+    # the internal topics exist: the changelog is compacted
+    from rilltest import ck_admin
+    md = ck_admin(broker).list_topics(timeout=10)
+    assert "wc-test-wordcount-counts-changelog" in md.topics
+    assert "wc-test-KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition" in md.topics or \
+        any(t.endswith("-repartition") for t in md.topics)
+
+
+def test_two_instances_and_kill9_failover(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    produce_lines(broker, 200, expected, seed=2)
+    a = StreamsApp(broker, str(tmp_path / "state-a"), str(tmp_path / "a.log"))
+    out = Output(broker)
+    b = None
+    try:
+        out.wait_at_least(expected, 60, "counts of batch 1 (instance A)")
+        wait_until(lambda: a.tasks == ALL_TASKS, 30, "A runs all tasks")
+        b = StreamsApp(broker, str(tmp_path / "state-b"), str(tmp_path / "b.log"))
+
+        def split():
+            ta, tb = a.tasks or [], b.tasks or []
+            return ta and tb and not set(ta) & set(tb) and sorted(ta + tb) == ALL_TASKS
+        wait_until(split, 60, "A and B splitting the 8 tasks (A %s, B %s)" % (a.tasks, b.tasks))
+        produce_lines(broker, 200, expected, seed=3)
+        out.wait_at_least(expected, 60, "counts of batches 1-2 (A and B)")
+        a_tasks = list(a.tasks)
+        a.kill9()
+        wait_until(lambda: b.tasks == ALL_TASKS, 60, "B takes A's tasks %s over" % a_tasks)
+        produce_lines(broker, 200, expected, seed=4)
+        # B restored A's counts from the changelogs: without a restore the
+        # words of A's tasks would restart from 0 and stay below these
+        out.wait_at_least(expected, 60, "counts of batches 1-3 after the failover")
+        assert set(out.counts) == set(expected)
+        over = sum(out.counts[w] - n for w, n in expected.items())
+        assert over >= 0
+    finally:
+        out.close()
+        if a.proc.poll() is None:
+            a.kill9()
+        rc = b.stop() if b else 0
+    assert rc == 0, open(str(tmp_path / "b.log")).read()[-3000:]
+    closed = [l for l in b.lines if l.startswith("closed:")]
+    assert closed and int(re.search(r"restored=(\d+)", closed[0]).group(1)) > 0, b.lines
