@@ -59,7 +59,31 @@ static void mval_set(mval *v, rs_bytes b) {
     v->len = b.len;
 }
 
-void *rs__mem_store_open(void) { return g_tree_new_full(mkey_cmp, NULL, free, mval_free); }
+/* The tree gives byte order for ranges; a hash table over the same key
+ * objects answers point reads and writes without ~log2(n) memcmp calls. */
+typedef struct {
+    GTree *tree;      /* mkey * -> mval * (owns both) */
+    GHashTable *hash; /* mkey * -> mval * (borrows) */
+} mstore;
+
+static guint mkey_hash(gconstpointer p) {
+    const mkey *k = p;
+    guint h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < k->len; i++) h = (h ^ k->data[i]) * 16777619u;
+    return h;
+}
+static gboolean mkey_eq(gconstpointer a, gconstpointer b) {
+    const mkey *x = a, *y = b;
+    return x->len == y->len && (!x->len || !memcmp(x->data, y->data, x->len));
+}
+
+void *rs__mem_store_open(void) {
+    mstore *m = malloc(sizeof(*m));
+    if (!m) abort();
+    m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
+    m->hash = g_hash_table_new(mkey_hash, mkey_eq);
+    return m;
+}
 
 /* a probe key on the stack for lookups */
 #define PROBE(name, bytes)                                                                 \
@@ -76,8 +100,9 @@ void *rs__mem_store_open(void) { return g_tree_new_full(mkey_cmp, NULL, free, mv
     if (name != &name##_u.k) free(name)
 
 static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
+    mstore *m = impl;
     PROBE(k, key);
-    mval *v = g_tree_lookup(impl, k);
+    mval *v = g_hash_table_lookup(m->hash, k);
     PROBE_DONE(k);
     if (!v) return 0;
     rs_buf_append(out, v->data, v->len);
@@ -85,33 +110,37 @@ static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
 }
 
 static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
+    mstore *m = impl;
+    PROBE(k, key);
     if (!value.data) {
-        PROBE(k, key);
-        g_tree_remove(impl, k);
+        g_hash_table_remove(m->hash, k); /* before the tree frees the key */
+        g_tree_remove(m->tree, k);
         PROBE_DONE(k);
         return 0;
     }
-    PROBE(k, key);
-    mval *v = g_tree_lookup(impl, k);
+    mval *v = g_hash_table_lookup(m->hash, k);
     PROBE_DONE(k);
     if (!v) {
         v = calloc(1, sizeof(*v));
         if (!v) abort();
-        g_tree_insert(impl, mkey_new(key), v);
+        mkey *nk = mkey_new(key);
+        g_tree_insert(m->tree, nk, v);
+        g_hash_table_insert(m->hash, nk, v);
     }
     mval_set(v, value);
     return 0;
 }
 
 static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg) {
+    mstore *m = impl;
     GTreeNode *n;
     mkey *hi = to.data ? mkey_new(to) : NULL;
     if (from.data) {
         PROBE(k, from);
-        n = g_tree_lower_bound(impl, k);
+        n = g_tree_lower_bound(m->tree, k);
         PROBE_DONE(k);
     } else {
-        n = g_tree_node_first(impl);
+        n = g_tree_node_first(m->tree);
     }
     int rc = 0;
     for (; n; n = g_tree_node_next(n)) {
@@ -125,9 +154,14 @@ static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *
     return rc;
 }
 
-static size_t mem_count(void *impl) { return (size_t)g_tree_nnodes(impl); }
+static size_t mem_count(void *impl) { return (size_t)g_tree_nnodes(((mstore *)impl)->tree); }
 static int mem_flush(void *impl) { return 0; }
-static void mem_close(void *impl) { g_tree_destroy(impl); }
+static void mem_close(void *impl) {
+    mstore *m = impl;
+    g_hash_table_destroy(m->hash);
+    g_tree_destroy(m->tree);
+    free(m);
+}
 
 const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close};
 
