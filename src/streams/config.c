@@ -78,3 +78,30 @@ const char *rs__config_str(const rs_config *c, const char *name, const char *dfl
     const char *v = c ? rs_config_get(c, name) : NULL;
     return v ? v : dflt;
 }
+
+rs_config *rs__config_dup(const rs_config *c) {
+    rs_config *d = rs_config_new();
+    if (!c) return d;
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, c->kv);
+    while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(d->kv, g_strdup(k), g_strdup(v));
+    d->ts_fn = c->ts_fn;
+    d->ts_ctx = c->ts_ctx;
+    return d;
+}
+
+/* removes a file or a directory tree (state directories; no links there) */
+int rs__rm_rf(const char *path) {
+    GDir *dir = g_dir_open(path, 0, NULL);
+    if (dir) {
+        const char *name;
+        while ((name = g_dir_read_name(dir))) {
+            char *p = g_build_filename(path, name, NULL);
+            rs__rm_rf(p);
+            g_free(p);
+        }
+        g_dir_close(dir);
+    }
+    return remove(path);
+}

@@ -39,19 +39,6 @@ struct rs_driver {
     void *last_read_q;
 };
 
-static int rm_rf(const char *path) {
-    GDir *dir = g_dir_open(path, 0, NULL);
-    if (dir) {
-        const char *name;
-        while ((name = g_dir_read_name(dir))) {
-            char *p = g_build_filename(path, name, NULL);
-            rm_rf(p);
-            g_free(p);
-        }
-        g_dir_close(dir);
-    }
-    return remove(path);
-}
 
 static void out_free(out_rec *o) { free(o); }
 
@@ -127,15 +114,7 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
     rs_driver *d = calloc(1, sizeof(*d));
     if (!d) abort();
     d->topo = t;
-    d->cfg = rs_config_new();
-    if (c) {
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, c->kv);
-        while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(d->cfg->kv, g_strdup(k), g_strdup(v));
-        d->cfg->ts_fn = c->ts_fn;
-        d->cfg->ts_ctx = c->ts_ctx;
-    }
+    d->cfg = rs__config_dup(c);
     d->app_id = g_strdup(rs__config_str(d->cfg, "application.id", "rill-streams-test"));
     d->queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, queue_free);
     d->by_ptr = g_hash_table_new(g_direct_hash, g_direct_equal);
@@ -175,7 +154,7 @@ void rs_driver_free(rs_driver *d) {
     if (!d) return;
     for (int i = 0; i < d->ntasks; i++) rs__task_free(d->tasks[i]);
     free(d->tasks);
-    if (d->own_state_dir && d->state_dir) rm_rf(d->state_dir);
+    if (d->own_state_dir && d->state_dir) rs__rm_rf(d->state_dir);
     g_free(d->state_dir);
     while (!g_queue_is_empty(&d->pending)) out_free(g_queue_pop_head(&d->pending));
     out_free(d->last_read);

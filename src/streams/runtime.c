@@ -188,19 +188,6 @@ static int64_t read_checkpoint(const char *task_dir, const char *changelog, int3
 
 /* ---- tasks ---- */
 
-static int rm_rf(const char *path) {
-    GDir *dir = g_dir_open(path, 0, NULL);
-    if (dir) {
-        const char *name;
-        while ((name = g_dir_read_name(dir))) {
-            char *p = g_build_filename(path, name, NULL);
-            rm_rf(p);
-            g_free(p);
-        }
-        g_dir_close(dir);
-    }
-    return remove(path);
-}
 
 static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
     int64_t lo = 0, hi = 0;
@@ -262,7 +249,7 @@ static rs_task *task_get(rs_thread *th, int st, int32_t p, bool create) {
     char *ck = g_strdup_printf("%s/.checkpoint", dir);
     if (!g_file_test(ck, G_FILE_TEST_EXISTS)) {
         char *rdb = g_strdup_printf("%s/rocksdb", dir);
-        rm_rf(rdb);
+        rs__rm_rf(rdb);
         g_free(rdb);
     }
     g_free(ck);
@@ -427,13 +414,7 @@ rs_app *rs_app_new(const rs_topology *t, const rs_config *c, char *errstr, size_
     rs_app *a = calloc(1, sizeof(*a));
     if (!a) abort();
     a->topo = t;
-    a->cfg = rs_config_new();
-    GHashTableIter it;
-    gpointer k, v;
-    g_hash_table_iter_init(&it, c->kv);
-    while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(a->cfg->kv, g_strdup(k), g_strdup(v));
-    a->cfg->ts_fn = c->ts_fn;
-    a->cfg->ts_ctx = c->ts_ctx;
+    a->cfg = rs__config_dup(c);
     a->app_id = g_strdup(rs_config_get(c, "application.id"));
     a->state_dir = g_strdup_printf("%s/%s", rs__config_str(c, "state.dir", "/tmp/rill-streams"), a->app_id);
     a->nthreads = (int)rs__config_int(c, "num.stream.threads", 1);

@@ -176,18 +176,6 @@ void rs__sliding_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
 }
 
 typedef struct {
-    int64_t now;
-    GPtrArray *due;
-} due_scan;
-
-static int due_hit(rs_bytes k, rs_bytes v, void *arg) {
-    due_scan *ds = arg;
-    if (rs__get64(k.data) > ds->now) return 1;
-    g_ptr_array_add(ds->due, g_bytes_new(k.data, k.len));
-    return 0;
-}
-
-typedef struct {
     rs_bytes key;
     int64_t ts;
     int64_t first_seq;
@@ -214,12 +202,11 @@ static bool first_at_ts(rs_task *t, const rs_node *nd, rs_bytes key, int64_t ts,
 }
 
 void rs__sliding_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
-    due_scan ds = {t->stream_time, g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref)};
-    rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, due_hit, &ds);
+    GPtrArray *due = rs__window_due(pc, t->stream_time);
     int64_t d = nd->win.size;
-    for (guint i = 0; i < ds.due->len; i++) {
+    for (guint i = 0; i < due->len; i++) {
         gsize il;
-        const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(ds.due, i), &il);
+        const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(due, i), &il);
         int type = ik[8];
         rs_bytes raw = {ik + 9, il - 9};
         rs_bytes key = {raw.data, raw.len - 16};
@@ -235,5 +222,5 @@ void rs__sliding_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
         }
         rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
     }
-    g_ptr_array_free(ds.due, TRUE);
+    g_ptr_array_free(due, TRUE);
 }

@@ -66,12 +66,14 @@ typedef struct {
     GHashTable *hash; /* mkey * -> mval * (borrows) */
 } mstore;
 
-static guint mkey_hash(gconstpointer p) {
-    const mkey *k = p;
-    guint h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < k->len; i++) h = (h ^ k->data[i]) * 16777619u;
+uint32_t rs__fnv1a(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
     return h;
 }
+
+static guint mkey_hash(gconstpointer p) { return rs__fnv1a(((const mkey *)p)->data, ((const mkey *)p)->len); }
 static gboolean mkey_eq(gconstpointer a, gconstpointer b) {
     const mkey *x = a, *y = b;
     return x->len == y->len && (!x->len || !memcmp(x->data, y->data, x->len));
@@ -177,12 +179,7 @@ struct rs_cache_entry {
 
 #define ENTRY_OVERHEAD 64
 
-static guint entry_hash(gconstpointer p) {
-    const rs_cache_entry *e = p;
-    guint h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < e->klen; i++) h = (h ^ e->key[i]) * 16777619u;
-    return h;
-}
+static guint entry_hash(gconstpointer p) { return rs__fnv1a(((const rs_cache_entry *)p)->key, ((const rs_cache_entry *)p)->klen); }
 static gboolean entry_eq(gconstpointer a, gconstpointer b) {
     const rs_cache_entry *x = a, *y = b;
     return x->klen == y->klen && (!x->klen || !memcmp(x->key, y->key, x->klen));

@@ -251,6 +251,11 @@ RS_INTERNAL void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, in
                                  rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r);
 RS_INTERNAL void rs__put64(uint8_t *p, int64_t v);
+/* the open-index keys (GBytes) of a window node due by now, in index order */
+RS_INTERNAL GPtrArray *rs__window_due(rs_pctx *pc, int64_t now);
+RS_INTERNAL uint32_t rs__fnv1a(const void *p, size_t n);
+RS_INTERNAL int rs__rm_rf(const char *path);
+RS_INTERNAL rs_config *rs__config_dup(const rs_config *c);
 RS_INTERNAL int64_t rs__get64(const uint8_t *p);
 /* the source node of sub-topology st reading full topic name, or -1 */
 RS_INTERNAL int rs__source_for(const rs_topology *topo, int st, const char *app_id, const char *topic);

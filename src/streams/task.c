@@ -271,27 +271,24 @@ int rs__task_source(rs_task *t, const char *topic) {
     return src;
 }
 
+/* a serde's C value fits in 256 bytes (documented with rs_consumed) */
+static bool decodes(const rs_serde *serde, rs_bytes b) {
+    if (!serde || !b.data) return true;
+    _Alignas(max_align_t) char obj[256];
+    if (rs_deserialize(serde, b, obj)) return false;
+    rs_serde_free(serde, obj);
+    return true;
+}
+
 int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     int src = rs__task_source(t, topic);
     if (src < 0) return -1;
     rs_node *nd = NODE(t->topo, src);
     const rs_consumed *c = &nd->consumed;
     /* serdes validate input: undecodable records are skipped (LogAndContinue) */
-    if (c->key_serde && in->key.data) {
-        _Alignas(max_align_t) char obj[256];
-        if (rs_deserialize(c->key_serde, in->key, obj)) {
-            t->m.skipped++;
-            return 0;
-        }
-        rs_serde_free(c->key_serde, obj);
-    }
-    if (c->value_serde && in->value.data) {
-        _Alignas(max_align_t) char obj[256];
-        if (rs_deserialize(c->value_serde, in->value, obj)) {
-            t->m.skipped++;
-            return 0;
-        }
-        rs_serde_free(c->value_serde, obj);
+    if (!decodes(c->key_serde, in->key) || !decodes(c->value_serde, in->value)) {
+        t->m.skipped++;
+        return 0;
     }
     rs_record r = *in;
     int64_t ptime = t->stream_time == INT64_MIN ? -1 : t->stream_time;

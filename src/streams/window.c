@@ -325,20 +325,25 @@ static int close_hit(rs_bytes k, rs_bytes v, void *arg) {
     return 0;
 }
 
+GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
+    close_scan cs = {now, g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref)};
+    rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, close_hit, &cs);
+    return cs.due;
+}
+
 void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     if (nd->win.kind == RS_WINDOW_COUNT || t->stream_time == INT64_MIN) return;
     if (nd->win.kind == RS_WINDOW_SLIDING) {
         rs__sliding_close(t, nd, pc);
         return;
     }
-    close_scan cs = {t->stream_time, g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref)};
-    rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, close_hit, &cs);
+    GPtrArray *due = rs__window_due(pc, t->stream_time);
     rs_kv_store *s = wstore(t, nd);
     rs_buf v;
     rs_buf_init(&v);
-    for (guint i = 0; i < cs.due->len; i++) {
+    for (guint i = 0; i < due->len; i++) {
         gsize il;
-        const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(cs.due, i), &il);
+        const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(due, i), &il);
         rs_bytes skey = {ik + 8, il - 8};
         size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
         const uint8_t *sp = (const uint8_t *)skey.data;
@@ -353,5 +358,5 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
         rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
     }
     rs_buf_free(&v);
-    g_ptr_array_free(cs.due, TRUE);
+    g_ptr_array_free(due, TRUE);
 }
