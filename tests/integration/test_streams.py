@@ -1,11 +1,13 @@
-"""librill-streams' runtime against a real rilld: the word-count example
+"""librill-streams' runtime against a real rilld. The word-count example
 program (examples/wordcount.c, built into $RILL_BUILD/example_wordcount)
 reads wordcount-input, repartitions by word, counts in a RocksDB store
 backed by a compacted changelog and writes wordcount-output. Checked
 against counts computed here: one instance exactly; then two instances
 splitting the tasks, one killed with SIGKILL, the survivor taking its tasks
 over, restoring their state from the changelogs and counting on (at least
-once: a count may include replayed records, never miss one)."""
+once: a count may include replayed records, never miss one). The
+stock-statistics and 3-rejections examples too, each against a computation
+written here."""
 import collections
 import os
 import random
@@ -26,11 +28,11 @@ ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
 class StreamsApp:
     """One example_wordcount process; its "tasks:" lines are collected."""
 
-    def __init__(self, broker, state_dir, log_path):
-        assert os.access(PROG, os.X_OK), "%s not built" % PROG
+    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test"):
+        assert os.access(prog, os.X_OK), "%s not built" % prog
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            [PROG, "--bootstrap", broker.bootstrap, "--app-id", "wc-test", "--state-dir", state_dir,
+            [prog, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state_dir,
              "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
              "--set", "consumer.heartbeat.interval.ms=200"],
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
@@ -165,3 +167,103 @@ def test_two_instances_and_kill9_failover(broker_factory, tmp_path):
     assert rc == 0, open(str(tmp_path / "b.log")).read()[-3000:]
     closed = [l for l in b.lines if l.startswith("closed:")]
     assert closed and int(re.search(r"restored=(\d+)", closed[0]).group(1)) > 0, b.lines
+
+
+def consume_all(broker, topic, partitions, want, timeout):
+    """Every record of topic from the beginning, until `want` of them (or the
+    deadline): a list of (key, value, timestamp) in partition order."""
+    from confluent_kafka import TopicPartition
+    c = ck_consumer(broker)
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    try:
+        def enough():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    got.append((m.key(), m.value(), m.timestamp()[1]))
+            return len(got) >= want
+        wait_until(enough, timeout, "%d records on %s (have %d)" % (want, topic, len(got)))
+    finally:
+        c.close()
+    return got
+
+
+def test_alerts_example(broker_factory, tmp_path):
+    """3 consecutive rejections per client (a count window over each
+    client's last 3 requests), in each client's order."""
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "alerts-requests", partitions=3)
+    ck_create_topic(broker, "alerts-output", partitions=3)
+    rnd = random.Random(7)
+    p = ck_producer(broker, acks="all")
+    run, last3, want = collections.Counter(), collections.defaultdict(list), []
+    for i in range(600):
+        client = "client-%d" % rnd.randint(0, 7)
+        rejected = rnd.random() < 0.6
+        ts = 1000 + i
+        p.produce("alerts-requests", key=client.encode(), value=b"REJECTED" if rejected else b"ACCEPTED",
+                  timestamp=ts)
+        run[client] = run[client] + 1 if rejected else 0
+        last3[client] = (last3[client] + [ts])[-3:]
+        if run[client] >= 3:
+            want.append((client, "3 consecutive rejections from %d to %d" % (last3[client][0], ts)))
+    assert p.flush(30) == 0
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_alerts"), app_id="alerts-test")
+    try:
+        got = consume_all(broker, "alerts-output", 3, len(want), 60)
+    finally:
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    per_client = collections.defaultdict(list)
+    for k, v, _ in got:
+        per_client[k.decode()].append(v.decode())
+    want_per_client = collections.defaultdict(list)
+    for k, v in want:
+        want_per_client[k].append(v)
+    assert dict(per_client) == dict(want_per_client)
+
+
+def test_stockstats_example(broker_factory, tmp_path):
+    """Hopping 5 s windows advancing by 1 s: the last update of each
+    (ticker, window) holds its trade count, minimum and average ask."""
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "stockstats-trades", partitions=2)
+    ck_create_topic(broker, "stockstats-output", partitions=2)
+    rnd = random.Random(11)
+    p = ck_producer(broker, acks="all")
+    trades, ts = [], 0
+    for _ in range(400):
+        ts += rnd.randint(0, 60)
+        t = (rnd.choice(["ACME", "GLOBEX", "INITECH"]), ts, rnd.randint(1000, 9999) / 100.0)
+        trades.append(t)
+        p.produce("stockstats-trades", key=t[0].encode(), value=struct.pack(">d", t[2]), timestamp=t[1])
+    assert p.flush(30) == 0
+    want = {}
+    for ticker in {t[0] for t in trades}:
+        mine = [t for t in trades if t[0] == ticker]
+        for start in range(0, ts + 1, 1000):
+            inw = [t[2] for t in mine if start <= t[1] < start + 5000]
+            if inw:
+                want[(ticker, start)] = (len(inw), min(inw), sum(inw) / len(inw))
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_stockstats"), app_id="stockstats-test")
+    try:
+        # one update per (trade, window holding it): windows start at 0 at the earliest
+        updates = sum(len([s0 for s0 in range(0, t[1] + 1, 1000) if t[1] < s0 + 5000]) for t in trades)
+        got = consume_all(broker, "stockstats-output", 2, updates, 60)
+    finally:
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    last = {}
+    for k, v, _ in got:
+        ticker = k[:-16].decode()
+        start, end = struct.unpack(">qq", k[-16:])
+        assert end - start == 5000
+        last[(ticker, start)] = struct.unpack(">qdd", v)
+    assert len(got) == updates
+    assert set(last) == set(want)
+    for key, (n, mn, avg) in want.items():
+        gn, gmn, gavg = last[key]
+        assert (gn, gmn) == (n, mn), key
+        assert abs(gavg - avg) < 1e-9, key
