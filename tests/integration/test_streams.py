@@ -12,6 +12,7 @@ import collections
 import os
 import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -28,13 +29,13 @@ ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
 class StreamsApp:
     """One example_wordcount process; its "tasks:" lines are collected."""
 
-    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test"):
+    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test", extra=()):
         assert os.access(prog, os.X_OK), "%s not built" % prog
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen(
             [prog, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state_dir,
              "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
-             "--set", "consumer.heartbeat.interval.ms=200"],
+             "--set", "consumer.heartbeat.interval.ms=200"] + list(extra),
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         self.tasks = None
         self.lines = []
@@ -165,8 +166,44 @@ def test_two_instances_and_kill9_failover(broker_factory, tmp_path):
             a.kill9()
         rc = b.stop() if b else 0
     assert rc == 0, open(str(tmp_path / "b.log")).read()[-3000:]
-    closed = [l for l in b.lines if l.startswith("closed:")]
-    assert closed and int(re.search(r"restored=(\d+)", closed[0]).group(1)) > 0, b.lines
+    assert restored(b) > 0
+
+
+def restored(app):
+    closed = [l for l in app.lines if l.startswith("closed:")]
+    assert closed, app.lines
+    return int(re.search(r"restored=(\d+)", closed[0]).group(1))
+
+
+def test_restart_checkpoint_and_full_restore(broker_factory, tmp_path):
+    """Two stream threads. A clean stop writes checkpoints: the next start
+    restores nothing and counts on exactly. With the state directory gone,
+    the stores (now in memory) are rebuilt from the changelogs alone."""
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    state = str(tmp_path / "state")
+    out = Output(broker)
+    try:
+        for run, store in enumerate(["rocksDB", "rocksDB", "in_memory"]):
+            if run == 2:
+                shutil.rmtree(state)
+            produce_lines(broker, 150, expected, seed=10 + run)
+            app = StreamsApp(broker, state, str(tmp_path / ("run%d.log" % run)),
+                             extra=["--threads", "2", "--set", "default.dsl.store=" + store])
+            try:
+                out.wait_at_least(expected, 60, "counts after run %d" % run)
+                assert out.counts == dict(expected), "clean stops: no replay, exact counts"
+                wait_until(lambda: app.tasks == ALL_TASKS, 30, "all tasks on the two threads")
+            finally:
+                rc = app.stop()
+            assert rc == 0, open(str(tmp_path / ("run%d.log" % run))).read()[-3000:]
+            if run == 1:
+                assert restored(app) == 0, "the checkpoints were at the changelogs' ends"
+            if run == 2:
+                assert restored(app) >= len(expected), "every word's count came back from a changelog"
+    finally:
+        out.close()
 
 
 def consume_all(broker, topic, partitions, want, timeout):
