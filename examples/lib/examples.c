@@ -80,13 +80,11 @@ static void stats_add(rs_bytes key, rs_bytes value, rs_bytes agg, rs_buf *out, v
 static void stats_out(const rs_record *r, rs_emitter *e, void *ctx) {
     stats_agg a;
     stats_read(r->value, &a);
-    rs_buf out;
-    rs_buf_init(&out);
-    put_int64(&out, a.count);
-    put_double(&out, a.min);
-    put_double(&out, a.count ? a.sum / (double)a.count : 0);
-    rs_emit(e, RS_NULL_BYTES, rs_buf_bytes(&out));
-    rs_buf_free(&out);
+    uint8_t out[24];
+    rs_int64_to_bytes(a.count, out);
+    rs_double_to_bytes(a.min, out + 8);
+    rs_double_to_bytes(a.count ? a.sum / (double)a.count : 0, out + 16);
+    rs_emit(e, RS_NULL_BYTES, (rs_bytes){out, sizeof(out)});
 }
 
 int rs_ex_stats_decode(rs_bytes b, rs_ex_stats *out) {

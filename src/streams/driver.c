@@ -19,14 +19,43 @@ typedef struct out_rec {
     uint8_t data[];
 } out_rec;
 
+/* a FIFO of pointers on one growable array (no allocation per record) */
+typedef struct {
+    void **v;
+    size_t head, tail, cap;
+} fifo;
+
+static void fifo_push(fifo *f, void *p) {
+    if (f->tail == f->cap) {
+        if (f->head > f->cap / 2) { /* slide down before growing */
+            memmove(f->v, f->v + f->head, (f->tail - f->head) * sizeof(void *));
+            f->tail -= f->head;
+            f->head = 0;
+        } else {
+            f->cap = f->cap ? f->cap * 2 : 64;
+            f->v = realloc(f->v, f->cap * sizeof(void *));
+            if (!f->v) abort();
+        }
+    }
+    f->v[f->tail++] = p;
+}
+static void *fifo_pop(fifo *f) { return f->head < f->tail ? f->v[f->head++] : NULL; }
+static size_t fifo_len(const fifo *f) { return f->tail - f->head; }
+static void fifo_free(fifo *f, void (*fn)(void *)) {
+    void *p;
+    while ((p = fifo_pop(f))) fn(p);
+    free(f->v);
+    memset(f, 0, sizeof(*f));
+}
+
 struct rs_driver {
     const rs_topology *topo;
     rs_config *cfg; /* private copy of the names that matter */
     char *app_id;
     rs_task **tasks;
     int ntasks;
-    GHashTable *queues; /* topic -> GQueue of out_rec * */
-    GQueue pending;     /* out_rec * to feed back into the topology */
+    GHashTable *queues; /* topic -> topic_q */
+    fifo pending;       /* out_rec * to feed back into the topology */
     bool auto_commit;
     int64_t wall, last_commit, commit_interval;
     out_rec *last_read;
@@ -40,7 +69,7 @@ struct rs_driver {
 };
 
 
-static void out_free(out_rec *o) { free(o); }
+static void out_free(void *o) { free(o); }
 
 static out_rec *out_new(const char *topic, const rs_record *r) {
     size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
@@ -63,7 +92,7 @@ static bool consumed_by_topology(rs_driver *d, const char *topic) {
 }
 
 typedef struct {
-    GQueue q;
+    fifo q;
     bool consumed; /* some sub-topology reads this topic */
     const char *name;
 } topic_q;
@@ -76,7 +105,6 @@ static topic_q *queue_of(rs_driver *d, const char *topic, const char **interned)
     }
     topic_q *q = calloc(1, sizeof(*q));
     if (!q) abort();
-    g_queue_init(&q->q);
     q->consumed = consumed_by_topology(d, topic);
     char *name = g_strdup(topic);
     q->name = name;
@@ -95,13 +123,13 @@ static void driver_sink(void *arg, const char *topic, int32_t partition, const r
         q = queue_of(d, topic, &name);
         g_hash_table_insert(d->by_ptr, (gpointer)topic, q);
     }
-    g_queue_push_tail(&q->q, out_new(name, r));
-    if (q->consumed) g_queue_push_tail(&d->pending, out_new(name, r));
+    fifo_push(&q->q, out_new(name, r));
+    if (q->consumed) fifo_push(&d->pending, out_new(name, r));
 }
 
 static void queue_free(gpointer p) {
     topic_q *q = p;
-    while (!g_queue_is_empty(&q->q)) out_free(g_queue_pop_head(&q->q));
+    fifo_free(&q->q, out_free);
     free(q);
 }
 
@@ -118,7 +146,6 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
     d->app_id = g_strdup(rs__config_str(d->cfg, "application.id", "rill-streams-test"));
     d->queues = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, queue_free);
     d->by_ptr = g_hash_table_new(g_direct_hash, g_direct_equal);
-    g_queue_init(&d->pending);
     d->auto_commit = true;
     d->wall = d->last_commit = wall_clock_ms;
     d->commit_interval = rs__config_int(d->cfg, "commit.interval.ms", 30000);
@@ -156,7 +183,7 @@ void rs_driver_free(rs_driver *d) {
     free(d->tasks);
     if (d->own_state_dir && d->state_dir) rs__rm_rf(d->state_dir);
     g_free(d->state_dir);
-    while (!g_queue_is_empty(&d->pending)) out_free(g_queue_pop_head(&d->pending));
+    fifo_free(&d->pending, out_free);
     out_free(d->last_read);
     g_hash_table_destroy(d->by_ptr);
     g_hash_table_destroy(d->queues); /* after: records point at its names */
@@ -172,8 +199,8 @@ static void feed(rs_driver *d, const char *topic, const rs_record *r) {
 }
 
 static void drain_pending(rs_driver *d) {
-    while (!g_queue_is_empty(&d->pending)) {
-        out_rec *o = g_queue_pop_head(&d->pending);
+    out_rec *o;
+    while ((o = fifo_pop(&d->pending))) {
         rs_record r = {.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
                        .topic = o->topic, .partition = 0, .offset = d->offsets++};
         feed(d, o->topic, &r);
@@ -185,7 +212,7 @@ void rs_driver_commit(rs_driver *d) {
     /* a flush may write repartition topics whose records flush more stores */
     for (int round = 0; round < 64; round++) {
         for (int i = 0; i < d->ntasks; i++) rs__task_commit(d->tasks[i]);
-        if (g_queue_is_empty(&d->pending)) break;
+        if (!fifo_len(&d->pending)) break;
         drain_pending(d);
     }
     d->last_commit = d->wall;
@@ -224,8 +251,8 @@ bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
         q = d->last_read_q;
     else if ((q = g_hash_table_lookup(d->queues, topic)))
         d->last_read_name = topic, d->last_read_q = q;
-    if (!q || g_queue_is_empty(&q->q)) return false;
-    out_rec *o = g_queue_pop_head(&q->q);
+    out_rec *o = q ? fifo_pop(&q->q) : NULL;
+    if (!o) return false;
     d->last_read = o;
     *out = (rs_record){.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
                        .topic = o->topic, .partition = 0, .offset = -1};
@@ -234,7 +261,7 @@ bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
 
 size_t rs_driver_queue_size(const rs_driver *d, const char *topic) {
     topic_q *q = g_hash_table_lookup(d->queues, topic);
-    return q ? q->q.length : 0;
+    return q ? fifo_len(&q->q) : 0;
 }
 
 rs_kv_store *rs_driver_kv_store(rs_driver *d, const char *name) {

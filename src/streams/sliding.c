@@ -203,6 +203,7 @@ static bool first_at_ts(rs_task *t, const rs_node *nd, rs_bytes key, int64_t ts,
 
 void rs__sliding_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     GPtrArray *due = rs__window_due(pc, t->stream_time);
+    if (!due) return;
     int64_t d = nd->win.size;
     for (guint i = 0; i < due->len; i++) {
         gsize il;

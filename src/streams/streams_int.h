@@ -224,6 +224,7 @@ struct rs_task {
     size_t cache_max, cache_used; /* bytes for all cached stores of this task */
     GHashTable *src_of;    /* full topic name -> source node id + 1 (0: none), memoized */
     char **sink_topic;     /* full topic name per sink node id */
+    GArray *wnodes;        /* ids of this task's window nodes (closed after each record) */
     char *state_dir;       /* <state.dir>/<application.id>/<subtopo>_<partition> */
 };
 
@@ -251,7 +252,7 @@ RS_INTERNAL void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, in
                                  rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r);
 RS_INTERNAL void rs__put64(uint8_t *p, int64_t v);
-/* the open-index keys (GBytes) of a window node due by now, in index order */
+/* the open-index keys (GBytes) of a window node due by now, in index order; NULL if none */
 RS_INTERNAL GPtrArray *rs__window_due(rs_pctx *pc, int64_t now);
 RS_INTERNAL uint32_t rs__fnv1a(const void *p, size_t n);
 RS_INTERNAL int rs__rm_rf(const char *path);

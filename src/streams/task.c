@@ -32,6 +32,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     t->cache_max = (size_t)rs__config_int(cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
     t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
     t->src_of = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    t->wnodes = g_array_new(FALSE, FALSE, sizeof(int));
     t->sink_topic = calloc(g->nodes->len, sizeof(char *));
     if (!t->sink_topic) abort();
     for (guint i = 0; i < g->nodes->len; i++)
@@ -62,7 +63,10 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
         if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
         pc->inited = nd->kind == RS_N_PROCESS;
-        if (nd->kind == RS_N_WINDOW_AGG) rs__window_init(t, nd, pc);
+        if (nd->kind == RS_N_WINDOW_AGG) {
+            rs__window_init(t, nd, pc);
+            g_array_append_val(t->wnodes, pc->node);
+        }
     }
     return t;
 }
@@ -85,6 +89,7 @@ void rs__task_free(rs_task *t) {
     free(t->pcs);
     g_array_free(t->puncts, TRUE);
     g_hash_table_destroy(t->src_of);
+    g_array_free(t->wnodes, TRUE);
     free(t->sink_topic);
     g_free(t->app_id);
     g_free(t->state_dir);
@@ -304,10 +309,9 @@ int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     t->m.process_total++;
     t->cur = &r;
     process_node(t, src, &r);
-    const rs_graph *g = t->topo->g;
-    for (guint i = 0; i < g->nodes->len; i++) {
-        rs_node *w = NODE(t->topo, (int)i);
-        if (w->subtopo == t->subtopo && w->kind == RS_N_WINDOW_AGG) rs__window_close(t, w, &t->pcs[i]);
+    for (guint i = 0; i < t->wnodes->len; i++) {
+        int w = g_array_index(t->wnodes, int, i);
+        rs__window_close(t, NODE(t->topo, w), &t->pcs[w]);
     }
     t->cur = NULL;
     punctuate(t, RS_PUNCT_STREAM_TIME, t->stream_time);

@@ -321,12 +321,14 @@ typedef struct {
 static int close_hit(rs_bytes k, rs_bytes v, void *arg) {
     close_scan *cs = arg;
     if (rs__get64(k.data) > cs->now) return 1;
+    if (!cs->due) cs->due = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     g_ptr_array_add(cs->due, g_bytes_new(k.data, k.len));
     return 0;
 }
 
+/* NULL when nothing is due (the common case: no allocation) */
 GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
-    close_scan cs = {now, g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref)};
+    close_scan cs = {now, NULL};
     rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, close_hit, &cs);
     return cs.due;
 }
@@ -338,6 +340,7 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
         return;
     }
     GPtrArray *due = rs__window_due(pc, t->stream_time);
+    if (!due) return;
     rs_kv_store *s = wstore(t, nd);
     rs_buf v;
     rs_buf_init(&v);
