@@ -5,6 +5,7 @@
  * Invariant: a deserializer never reads past in.len and returns -1 for any
  * input of the wrong size or shape; it never aborts on bad bytes.
  */
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,12 +33,13 @@ void rs_buf_append(rs_buf *b, const void *p, size_t n) {
 }
 
 static void wbe64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+    v = htobe64(v);
+    memcpy(p, &v, 8);
 }
 static uint64_t be64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
 }
 
 rs_bytes rs_int64_to_bytes(int64_t v, uint8_t out[8]) {

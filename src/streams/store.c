@@ -64,6 +64,8 @@ static void mval_set(mval *v, rs_bytes b) {
 typedef struct {
     GTree *tree;      /* mkey * -> mval * (owns both) */
     GHashTable *hash; /* mkey * -> mval * (borrows) */
+    const mkey *last_k; /* the last key found: a put after a get of the */
+    mval *last_v;       /* same key (every aggregation) skips the hash */
 } mstore;
 
 uint32_t rs__fnv1a(const void *p, size_t n) {
@@ -84,6 +86,8 @@ void *rs__mem_store_open(void) {
     if (!m) abort();
     m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
     m->hash = g_hash_table_new(mkey_hash, mkey_eq);
+    m->last_k = NULL;
+    m->last_v = NULL;
     return m;
 }
 
@@ -101,10 +105,19 @@ void *rs__mem_store_open(void) {
 #define PROBE_DONE(name) \
     if (name != &name##_u.k) free(name)
 
+static mval *mem_find(mstore *m, const mkey *k) {
+    if (m->last_k && mkey_eq(m->last_k, k)) return m->last_v;
+    gpointer ok, ov;
+    if (!g_hash_table_lookup_extended(m->hash, k, &ok, &ov)) return NULL;
+    m->last_k = ok;
+    m->last_v = ov;
+    return ov;
+}
+
 static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
     mstore *m = impl;
     PROBE(k, key);
-    mval *v = g_hash_table_lookup(m->hash, k);
+    mval *v = mem_find(m, k);
     PROBE_DONE(k);
     if (!v) return 0;
     rs_buf_append(out, v->data, v->len);
@@ -115,12 +128,14 @@ static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
     mstore *m = impl;
     PROBE(k, key);
     if (!value.data) {
+        m->last_k = NULL;
+        m->last_v = NULL;
         g_hash_table_remove(m->hash, k); /* before the tree frees the key */
         g_tree_remove(m->tree, k);
         PROBE_DONE(k);
         return 0;
     }
-    mval *v = g_hash_table_lookup(m->hash, k);
+    mval *v = mem_find(m, k);
     PROBE_DONE(k);
     if (!v) {
         v = calloc(1, sizeof(*v));
