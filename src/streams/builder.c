@@ -312,10 +312,13 @@ static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn,
         nd->late_topic = g_strdup(w->late_topic);
         nd->win.late_topic = nd->late_topic;
     }
-    /* a window node forwards by itself (window stores are not cached yet) */
+    /* time and session window stores are cached and their node forwards on
+     * flush (window.c); count and sliding windows compute their outputs from
+     * the records kept, so they forward by themselves, uncached */
     rs_materialized mm = m ? *m : (rs_materialized){0};
-    if (w) mm.no_caching = true;
-    int st = add_store(b, store_name, &mm, w ? -1 : id);
+    bool self = w && (w->kind == RS_WINDOW_COUNT || w->kind == RS_WINDOW_SLIDING);
+    if (self) mm.no_caching = true;
+    int st = add_store(b, store_name, &mm, self ? -1 : id);
     g_free(store_name);
     g_array_append_val(nd->stores, st);
     return table_handle(b, id, st);

@@ -249,12 +249,14 @@ void rs__kv_store_free(rs_kv_store *s) {
     free(s);
 }
 
-/* writes through: inner store, changelog, then the owner's children */
-static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
+/* writes through: inner store, changelog, then (unless quiet) the owner's
+ * children */
+static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
     s->vt->put(s->impl, key, value);
     rs_task *t = s->task;
     rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
+    if (s->def->owner >= 0 && quiet) return;
     if (s->def->owner >= 0) {
         const rs_record *saved = t->cur;
         if (saved) {
@@ -262,7 +264,9 @@ static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t 
             r.topic = saved->topic, r.partition = saved->partition, r.offset = saved->offset;
         }
         t->cur = &r;
-        rs__forward(t, s->def->owner, &r);
+        rs_node *owner = g_ptr_array_index(t->topo->g->nodes, s->def->owner);
+        if (owner->kind == RS_N_WINDOW_AGG) rs__window_flushed(t, owner, &r);
+        else rs__forward(t, s->def->owner, &r);
         t->cur = saved;
     }
 }
@@ -276,7 +280,7 @@ void rs__kv_store_flush(rs_kv_store *s) {
         e->dirty = false;
         e->next_dirty = NULL;
         write_through(s, (rs_bytes){e->key ? e->key : (const uint8_t *)"", e->klen},
-                      (rs_bytes){e->val ? (e->vlen ? e->val : (const uint8_t *)"") : NULL, e->vlen}, e->ts);
+                      (rs_bytes){e->val ? (e->vlen ? e->val : (const uint8_t *)"") : NULL, e->vlen}, e->ts, false);
     }
     g_hash_table_remove_all(s->cache);
     s->task->cache_used -= s->cache_bytes;
@@ -288,7 +292,7 @@ void rs__kv_store_flush(rs_kv_store *s) {
 int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
     if (!key.data) return -1;
     if (!s->caching) {
-        write_through(s, key, value, ts);
+        write_through(s, key, value, ts, false);
         return 0;
     }
     rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
@@ -326,6 +330,22 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
     s->task->cache_used += need;
     if (s->task->cache_used > s->task->cache_max) rs__kv_store_flush(s); /* over budget: evict by flushing */
     return 0;
+}
+
+/* a delete that nobody downstream hears of (window retention); the cache
+ * holds nothing dirty for the key (callers flush first) */
+void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts) {
+    if (s->caching) {
+        rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
+        rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+        if (e && !e->dirty) {
+            size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
+            s->cache_bytes -= had;
+            s->task->cache_used -= had;
+            g_hash_table_remove(s->cache, &probe);
+        }
+    }
+    write_through(s, key, RS_NULL_BYTES, ts, true);
 }
 
 int rs_kv_get(rs_kv_store *s, rs_bytes key, rs_buf *out) {

@@ -169,6 +169,7 @@ RS_INTERNAL rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, c
 RS_INTERNAL void rs__kv_store_free(rs_kv_store *s);
 RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
+RS_INTERNAL void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts);
 
 /* ---- tasks ---- */
 /* Where a task writes records: a sink node, a changelog (store != NULL: the
@@ -245,6 +246,9 @@ RS_INTERNAL void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, c
 RS_INTERNAL void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc);
 RS_INTERNAL void rs__window_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r);
 RS_INTERNAL void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc);
+/* a time or session window's store entry reached the store (cache flush):
+ * emit changes forwards it with its windowed key */
+RS_INTERNAL void rs__window_flushed(rs_task *t, const rs_node *nd, const rs_record *store_rec);
 RS_INTERNAL void rs__sliding_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r);
 RS_INTERNAL void rs__sliding_close(rs_task *t, rs_node *nd, rs_pctx *pc);
 RS_INTERNAL void rs__sliding_index(rs_pctx *pc, const rs_node *nd, rs_bytes raw);

@@ -122,7 +122,6 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
         rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
         rs__kv_put_ts(s, rs_buf_bytes(&sk), rs_buf_bytes(&out), ts);
         if (!found) index_put(pc, end + nd->win.grace, rs_buf_bytes(&sk), true);
-        if (!nd->win.emit_final) rs__window_emit(t, nd, r->key, start, end, rs_buf_bytes(&out), ts);
     }
     if (!any) rs__window_late(t, nd, r);
 #undef sk
@@ -211,7 +210,6 @@ static void session_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_recor
         if (same) continue;
         rs__kv_put_ts(s, kb, RS_NULL_BYTES, ts);
         index_put(pc, close_time(nd, kb), kb, false);
-        if (!nd->win.emit_final) rs__window_emit(t, nd, r->key, rs__get64(k + kl - 8), rs__get64(k + kl - 16), RS_NULL_BYTES, ts);
     }
     tmp.len = 0;
     rs_bytes ab = rs_buf_bytes(&agg);
@@ -219,7 +217,6 @@ static void session_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_recor
     store_key(&from, r->key, end, start, true);
     rs__kv_put_ts(s, rs_buf_bytes(&from), rs_buf_bytes(&tmp), ts);
     index_put(pc, close_time(nd, rs_buf_bytes(&from)), rs_buf_bytes(&from), true);
-    if (!nd->win.emit_final) rs__window_emit(t, nd, r->key, start, end, rs_buf_bytes(&tmp), ts);
 out:
     g_ptr_array_free(sc.hits, TRUE);
     rs_buf_free(&from);
@@ -311,6 +308,23 @@ void rs__window_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r
     }
 }
 
+/* ---- emitting changes (on the store's flush) ---- */
+
+void rs__window_flushed(rs_task *t, const rs_node *nd, const rs_record *sr) {
+    if (nd->win.emit_final) return;
+    const uint8_t *k = sr->key.data;
+    size_t n = sr->key.len;
+    if (nd->win.kind == RS_WINDOW_TIME && n >= 8) {
+        int64_t start = rs__get64(k + n - 8);
+        if (sr->value.data) /* a null here is only ever retention: not emitted */
+            rs__window_emit(t, nd, (rs_bytes){k, n - 8}, start, start + nd->win.size, sr->value, sr->timestamp);
+    } else if (nd->win.kind == RS_WINDOW_SESSION && n >= 16) {
+        /* a null is a session merged away: downstream hears the delete */
+        rs__window_emit(t, nd, (rs_bytes){k, n - 16}, rs__get64(k + n - 8), rs__get64(k + n - 16), sr->value,
+                        sr->timestamp);
+    }
+}
+
 /* ---- closing ---- */
 
 typedef struct {
@@ -342,6 +356,7 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     GPtrArray *due = rs__window_due(pc, t->stream_time);
     if (!due) return;
     rs_kv_store *s = wstore(t, nd);
+    rs__kv_store_flush(s); /* pending updates go out before windows leave */
     rs_buf v;
     rs_buf_init(&v);
     for (guint i = 0; i < due->len; i++) {
@@ -357,7 +372,7 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
         if (nd->win.emit_final && rs_kv_get(s, skey, &v) == 1)
             rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(&v),
                  nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
-        rs__kv_put_ts(s, skey, RS_NULL_BYTES, t->stream_time); /* W1: retention ends at close */
+        rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
         rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
     }
     rs_buf_free(&v);

@@ -228,6 +228,45 @@ static void test_sliding_changes(void **state) {
     teardown(&f);
 }
 
+/* time and session window stores are cached like key-value stores: with
+ * commits only on request, updates coalesce per window until the commit,
+ * and a window closing flushes the store's pending updates first */
+static void test_window_cache(void **state) {
+    (void)state;
+    wrec w[64];
+    fixture f = setup(&(rs_windows){.kind = RS_WINDOW_TIME, .size = 1000, .grace = 0}, "cached");
+    rs_driver_set_auto_commit(f.d, false);
+    pipe_at(f.d, "a", 10);
+    pipe_at(f.d, "a", 20);
+    pipe_at(f.d, "b", 30);
+    pipe_at(f.d, "a", 40);
+    assert_int_equal(rs_driver_queue_size(f.d, "out"), 0);
+    rs_driver_commit(f.d);
+    assert_int_equal(read_all(f.d, "out", w, 64), 2);
+    check(&w[0], "a", 0, 1000, 3);
+    check(&w[1], "b", 0, 1000, 1);
+    pipe_at(f.d, "a", 500);
+    pipe_at(f.d, "a", 1000); /* closes [0,1000): the store's pending updates go out first */
+    assert_int_equal(read_all(f.d, "out", w, 64), 2);
+    check(&w[0], "a", 0, 1000, 4);
+    check(&w[1], "a", 1000, 2000, 1);
+    rs_driver_commit(f.d);
+    assert_int_equal(rs_driver_queue_size(f.d, "out"), 0);
+    teardown(&f);
+    /* sessions: a merge inside one commit shows only the merged session */
+    f = setup(&(rs_windows){.kind = RS_WINDOW_SESSION, .size = 100, .grace = 1000}, "cached-sess");
+    rs_driver_set_auto_commit(f.d, false);
+    pipe_at(f.d, "a", 0);
+    pipe_at(f.d, "a", 180);
+    pipe_at(f.d, "a", 90); /* within the gap of both: bridges them */
+    rs_driver_commit(f.d);
+    int n = read_all(f.d, "out", w, 64);
+    assert_true(n >= 1);
+    check(&w[n - 1], "a", 0, 180, 3);
+    assert_int_equal(rs_kv_count(rs_driver_kv_store(f.d, "cached-sess")), 1);
+    teardown(&f);
+}
+
 /* ---- brute force over random input, emit final ---- */
 
 static int cmp_wrec(const void *a, const void *b) {
@@ -333,7 +372,7 @@ int main(void) {
         cmocka_unit_test(test_tumbling_hopping), cmocka_unit_test(test_grace_late_side_topic),
         cmocka_unit_test(test_emit_final),       cmocka_unit_test(test_session),
         cmocka_unit_test(test_count_windows),    cmocka_unit_test(test_sliding_changes),
-        cmocka_unit_test(test_random_vs_brute_force),
+        cmocka_unit_test(test_window_cache),     cmocka_unit_test(test_random_vs_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
