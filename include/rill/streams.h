@@ -278,8 +278,10 @@ typedef struct rs_windows {
 
 /* Windowed aggregation. merger is needed by session windows only (it
  * combines two sessions' aggregates when a record bridges them). Values of
- * count are int64 big-endian. Window stores are not cached yet: emit changes
- * sends every update. */
+ * count are int64 big-endian. Time and session window stores have the record
+ * cache (materialized.no_caching turns it off): with emit changes, updates of
+ * a window coalesce until a commit, and a closing window first flushes its
+ * store's pending updates. Count and sliding windows emit every update. */
 typedef void (*rs_merger_fn)(rs_bytes key, rs_bytes agg1, rs_bytes agg2, rs_buf *out, void *ctx);
 RS_API rs_table *rs_grouped_windowed_count(rs_grouped *g, const rs_windows *w, const rs_materialized *m);
 RS_API rs_table *rs_grouped_windowed_reduce(rs_grouped *g, const rs_windows *w, rs_reducer_fn fn, void *ctx,
