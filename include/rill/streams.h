@@ -173,8 +173,10 @@ typedef void (*rs_key_fn)(const rs_record *r, rs_buf *out, void *ctx);
 typedef void (*rs_reducer_fn)(rs_bytes agg, rs_bytes value, rs_buf *out, void *ctx);
 typedef void (*rs_initializer_fn)(rs_buf *out, void *ctx);
 typedef void (*rs_aggregator_fn)(rs_bytes key, rs_bytes value, rs_bytes agg, rs_buf *out, void *ctx);
-/* sink partitioner: partition in [0, n) for a record; NULL = librdkafka's
- * default (murmur2 of the key, as the Java client) */
+/* sink partitioner: partition in [0, n) for a record, n = the topic's
+ * partition count (1 under the test driver); a result outside [0, n) drops
+ * the record (counted in dropped-records). NULL = murmur2 of the key, as
+ * the Java client. */
 typedef int32_t (*rs_partitioner_fn)(const rs_record *r, int32_t n, void *ctx);
 
 typedef enum rs_store_type {

@@ -41,7 +41,8 @@ typedef struct {
     bool started;
     rd_kafka_t *consumer, *producer, *restorer;
     GHashTable *tasks;   /* "st_p" -> rs_task * */
-    GHashTable *offsets; /* "topic\\0p" key as "p|topic" -> int64 next offset (boxed) */
+    GHashTable *offsets; /* "p|topic" -> int64 next offset (boxed) */
+    GHashTable *nparts;  /* topic -> partition count (for user partitioners) */
     int64_t last_commit;
     char err[512];
 } rs_thread;
@@ -144,6 +145,22 @@ static void thread_sink(void *arg, const char *topic, int32_t partition, const r
         fail(th, "produce to %s: %s", topic, rd_kafka_err2str(e));
         return;
     }
+}
+
+static int32_t thread_partitions(void *arg, const char *topic) {
+    rs_thread *th = arg;
+    gpointer v;
+    if (g_hash_table_lookup_extended(th->nparts, topic, NULL, &v)) return GPOINTER_TO_INT(v);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(th->producer, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int32_t n = -1;
+    if (rkt && !rd_kafka_metadata(th->producer, 0, rkt, &md, 10000)) {
+        if (md->topic_cnt == 1 && !md->topics[0].err) n = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    if (rkt) rd_kafka_topic_destroy(rkt);
+    if (n > 0) g_hash_table_insert(th->nparts, g_strdup(topic), GINT_TO_POINTER(n));
+    return n;
 }
 
 /* ---- checkpoints (R3) ---- */
@@ -260,6 +277,7 @@ static rs_task *task_get(rs_thread *th, int st, int32_t p, bool create) {
         fail(th, "task %s: %s", name, err);
         return NULL;
     }
+    t->partitions = thread_partitions;
     const rs_graph *g = a->topo->g;
     for (guint i = 0; i < g->stores->len; i++)
         if (t->stores[i] && t->stores[i]->changelog) restore_store(th, t, t->stores[i]);
@@ -558,6 +576,7 @@ int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
         th->idx = i;
         th->tasks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, task_free_cb);
         th->offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        th->nparts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         rd_kafka_conf_t *pc = client_conf(a, "producer", e, sizeof(e));
         if (!pc || conf_set(pc, "partitioner", "murmur2_random", e, sizeof(e)) ||
             conf_set(pc, "acks", "all", e, sizeof(e))) {
@@ -632,6 +651,7 @@ void rs_app_free(rs_app *a) {
             g_hash_table_destroy(th->tasks);
         }
         if (th->offsets) g_hash_table_destroy(th->offsets);
+        if (th->nparts) g_hash_table_destroy(th->nparts);
         if (th->consumer) rd_kafka_destroy(th->consumer);
         if (th->restorer) {
             rd_kafka_consumer_close(th->restorer);

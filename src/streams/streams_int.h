@@ -220,6 +220,8 @@ struct rs_task {
     GArray *puncts;        /* rs_punct */
     rs_sink_cb sink;
     void *sink_arg;
+    /* partition count of a topic for user partitioners (NULL: 1); <= 0 unknown */
+    int32_t (*partitions)(void *sink_arg, const char *topic);
     const rs_record *cur;  /* the record being processed (context) */
     rs_metrics m;
     size_t cache_max, cache_used; /* bytes for all cached stores of this task */

@@ -224,10 +224,15 @@ static void process_node(rs_task *t, int id, const rs_record *r) {
     }
     case RS_N_SINK: {
         const char *topic = t->sink_topic[id];
-        int32_t part = -1;
-        /* repartition topics: the driver has one partition; the runtime
-         * lets the client hash the key */
-        if (nd->produced.partitioner) part = nd->produced.partitioner(r, 1, nd->produced.partitioner_ctx);
+        int32_t part = -1; /* -1: the client hashes the key (murmur2, as Java) */
+        if (nd->produced.partitioner) {
+            int32_t n = t->partitions ? t->partitions(t->sink_arg, topic) : 1;
+            part = n > 0 ? nd->produced.partitioner(r, n, nd->produced.partitioner_ctx) : -1;
+            if (n > 0 && (part < 0 || part >= n)) { /* a partitioner bug: not our record to lose */
+                t->m.dropped++;
+                break;
+            }
+        }
         t->sink(t->sink_arg, topic, part, r, NULL);
         break;
     }

@@ -164,6 +164,11 @@ static void key_is_len(const rs_record *r, rs_buf *out, void *ctx) {
     rs_buf_append(out, k, (size_t)snprintf(k, sizeof(k), "%zu", r->value.len));
 }
 static void count_calls(const rs_record *r, void *ctx) { (*(int *)ctx)++; }
+static int32_t part_by_len(const rs_record *r, int32_t n, void *ctx) {
+    (*(int *)ctx)++;
+    assert_int_equal(n, 1); /* the driver's topics have one partition */
+    return r->value.len > 6 ? 1 : 0; /* 1 is out of range: dropped */
+}
 
 static void test_stateless(void **state) {
     (void)state;
@@ -178,6 +183,8 @@ static void test_stateless(void **state) {
     rs_stream_to(rs_stream_map(in, swap_kv, NULL, NULL), "swapped", NULL);
     rs_stream_to(rs_stream_select_key(in, key_is_len, NULL, NULL), "by-len", NULL);
     rs_stream_foreach(in, count_calls, &eached, NULL);
+    int parted = 0;
+    rs_stream_to(in, "partitioned", &(rs_produced){part_by_len, &parted});
     rs_topology *t = build(b);
     rs_driver *d = driver(t, NULL);
     assert_int_equal(rs_driver_pipe_str(d, "in", "k1", "apple pie", 10), 0);
@@ -198,6 +205,10 @@ static void test_stateless(void **state) {
     assert_false(rs_driver_read(d, "words", &r));
     assert_int_equal(peeked, 2);
     assert_int_equal(eached, 2);
+    assert_int_equal(parted, 2);
+    expect(d, "partitioned", "k2", "banana"); /* "apple pie" went to partition 1: dropped */
+    assert_int_equal(rs_driver_queue_size(d, "partitioned"), 0);
+    assert_int_equal(rs_driver_metric(d, "dropped-records"), 1);
     assert_int_equal(rs_driver_metric(d, "process-total"), 2);
     rs_driver_free(d);
     rs_topology_free(t);

@@ -253,7 +253,7 @@ static void test_window_cache(void **state) {
     rs_driver_commit(f.d);
     assert_int_equal(rs_driver_queue_size(f.d, "out"), 0);
     teardown(&f);
-    /* sessions: a merge inside one commit shows only the merged session */
+    /* sessions: the merged session is the last word (the merge scan flushes) */
     f = setup(&(rs_windows){.kind = RS_WINDOW_SESSION, .size = 100, .grace = 1000}, "cached-sess");
     rs_driver_set_auto_commit(f.d, false);
     pipe_at(f.d, "a", 0);
