@@ -598,6 +598,17 @@ static void test_time_and_skips(void **state) {
     assert_int_equal(rs_driver_pipe_str(d, "metrics-x", "m", "1", 1), -1);
     expect(d, "metrics-out", "m", "1");
     rs_driver_free(d);
+    /* default.timestamp.extractor=wallclock: the driver's clock, not the record's */
+    rs_config *c = rs_config_new();
+    assert_int_equal(rs_config_set(c, "default.timestamp.extractor", "wallclock", NULL, 0), 0);
+    char err[128];
+    d = rs_driver_new(t, c, 5000, err, sizeof(err));
+    rs_driver_advance_wall_clock(d, 250);
+    rs_driver_pipe_str(d, "metrics-1", "m", "1", 7);
+    assert_true(rs_driver_read(d, "metrics-out", &r));
+    assert_int_equal(r.timestamp, 5250);
+    rs_driver_free(d);
+    rs_config_free(c);
     rs_topology_free(t);
     rs_builder_free(b);
 }
