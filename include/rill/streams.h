@@ -73,6 +73,10 @@ typedef struct rs_header {
     rs_bytes value;
 } rs_header;
 
+/* Headers travel with a record through stateless operations and sinks, as
+ * in Kafka Streams; a record forwarded by a store's cache flush carries the
+ * headers of the record being processed then (if any); changelog records
+ * carry none. The runtime passes on the first 32 headers of an input. */
 typedef struct rs_record {
     rs_bytes key, value;
     int64_t timestamp;          /* event time, ms since the epoch */
@@ -383,6 +387,8 @@ RS_API void rs_driver_free(rs_driver *d);
 RS_API void rs_driver_set_auto_commit(rs_driver *d, bool on);
 RS_API int rs_driver_pipe(rs_driver *d, const char *topic, rs_bytes key, rs_bytes value, int64_t timestamp);
 RS_API int rs_driver_pipe_str(rs_driver *d, const char *topic, const char *key, const char *value, int64_t timestamp);
+/* key, value, timestamp and headers of r (topic/partition/offset ignored) */
+RS_API int rs_driver_pipe_record(rs_driver *d, const char *topic, const rs_record *r);
 RS_API void rs_driver_advance_wall_clock(rs_driver *d, int64_t ms);
 RS_API void rs_driver_commit(rs_driver *d);
 /* Pops the oldest record written to topic; false when none. The record's

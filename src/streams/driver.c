@@ -6,6 +6,7 @@
  * repartition topic, or a user topic the topology also consumes) is also
  * processed by that sub-topology before rs_driver_pipe returns.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,9 @@ typedef struct out_rec {
     uint8_t *key, *value; /* NULL: null; else inside data[] */
     size_t klen, vlen;
     int64_t ts;
-    uint8_t data[];
+    rs_header *h; /* nh headers at the start of data[], names and values after */
+    size_t nh;
+    _Alignas(max_align_t) uint8_t data[];
 } out_rec;
 
 /* a FIFO of pointers on one growable array (no allocation per record) */
@@ -71,16 +74,33 @@ struct rs_driver {
 
 static void out_free(void *o) { free(o); }
 
+/* one allocation: the record, its headers, key, value, header names and values */
 static out_rec *out_new(const char *topic, const rs_record *r) {
     size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
-    out_rec *o = malloc(sizeof(*o) + kl + vl);
+    size_t nh = r->headers ? r->header_count : 0, hb = nh * sizeof(rs_header);
+    for (size_t i = 0; i < nh; i++) hb += strlen(r->headers[i].key) + 1 + (r->headers[i].value.data ? r->headers[i].value.len : 0);
+    out_rec *o = malloc(sizeof(*o) + hb + kl + vl);
     if (!o) abort();
     o->topic = topic;
-    o->key = r->key.data ? o->data : NULL;
-    o->value = r->value.data ? o->data + kl : NULL;
+    o->nh = nh;
+    o->h = nh ? (rs_header *)o->data : NULL;
+    uint8_t *p = o->data + nh * sizeof(rs_header);
+    o->key = r->key.data ? p : NULL;
+    if (kl) memcpy(p, r->key.data, kl);
+    p += kl;
+    o->value = r->value.data ? p : NULL;
+    if (vl) memcpy(p, r->value.data, vl);
+    p += vl;
+    for (size_t i = 0; i < nh; i++) {
+        size_t n = strlen(r->headers[i].key) + 1, hv = r->headers[i].value.data ? r->headers[i].value.len : 0;
+        memcpy(p, r->headers[i].key, n);
+        o->h[i].key = (const char *)p;
+        p += n;
+        if (hv) memcpy(p, r->headers[i].value.data, hv);
+        o->h[i].value = r->headers[i].value.data ? (rs_bytes){p, hv} : RS_NULL_BYTES;
+        p += hv;
+    }
     o->klen = kl, o->vlen = vl;
-    if (kl) memcpy(o->data, r->key.data, kl);
-    if (vl) memcpy(o->data + kl, r->value.data, vl);
     o->ts = r->timestamp;
     return o;
 }
@@ -202,7 +222,8 @@ static void drain_pending(rs_driver *d) {
     out_rec *o;
     while ((o = fifo_pop(&d->pending))) {
         rs_record r = {.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
-                       .topic = o->topic, .partition = 0, .offset = d->offsets++};
+                       .headers = o->h, .header_count = o->nh, .topic = o->topic, .partition = 0,
+                       .offset = d->offsets++};
         feed(d, o->topic, &r);
         out_free(o);
     }
@@ -219,11 +240,18 @@ void rs_driver_commit(rs_driver *d) {
 }
 
 int rs_driver_pipe(rs_driver *d, const char *topic, rs_bytes key, rs_bytes value, int64_t timestamp) {
+    rs_record r = {.key = key, .value = value, .timestamp = timestamp};
+    return rs_driver_pipe_record(d, topic, &r);
+}
+
+int rs_driver_pipe_record(rs_driver *d, const char *topic, const rs_record *in) {
     if (!topic || !consumed_by_topology(d, topic)) return -1;
     out_free(d->last_read);
     d->last_read = NULL;
-    rs_record r = {.key = key, .value = value, .timestamp = timestamp, .topic = topic, .partition = 0,
-                   .offset = d->offsets++};
+    rs_record r = *in;
+    r.topic = topic;
+    r.partition = 0;
+    r.offset = d->offsets++;
     feed(d, topic, &r);
     drain_pending(d);
     if (d->auto_commit) rs_driver_commit(d);
@@ -255,7 +283,7 @@ bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
     if (!o) return false;
     d->last_read = o;
     *out = (rs_record){.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
-                       .topic = o->topic, .partition = 0, .offset = -1};
+                       .headers = o->h, .header_count = o->nh, .topic = o->topic, .partition = 0, .offset = -1};
     return true;
 }
 

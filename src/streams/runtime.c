@@ -130,14 +130,22 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
 static void thread_sink(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store) {
     rs_thread *th = arg;
     for (int tries = 0;; tries++) {
+        rd_kafka_headers_t *hs = NULL;
+        if (r->headers && r->header_count) {
+            hs = rd_kafka_headers_new(r->header_count);
+            for (size_t i = 0; i < r->header_count; i++)
+                rd_kafka_header_add(hs, r->headers[i].key, -1, r->headers[i].value.data,
+                                    r->headers[i].value.data ? (ssize_t)r->headers[i].value.len : 0);
+        }
         rd_kafka_resp_err_t e = rd_kafka_producev(
             th->producer, RD_KAFKA_V_TOPIC(topic),
             RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
             RD_KAFKA_V_KEY(r->key.data, r->key.data ? r->key.len : 0),
             RD_KAFKA_V_VALUE((void *)r->value.data, r->value.data ? r->value.len : 0),
             RD_KAFKA_V_TIMESTAMP(r->timestamp), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(store),
-            RD_KAFKA_V_END);
-        if (!e) return;
+            RD_KAFKA_V_HEADERS(hs), RD_KAFKA_V_END);
+        if (!e) return; /* the message owns hs now */
+        if (hs) rd_kafka_headers_destroy(hs);
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && tries < 600) {
             rd_kafka_poll(th->producer, 100);
             continue;
@@ -388,7 +396,22 @@ static void *thread_main(void *arg) {
                 int st = source_subtopo(a, topic);
                 rs_task *t = st >= 0 ? task_get(th, st, m->partition, true) : NULL;
                 if (t) {
+                    rs_header hbuf[32];
+                    size_t nh = 0;
+                    rd_kafka_headers_t *hs = NULL;
+                    if (!rd_kafka_message_headers(m, &hs)) { /* the first 32 headers travel on */
+                        const char *hn;
+                        const void *hv;
+                        size_t hl;
+                        while (nh < 32 && !rd_kafka_header_get_all(hs, nh, &hn, &hv, &hl)) {
+                            hbuf[nh].key = hn;
+                            hbuf[nh].value = hv ? (rs_bytes){hv, hl} : RS_NULL_BYTES;
+                            nh++;
+                        }
+                    }
                     rs_record r = {.key = m->key ? (rs_bytes){m->key, m->key_len} : RS_NULL_BYTES,
+                                   .headers = nh ? hbuf : NULL,
+                                   .header_count = nh,
                                    .value = m->payload ? (rs_bytes){m->payload, m->len} : RS_NULL_BYTES,
                                    .timestamp = rd_kafka_message_timestamp(m, NULL),
                                    .topic = topic,

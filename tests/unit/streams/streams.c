@@ -203,13 +203,27 @@ static void test_stateless(void **state) {
     expect(d, "by-len", "6", "banana");
     rs_record r;
     assert_false(rs_driver_read(d, "words", &r));
-    assert_int_equal(peeked, 2);
-    assert_int_equal(eached, 2);
-    assert_int_equal(parted, 2);
-    expect(d, "partitioned", "k2", "banana"); /* "apple pie" went to partition 1: dropped */
+    /* headers travel through map_values to the sink */
+    rs_header hs[2] = {{"trace", {"abc", 3}}, {"empty", RS_NULL_BYTES}};
+    rs_record in_h = {.key = rs_str("k3"), .value = rs_str("avocado"), .timestamp = 12, .headers = hs,
+                      .header_count = 2};
+    assert_int_equal(rs_driver_pipe_record(d, "in", &in_h), 0);
+    assert_true(rs_driver_read(d, "upper", &r));
+    assert_true(bytes_eq(r.value, "AVOCADO"));
+    assert_int_equal(r.header_count, 2);
+    assert_string_equal(r.headers[0].key, "trace");
+    assert_true(bytes_eq(r.headers[0].value, "abc"));
+    assert_string_equal(r.headers[1].key, "empty");
+    assert_null(r.headers[1].value.data);
+    assert_true(rs_driver_read(d, "a-only", &r));
+    assert_int_equal(r.header_count, 2);
+    assert_int_equal(peeked, 3);
+    assert_int_equal(eached, 3);
+    assert_int_equal(parted, 3);
+    expect(d, "partitioned", "k2", "banana"); /* "apple pie", "avocado" went to partition 1: dropped */
     assert_int_equal(rs_driver_queue_size(d, "partitioned"), 0);
-    assert_int_equal(rs_driver_metric(d, "dropped-records"), 1);
-    assert_int_equal(rs_driver_metric(d, "process-total"), 2);
+    assert_int_equal(rs_driver_metric(d, "dropped-records"), 2);
+    assert_int_equal(rs_driver_metric(d, "process-total"), 3);
     rs_driver_free(d);
     rs_topology_free(t);
     rs_builder_free(b);
