@@ -372,6 +372,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             char name[32];
             snprintf(name, sizeof(name), "%d_%d", st, (int)parts->elems[i].partition);
             close_task(th, name);
+            /* never commit for a partition we no longer own: a failed commit
+             * must not later overwrite the new owner's progress */
+            char key[600];
+            snprintf(key, sizeof(key), "%d|%s", (int)parts->elems[i].partition, parts->elems[i].topic);
+            g_hash_table_remove(th->offsets, key);
         }
         publish_tasks(th);
         rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
