@@ -239,3 +239,14 @@ void rs_ex_alerts(rs_builder *b, const rs_materialized *m) {
     rs_stream *alerts = rs_stream_filter(rs_table_to_stream(t, NULL), all_three, NULL, NULL);
     rs_stream_to(rs_stream_map(alerts, alert_text, NULL, NULL), "alerts-output", NULL);
 }
+
+/* ---- clicks from two co-partitioned topics ---- */
+
+void rs_ex_clicks(rs_builder *b, const rs_materialized *m) {
+    const char *topics[] = {"clicks-web", "clicks-app"};
+    rs_stream *clicks = rs_stream_from(b, topics, 2, NULL);
+    rs_materialized mm = m ? *m : (rs_materialized){0};
+    mm.store_name = "clicks-counts";
+    rs_table *t = rs_grouped_count(rs_stream_group_by_key(clicks), &mm);
+    rs_stream_to(rs_table_to_stream(t, NULL), "clicks-per-user", NULL);
+}

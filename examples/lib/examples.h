@@ -17,6 +17,9 @@
  *  alerts      requests keyed by client (value "ACCEPTED" / "REJECTED") ->
  *              a count window over the last 3 requests -> when all 3 were
  *              rejected, an alert -> alerts-output (value: text).
+ *  clicks      clicks-web and clicks-app (co-partitioned, keyed by user)
+ *              read by one source -> count per user -> clicks-per-user
+ *              (int64): one task must see partition p of both topics.
  */
 #ifndef RILL_EXAMPLES_H
 #define RILL_EXAMPLES_H
@@ -35,6 +38,7 @@ void rs_ex_wordcount(rs_builder *b, const rs_materialized *m);
 void rs_ex_stockstats(rs_builder *b, const rs_materialized *m);
 void rs_ex_top10(rs_builder *b, const rs_materialized *m);
 void rs_ex_alerts(rs_builder *b, const rs_materialized *m);
+void rs_ex_clicks(rs_builder *b, const rs_materialized *m);
 
 /* the example programs' main: runs topo against --bootstrap until a signal */
 int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *, const rs_materialized *));

@@ -356,8 +356,11 @@ RS_API char *rs_topology_describe(const rs_topology *t);
  * Stores are restored from their changelogs when a task starts: in-memory
  * stores always from the beginning, RocksDB stores from their checkpoint
  * (or from the beginning, after wiping, when there is none).
- * Limitation: a sub-topology reading several topics gets a task per
- * partition of each (co-partitioned inputs are not yet kept together). */
+ * Co-partitioning: when a sub-topology reads several topics (or a pattern),
+ * those topics must have the same partition count (checked at start), and
+ * the group uses the range assignor instead (eager: partition p of every
+ * topic goes to the same member, so task st_p is whole); librdkafka has no
+ * pluggable assignor for a Streams-aware cooperative one. */
 typedef struct rs_app rs_app;
 RS_API rs_app *rs_app_new(const rs_topology *t, const rs_config *c, char *errstr, size_t errlen);
 RS_API int rs_app_start(rs_app *a, char *errstr, size_t errlen);

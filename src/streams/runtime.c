@@ -59,6 +59,7 @@ struct rs_app {
     char err[512];
     GHashTable *task_names; /* "st_p" -> thread idx (under mu) */
     int *st_partitions;     /* per sub-topology: partition count */
+    bool copartitioned;     /* some sub-topology reads several topics: range assignor */
     atomic_llong m_process, m_dropped, m_skipped, m_commits, m_restored;
 };
 
@@ -354,8 +355,13 @@ static void close_task(rs_thread *th, const char *name) {
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     rs_thread *th = opaque;
+    bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+        rd_kafka_error_t *e = cooperative ? rd_kafka_incremental_assign(rk, parts) : NULL;
+        if (!cooperative && rd_kafka_assign(rk, parts)) {
+            fail(th, "assign failed");
+            return;
+        }
         if (e) {
             fail(th, "incremental assign: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
@@ -379,8 +385,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             g_hash_table_remove(th->offsets, key);
         }
         publish_tasks(th);
-        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-        if (e) rd_kafka_error_destroy(e);
+        if (cooperative) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
     } else {
         fail(th, "rebalance: %s", rd_kafka_err2str(err));
     }
@@ -491,6 +501,29 @@ static int plan_topics(rs_app *a, rd_kafka_t *rk, char *errstr, size_t errlen) {
                 a->st_partitions[nd->subtopo] = md->topics[k].partition_cnt;
         }
     }
+    /* co-partitioning: the topics one sub-topology reads must have the same
+     * partition count; then the range assignor gives partition p of each to
+     * the same member, which is what makes task st_p whole */
+    int *ntop = calloc((size_t)g->nsubtopos + 1, sizeof(int));
+    if (!ntop) abort();
+    for (guint i = 0; i < g->nodes->len; i++) {
+        rs_node *nd = g_ptr_array_index(g->nodes, i);
+        if (nd->kind != RS_N_SOURCE) continue;
+        ntop[nd->subtopo] += nd->is_pattern ? 2 : (int)nd->ntopics;
+        for (int k = 0; k < md->topic_cnt && !nd->internal_topic; k++)
+            for (size_t j = 0; !nd->is_pattern && j < nd->ntopics; j++)
+                if (!strcmp(nd->topics[j], md->topics[k].topic) &&
+                    md->topics[k].partition_cnt != a->st_partitions[nd->subtopo]) {
+                    snprintf(errstr, errlen, "topics of sub-topology %d are not co-partitioned: %s has %d partitions, "
+                             "another %d", nd->subtopo, nd->topics[j], md->topics[k].partition_cnt,
+                             a->st_partitions[nd->subtopo]);
+                    free(ntop);
+                    rd_kafka_metadata_destroy(md);
+                    return -1;
+                }
+    }
+    for (int st = 0; st < g->nsubtopos; st++) a->copartitioned |= ntop[st] > 1;
+    free(ntop);
     rd_kafka_metadata_destroy(md);
     for (int round = 0; round < 16; round++)
         for (guint i = 0; i < g->nodes->len; i++) {
@@ -618,7 +651,10 @@ int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
             goto fail;
         rd_kafka_conf_t *cc = client_conf(a, "consumer", e, sizeof(e));
         if (!cc || conf_set(cc, "group.id", a->app_id, e, sizeof(e)) ||
-            conf_set(cc, "partition.assignment.strategy", "cooperative-sticky", e, sizeof(e)) ||
+            (!rs_config_get(a->cfg, "consumer.partition.assignment.strategy") &&
+             !rs_config_get(a->cfg, "partition.assignment.strategy") &&
+             conf_set(cc, "partition.assignment.strategy", a->copartitioned ? "range" : "cooperative-sticky", e,
+                      sizeof(e))) ||
             conf_set(cc, "enable.auto.commit", "false", e, sizeof(e)) ||
             conf_set(cc, "auto.offset.reset", "earliest", e, sizeof(e))) {
             if (cc) rd_kafka_conf_destroy(cc);

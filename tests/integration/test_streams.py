@@ -316,3 +316,54 @@ def test_stockstats_example(broker_factory, tmp_path):
         c.close()
         rc = app.stop()
     assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+
+
+def test_copartitioned_inputs_two_instances(broker_factory, tmp_path):
+    """One source over clicks-web and clicks-app: with two instances, task
+    0_p must get partition p of both topics (the range assignor), or the two
+    halves of a user's clicks would be counted apart."""
+    broker = broker_factory(props=BROKER_PROPS)
+    for t in ("clicks-web", "clicks-app", "clicks-per-user"):
+        ck_create_topic(broker, t, partitions=4)
+    prog = os.path.join(BUILD, "example_clicks")
+    a = StreamsApp(broker, str(tmp_path / "a"), str(tmp_path / "a.log"), prog=prog, app_id="clicks-test")
+    b = StreamsApp(broker, str(tmp_path / "b"), str(tmp_path / "b.log"), prog=prog, app_id="clicks-test")
+    want = collections.Counter()
+    rnd = random.Random(5)
+    p = ck_producer(broker, acks="all")
+    for _ in range(600):
+        user = "user-%d" % rnd.randint(0, 29)
+        p.produce(rnd.choice(["clicks-web", "clicks-app"]), key=user.encode(), value=b"click")
+        want[user] += 1
+    assert p.flush(30) == 0
+    from confluent_kafka import TopicPartition
+    c = ck_consumer(broker)
+    c.assign([TopicPartition("clicks-per-user", q, 0) for q in range(4)])
+    got = {}
+    try:
+        def split():
+            ta, tb = a.tasks or [], b.tasks or []
+            return ta and tb and not set(ta) & set(tb) and sorted(ta + tb) == ["0_0", "0_1", "0_2", "0_3"]
+        wait_until(split, 60, "the 4 tasks split (A %s, B %s)" % (a.tasks, b.tasks))
+
+        def counted():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    got[m.key().decode()] = struct.unpack(">q", m.value())[0]
+            return got == dict(want)
+        wait_until(counted, 60, "exact click counts per user")
+    finally:
+        c.close()
+        ra, rb = a.stop(), b.stop()
+    assert ra == 0 and rb == 0
+
+
+def test_not_copartitioned_refused(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "clicks-web", partitions=4)
+    ck_create_topic(broker, "clicks-app", partitions=3)
+    app = StreamsApp(broker, str(tmp_path / "s"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_clicks"), app_id="clicks-bad")
+    assert app.proc.wait(timeout=60) == 1
+    app.stop()
+    assert "not co-partitioned" in open(str(tmp_path / "app.log")).read()
