@@ -156,6 +156,8 @@ def test_two_instances_and_kill9_failover(broker_factory, tmp_path):
             ta, tb = a.tasks or [], b.tasks or []
             return ta and tb and not set(ta) & set(tb) and sorted(ta + tb) == ALL_TASKS
         wait_until(split, 60, "A and B splitting the 8 tasks (A %s, B %s)" % (a.tasks, b.tasks))
+        assert re.search(r"group wc-test: generation \d+ with 2 member\(s\), protocol cooperative-sticky",
+                         broker.log_text())
         produce_lines(broker, 200, expected, seed=3)
         out.wait_at_least(expected, 60, "counts of batches 1-2 (A and B)")
         a_tasks = list(a.tasks)
@@ -321,7 +323,9 @@ def test_stockstats_example(broker_factory, tmp_path):
 def test_copartitioned_inputs_two_instances(broker_factory, tmp_path):
     """One source over clicks-web and clicks-app: with two instances, task
     0_p must get partition p of both topics (the range assignor), or the two
-    halves of a user's clicks would be counted apart."""
+    halves of a user's clicks would be counted apart. The counts alone could
+    come out right by luck of a sticky assignment, so the broker's log must
+    also show the group using the range protocol."""
     broker = broker_factory(props=BROKER_PROPS)
     for t in ("clicks-web", "clicks-app", "clicks-per-user"):
         ck_create_topic(broker, t, partitions=4)
@@ -352,6 +356,7 @@ def test_copartitioned_inputs_two_instances(broker_factory, tmp_path):
                     got[m.key().decode()] = struct.unpack(">q", m.value())[0]
             return got == dict(want)
         wait_until(counted, 60, "exact click counts per user")
+        assert re.search(r"group clicks-test: generation \d+ with 2 member\(s\), protocol range", broker.log_text())
     finally:
         c.close()
         ra, rb = a.stop(), b.stop()
