@@ -35,6 +35,7 @@ int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *
         if (!val || (!key && strcmp(opt, "--set"))) {
             fprintf(stderr, "usage: %s --bootstrap HOST:PORT [--app-id ID] [--state-dir DIR] [--threads N] "
                             "[--commit-ms MS] [--set name=value]...\n", argv[0]);
+            rs_config_free(c);
             return 2;
         }
         int rc;
@@ -50,6 +51,7 @@ int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *
         }
         if (rc) {
             fprintf(stderr, "%s\n", err);
+            rs_config_free(c);
             return 2;
         }
         i++;
@@ -59,6 +61,8 @@ int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *
     rs_topology *t = rs_builder_build(b, err, sizeof(err));
     if (!t) {
         fprintf(stderr, "build: %s\n", err);
+        rs_builder_free(b);
+        rs_config_free(c);
         return 1;
     }
     char *desc = rs_topology_describe(t);
@@ -67,6 +71,10 @@ int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *
     rs_app *a = rs_app_new(t, c, err, sizeof(err));
     if (!a || rs_app_start(a, err, sizeof(err))) {
         fprintf(stderr, "start: %s\n", err);
+        rs_app_free(a);
+        rs_topology_free(t);
+        rs_builder_free(b);
+        rs_config_free(c);
         return 1;
     }
     signal(SIGINT, on_signal);
