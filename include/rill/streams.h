@@ -371,8 +371,10 @@ RS_API void rs_app_free(rs_app *a);
 RS_API bool rs_app_running(const rs_app *a, char *errstr, size_t errlen);
 /* the tasks this instance runs now, as "0_1 0_3 1_1" (sorted) into buf */
 RS_API size_t rs_app_tasks(rs_app *a, char *buf, size_t len);
-/* "process-total", "dropped-records", "skipped-records", "commit-total",
- * "restored-records" over all threads */
+/* "commit-total" and "restored-records" (live), "process-total",
+ * "dropped-records", "skipped-records" (a task's counts are added when it
+ * closes: on revoke and at rs_app_free), over all threads; -1 for an unknown
+ * name */
 RS_API int64_t rs_app_metric(rs_app *a, const char *name);
 
 /* ---------------------------------------------------------------- test driver */
