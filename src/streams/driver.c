@@ -69,6 +69,7 @@ struct rs_driver {
                          * driver's life) -> topic_q: no hashing of names */
     const char *last_read_name;
     void *last_read_q;
+    rs_cache_budget cache; /* the driver is one thread */
 };
 
 
@@ -169,6 +170,7 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
     d->auto_commit = true;
     d->wall = d->last_commit = wall_clock_ms;
     d->commit_interval = rs__config_int(d->cfg, "commit.interval.ms", 30000);
+    d->cache.max = (size_t)rs__config_int(d->cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
     d->ntasks = t->g->nsubtopos;
     d->tasks = calloc((size_t)(d->ntasks ? d->ntasks : 1), sizeof(rs_task *));
     if (!d->tasks) abort();
@@ -187,8 +189,8 @@ rs_driver *rs_driver_new(const rs_topology *t, const rs_config *c, int64_t wall_
         }
     }
     for (int i = 0; i < d->ntasks; i++) {
-        d->tasks[i] = rs__task_new(t, d->cfg, d->app_id, i, 0, driver_sink, d, wall_clock_ms, d->state_dir, errstr,
-                                   errlen);
+        d->tasks[i] = rs__task_new(t, d->cfg, d->app_id, i, 0, driver_sink, d, wall_clock_ms, d->state_dir,
+                                   &d->cache, errstr, errlen);
         if (!d->tasks[i]) {
             rs_driver_free(d);
             return NULL;

@@ -44,6 +44,7 @@ typedef struct {
     GHashTable *offsets; /* "p|topic" -> int64 next offset (boxed) */
     GHashTable *nparts;  /* topic -> partition count (for user partitioners) */
     int64_t last_commit;
+    rs_cache_budget cache; /* this thread's share of cache.max.bytes.buffering */
     char err[512];
 } rs_thread;
 
@@ -281,7 +282,8 @@ static rs_task *task_get(rs_thread *th, int st, int32_t p, bool create) {
     g_free(ck);
     g_free(dir);
     char err[512] = "";
-    t = rs__task_new(a->topo, a->cfg, a->app_id, st, p, thread_sink, th, now_ms(), a->state_dir, err, sizeof(err));
+    t = rs__task_new(a->topo, a->cfg, a->app_id, st, p, thread_sink, th, now_ms(), a->state_dir, &th->cache, err,
+                     sizeof(err));
     if (!t) {
         fail(th, "task %s: %s", name, err);
         return NULL;
@@ -635,6 +637,8 @@ int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
         rs_thread *th = &a->threads[i];
         th->app = a;
         th->idx = i;
+        th->cache.max = (size_t)rs__config_int(a->cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024) /
+                        (size_t)a->nthreads;
         th->tasks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, task_free_cb);
         th->offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         th->nparts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);

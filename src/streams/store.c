@@ -234,7 +234,7 @@ rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *a
     s->task = t;
     s->vt = vt;
     s->impl = impl;
-    s->caching = !def->m.no_caching && t->cache_max > 0;
+    s->caching = !def->m.no_caching && t->cache->max > 0;
     if (!def->m.no_logging) s->changelog = g_strdup_printf("%s-%s-changelog", app_id, def->name);
     s->cache = g_hash_table_new_full(entry_hash, entry_eq, entry_free, NULL);
     s->changelog_end = -1;
@@ -283,7 +283,7 @@ void rs__kv_store_flush(rs_kv_store *s) {
                       (rs_bytes){e->val ? (e->vlen ? e->val : (const uint8_t *)"") : NULL, e->vlen}, e->ts, false);
     }
     g_hash_table_remove_all(s->cache);
-    s->task->cache_used -= s->cache_bytes;
+    s->task->cache->used -= s->cache_bytes;
     s->cache_bytes = 0;
     /* the inner store is not flushed to disk here: with the WAL off, that is
      * for a checkpoint (runtime) and for close */
@@ -301,7 +301,7 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
     if (e) {
         size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
         s->cache_bytes -= had;
-        s->task->cache_used -= had;
+        s->task->cache->used -= had;
         free(e->val);
         e->val = NULL;
     } else {
@@ -327,8 +327,8 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
         s->dirty_tail = e;
     }
     s->cache_bytes += need;
-    s->task->cache_used += need;
-    if (s->task->cache_used > s->task->cache_max) rs__kv_store_flush(s); /* over budget: evict by flushing */
+    s->task->cache->used += need;
+    if (s->task->cache->used > s->task->cache->max) rs__kv_store_flush(s); /* over budget: evict by flushing */
     return 0;
 }
 
@@ -341,7 +341,7 @@ void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts) {
         if (e && !e->dirty) {
             size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
             s->cache_bytes -= had;
-            s->task->cache_used -= had;
+            s->task->cache->used -= had;
             g_hash_table_remove(s->cache, &probe);
         }
     }

@@ -152,6 +152,12 @@ RS_INTERNAL extern const rs_kv_vt rs__rocksdb_store_vt;
 typedef struct rs_cache_entry rs_cache_entry;
 typedef struct rs_task rs_task;
 
+/* cache.max.bytes.buffering, divided among stream threads as in Kafka
+ * Streams: all cached stores of a thread's tasks draw on one budget */
+typedef struct rs_cache_budget {
+    size_t max, used;
+} rs_cache_budget;
+
 struct rs_kv_store {
     const rs_store_def *def;
     rs_task *task;
@@ -224,7 +230,7 @@ struct rs_task {
     int32_t (*partitions)(void *sink_arg, const char *topic);
     const rs_record *cur;  /* the record being processed (context) */
     rs_metrics m;
-    size_t cache_max, cache_used; /* bytes for all cached stores of this task */
+    rs_cache_budget *cache; /* shared by the tasks of one thread (or driver) */
     GHashTable *src_of;    /* full topic name -> source node id + 1 (0: none), memoized */
     char **sink_topic;     /* full topic name per sink node id */
     GArray *wnodes;        /* ids of this task's window nodes (closed after each record) */
@@ -234,7 +240,7 @@ struct rs_task {
 /* NULL on error (a store that cannot be opened), message in errstr */
 RS_INTERNAL rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
                                   int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
-                                  const char *state_dir, char *errstr, size_t errlen);
+                                  const char *state_dir, rs_cache_budget *cache, char *errstr, size_t errlen);
 RS_INTERNAL void rs__task_free(rs_task *t);
 /* processes one record read from topic by the task's source node for it */
 RS_INTERNAL int rs__task_process(rs_task *t, const char *topic, const rs_record *r);

@@ -15,7 +15,7 @@ static rs_node *NODE(const rs_topology *t, int id) { return g_ptr_array_index(t-
 
 rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
                       int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
-                      const char *state_dir, char *errstr, size_t errlen) {
+                      const char *state_dir, rs_cache_budget *cache, char *errstr, size_t errlen) {
     rs_task *t = calloc(1, sizeof(*t));
     if (!t) abort();
     const rs_graph *g = topo->g;
@@ -29,7 +29,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     t->stream_time = INT64_MIN;
     t->wall_time = wall_time;
     t->state_dir = g_strdup_printf("%s/%d_%d", state_dir, subtopo, (int)partition);
-    t->cache_max = (size_t)rs__config_int(cfg, "cache.max.bytes.buffering", 10 * 1024 * 1024);
+    t->cache = cache;
     t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
     t->src_of = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     t->wnodes = g_array_new(FALSE, FALSE, sizeof(int));

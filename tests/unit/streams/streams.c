@@ -416,6 +416,34 @@ static void test_cache_coalescing(void **state) {
     rs_config_free(c);
     rs_topology_free(t);
     rs_builder_free(b);
+    /* one budget for all tasks of a thread: a second sub-topology's store
+     * overflows what the first one's entries already use (an entry of a
+     * 1-byte key is 1 + 8 + 64 accounted bytes) */
+    b = rs_builder_new();
+    rs_stream_to(rs_table_to_stream(rs_grouped_count(rs_stream_group_by_key(rs_stream_flat_map(
+                                         rs_stream_from_topic(b, "t1"), split_words, NULL, NULL)), NULL), NULL),
+                 "out1", NULL);
+    rs_stream_to(rs_table_to_stream(rs_grouped_count(rs_stream_group_by_key(rs_stream_flat_map(
+                                         rs_stream_from_topic(b, "t2"), split_words, NULL, NULL)), NULL), NULL),
+                 "out2", NULL);
+    t = build(b);
+    c = rs_config_new();
+    rs_config_set(c, "cache.max.bytes.buffering", "300", NULL, 0);
+    rs_config_set(c, "default.dsl.store", "in_memory", NULL, 0);
+    d = driver(t, c);
+    rs_driver_set_auto_commit(d, false);
+    rs_driver_pipe_str(d, "t1", NULL, "a b", 0); /* 146 bytes */
+    rs_driver_pipe_str(d, "t2", NULL, "c d", 0); /* 292 */
+    assert_int_equal(rs_driver_queue_size(d, "out1") + rs_driver_queue_size(d, "out2"), 0);
+    rs_driver_pipe_str(d, "t2", NULL, "e", 0); /* 365 > 300: the writing store flushes */
+    assert_int_equal(rs_driver_queue_size(d, "out1"), 0);
+    assert_int_equal(rs_driver_queue_size(d, "out2"), 3);
+    rs_driver_commit(d);
+    assert_int_equal(rs_driver_queue_size(d, "out1"), 2);
+    rs_driver_free(d);
+    rs_config_free(c);
+    rs_topology_free(t);
+    rs_builder_free(b);
 }
 
 static void concat(rs_bytes agg, rs_bytes value, rs_buf *out, void *ctx) {
