@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential cmake pkg-config clang llvm libclang-rt-14-dev
  librdkafka-dev kcat zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
- libcmocka-dev python3 python3-pytest python3-confluent-kafka python3-kafka
+ libcmocka-dev libglib2.0-dev libjansson-dev librocksdb-dev python3 python3-pytest python3-confluent-kafka python3-kafka
  python3-snappy python3-lz4 python3-zstandard
  procps iproute2"
 missing=""

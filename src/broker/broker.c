@@ -41,6 +41,7 @@ int bk_broker_start(bk_broker_t *b) {
         rb_error("log.dirs is empty");
         return -1;
     }
+    if (bk_dyncfg_load(b) < 0) return -1;
     if (bk_topics_load(b) < 0) return -1;
     if (bk_groups_start(b) < 0) return -1;
     int nloops = (int)cfg->num_network_threads;
@@ -77,6 +78,7 @@ void bk_broker_stop(bk_broker_t *b) {
     free(b->b_mgrs);
     b->b_mgrs = NULL;
     b->b_nmgrs = 0;
+    bk_dyncfg_free(b);
     pthread_rwlock_destroy(&b->b_topics_lock);
     pthread_mutex_destroy(&b->b_catalog_mu);
     rb_info("rilld stopped cleanly");

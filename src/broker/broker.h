@@ -90,6 +90,11 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Force an fsync when unsynced data is this old (the flusher syncs continuously anyway)")             \
     X(log_message_timestamp_type, "log.message.timestamp.type", BK_CFG_STRING, "CreateTime",                \
       "CreateTime or LogAppendTime: default timestamp type of topics")                                      \
+    X(log_message_timestamp_difference_max_ms, "log.message.timestamp.difference.max.ms", BK_CFG_INT,       \
+      "9223372036854775807",                                                                                \
+      "Largest difference between a CreateTime record timestamp and the broker's clock (topic default)")   \
+    X(compression_type, "compression.type", BK_CFG_STRING, "producer",                                      \
+      "Default codec of topics: producer (keep the batch's) or uncompressed, gzip, snappy, lz4, zstd")      \
     X(delete_topic_enable, "delete.topic.enable", BK_CFG_BOOL, "true", "Allow DeleteTopics")               \
     X(max_decompressed_batch_bytes, "rill.max.decompressed.batch.bytes", BK_CFG_INT, "67108864",           \
       "Cap on one batch's decompressed size during validation (decompression bombs fail past it)")        \
@@ -118,6 +123,22 @@ typedef struct {
     bool log_roll_ms_set;
     bool log_retention_ms_set;
 } bk_config_t;
+
+/* One setting's description (the BK_CONFIGS table, config.c). */
+typedef struct {
+    const char *name;
+    bk_cfg_type_t type;
+    const char *def;
+    const char *doc;
+    size_t str_off;
+    size_t val_off;
+} bk_cfg_desc_t;
+int bk_config_ndescs(void);
+const bk_cfg_desc_t *bk_config_desc(int i);
+/* By name (broker.id is taken as node.id); NULL when unknown. */
+const bk_cfg_desc_t *bk_config_find(const char *name);
+#define BK_CFG_STR(cfg, d) (*(char **)((char *)(cfg) + (d)->str_off))
+#define BK_CFG_VAL(cfg, d) (*(int64_t *)((char *)(cfg) + (d)->val_off))
 
 /* Parses argv (`--config FILE`, `--name value`, `--name=value`, `--help`).
  * Returns 0, 1 when --help was printed, or -1 after printing an error. */
@@ -156,6 +177,8 @@ struct bk_topic {
     st_log_config_t t_logcfg;
     int64_t t_max_message_bytes;
     bool t_internal;
+    int8_t t_codec;              /* compression.type: -1 producer, else a kp_compression_t (configs.c) */
+    int64_t t_ts_diff_max_ms;    /* message.timestamp.difference.max.ms */
 };
 
 /* CreatePartitions: grows t to count partitions (write lock taken inside);
@@ -180,6 +203,24 @@ void bk_topics_close(bk_broker_t *b);
 /* Validates topic configs (name known, value well-formed); fills log config. */
 int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_config_t *lc, int64_t *max_msg,
                            char *err_msg, size_t err_size);
+/* The topic settings that live outside st_log_config_t (compression.type,
+ * message.timestamp.difference.max.ms), from c over the broker defaults.
+ * configs.c; values already validated by bk_topic_configs_apply. */
+void bk_topic_configs_extra(bk_broker_t *b, const bk_topic_configs_t *c, int8_t *codec, int64_t *ts_diff_max_ms);
+/* Replaces the config overrides of topic `name` (already validated): the
+ * catalog is rewritten and open logs take the new settings at once. Write
+ * lock taken inside. 0, RB_UNKNOWN_TOPIC_OR_PARTITION or KAFKA_STORAGE_ERROR. */
+int bk_topic_set_configs(bk_broker_t *b, const char *name, size_t len, const bk_topic_configs_t *c);
+/* Recomputes every topic's settings from its overrides and the broker's
+ * (dynamic) defaults and hands them to the open logs. Write lock held. */
+void bk_topics_reapply_configs(bk_broker_t *b);
+void bk_topic_configs_copy(bk_topic_configs_t *dst, const bk_topic_configs_t *src);
+void bk_topic_configs_free(bk_topic_configs_t *c);
+/* %-encoding of catalog values (topics.c; also the broker config file). */
+void bk_pct_encode(rb_buf_t *b, const char *s);
+char *bk_pct_decode(const char *s);
+/* Whether v is one of the '|'-separated choices (topics.c). */
+bool bk_enum_has(const char *choices, const char *v);
 /* Calls fn for each topic under the read lock the caller holds. */
 #define BK_TOPICS_FOREACH(b, t) \
     for (size_t bk__i = 0; bk__i < (b)->b_ntopic_buckets; bk__i++) \
@@ -201,6 +242,7 @@ struct bk_broker {
     pthread_mutex_t b_catalog_mu;  /* serialises catalog rewrites */
     atomic_bool b_stopping;
     cg_coord_t *b_coord;           /* the group coordinator (groups.c) */
+    struct bk_dyncfg *b_dyn;       /* dynamic broker configs (configs.c) */
 };
 
 int bk_broker_start(bk_broker_t *b);
@@ -281,6 +323,15 @@ void bk_handle_delete_groups(bk_req_t *r);
 void bk_handle_offset_delete(bk_req_t *r);
 void bk_handle_delete_records(bk_req_t *r);
 void bk_handle_create_partitions(bk_req_t *r);
+/* configs.c: DescribeConfigs, AlterConfigs, IncrementalAlterConfigs and the
+ * dynamic broker configs file (<first log dir>/rill-broker-configs). */
+void bk_handle_describe_configs(bk_req_t *r);
+void bk_handle_alter_configs(bk_req_t *r);
+void bk_handle_incremental_alter_configs(bk_req_t *r);
+/* Loads the dynamic broker configs (after the log dirs open, before topics
+ * load) and applies them over the static ones. 0 or -1. */
+int bk_dyncfg_load(bk_broker_t *b);
+void bk_dyncfg_free(bk_broker_t *b);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);

@@ -10,15 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct {
-    const char *name;
-    bk_cfg_type_t type;
-    const char *def;
-    const char *doc;
-    size_t str_off;
-    size_t val_off;
-} bk_cfg_desc_t;
-
 static const bk_cfg_desc_t bk_cfg_descs[] = {
 #define BK__CFG_DESC(field, name, type, def, doc) \
     {name, type, def, doc, offsetof(bk_config_t, field##_str), offsetof(bk_config_t, field)},
@@ -40,7 +31,10 @@ void bk_config_print_help(FILE *f) {
                 bk_cfg_descs[i].def[0] ? bk_cfg_descs[i].def : "(empty)");
 }
 
-static const bk_cfg_desc_t *bk_cfg_find(const char *name) {
+int bk_config_ndescs(void) { return (int)RB_ARRAY_LEN(bk_cfg_descs); }
+const bk_cfg_desc_t *bk_config_desc(int i) { return &bk_cfg_descs[i]; }
+
+const bk_cfg_desc_t *bk_config_find(const char *name) {
     for (size_t i = 0; i < RB_ARRAY_LEN(bk_cfg_aliases); i++)
         if (!strcmp(name, bk_cfg_aliases[i].alias)) name = bk_cfg_aliases[i].name;
     for (size_t i = 0; i < RB_ARRAY_LEN(bk_cfg_descs); i++)
@@ -49,7 +43,7 @@ static const bk_cfg_desc_t *bk_cfg_find(const char *name) {
 }
 
 static int bk_cfg_set(bk_config_t *cfg, const char *name, const char *value, const char *where) {
-    const bk_cfg_desc_t *d = bk_cfg_find(name);
+    const bk_cfg_desc_t *d = bk_config_find(name);
     if (!d) {
         fprintf(stderr, "rilld: %s: unknown setting '%s' (see rilld --help)\n", where, name);
         return -1;
@@ -201,6 +195,17 @@ static int bk_cfg_finish(bk_config_t *cfg) {
     const char *cp = cfg->log_cleanup_policy_str;
     if (strcmp(cp, "delete") && strcmp(cp, "compact") && strcmp(cp, "compact,delete") && strcmp(cp, "delete,compact")) {
         fprintf(stderr, "rilld: log.cleanup.policy must be delete, compact or compact,delete\n");
+        return -1;
+    }
+    if (cfg->log_message_timestamp_difference_max_ms < 0) {
+        fprintf(stderr, "rilld: log.message.timestamp.difference.max.ms must be >= 0\n");
+        return -1;
+    }
+    static const char *codecs[] = {"producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"};
+    bool codec_ok = false;
+    for (size_t i = 0; i < RB_ARRAY_LEN(codecs); i++) codec_ok |= !strcmp(cfg->compression_type_str, codecs[i]);
+    if (!codec_ok) {
+        fprintf(stderr, "rilld: compression.type must be producer, uncompressed, gzip, snappy, lz4 or zstd\n");
         return -1;
     }
     const char *lv = cfg->log_level_str;

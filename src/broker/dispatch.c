@@ -37,9 +37,12 @@ const bk_api_t bk_apis[] = {
     {19, 0, 0, 7, bk_handle_create_topics, bk_create_topics_error_response},
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},
     {21, 0, 0, 2, bk_handle_delete_records, NULL},
+    {32, 0, 0, 4, bk_handle_describe_configs, NULL},
+    {33, 0, 0, 2, bk_handle_alter_configs, NULL},
     {35, 0, 0, 4, bk_handle_describe_log_dirs, NULL},
     {37, 0, 0, 3, bk_handle_create_partitions, NULL},
     {42, 0, 0, 2, bk_handle_delete_groups, NULL},
+    {44, 0, 0, 1, bk_handle_incremental_alter_configs, NULL},
     {47, 0, 0, 0, bk_handle_offset_delete, NULL},
     {60, 0, 0, 1, bk_handle_describe_cluster, NULL},
 };

@@ -136,6 +136,98 @@ static void bk_produce_autocreate(bk_broker_t *b, kp_produce_req_t *req) {
     }
 }
 
+/* compression.type: rewrites the single batch at *p (validated, *len bytes)
+ * with the topic's codec when it differs from the batch's, into the request
+ * arena; the header is kept, attributes, length and CRC updated. 0 or a
+ * Kafka error code with msg. */
+static int bk_recompress(bk_req_t *r, const uint8_t **p, size_t *len, int8_t codec, size_t cap, char *msg,
+                         size_t msz) {
+    kp_batch_hdr_t h;
+    if (kp_batch_hdr_parse(*p, *len, &h)) return RB_CORRUPT_MESSAGE;
+    int8_t cur = (int8_t)(h.attributes & 7);
+    if (cur == codec || (h.attributes & 0x20)) return 0; /* same codec; control batches stay as written */
+    const size_t hl = 61;
+    rb_buf_t plain, packed;
+    rb_buf_init(&plain);
+    rb_buf_init(&packed);
+    int rc = 0;
+    const uint8_t *body = *p + hl;
+    size_t blen = (size_t)h.batch_length + 12 - hl;
+    if (cur != KP_COMP_NONE) {
+        rc = kp_decompress((kp_compression_t)cur, body, blen, cap, &plain);
+        body = plain.p;
+        blen = plain.len;
+    }
+    if (!rc && codec != KP_COMP_NONE) {
+        rc = kp_compress((kp_compression_t)codec, body, blen, &packed);
+        body = packed.p;
+        blen = packed.len;
+    }
+    if (rc) {
+        snprintf(msg, msz, "recompression to the topic's codec failed");
+        rc = rc > 0 ? rc : RB_CORRUPT_MESSAGE;
+    } else {
+        uint8_t *out = bk_arena_alloc_or_die(&r->r_arena, hl + blen);
+        memcpy(out, *p, hl);
+        memcpy(out + hl, body, blen);
+        rb_wbe32(out + 8, (uint32_t)(hl + blen - 12));
+        uint16_t attrs = (uint16_t)((h.attributes & ~7) | codec);
+        out[21] = (uint8_t)(attrs >> 8);
+        out[22] = (uint8_t)attrs;
+        rb_wbe32(out + 17, rb_crc32c(0, out + 21, hl + blen - 21));
+        *p = out;
+        *len = hl + blen;
+    }
+    rb_buf_free(&plain);
+    rb_buf_free(&packed);
+    return rc;
+}
+
+/* message.timestamp.difference.max.ms for CreateTime topics: every record's
+ * timestamp (base timestamp + delta) must be within max_ms of now, as Kafka
+ * checks each record. The batch (validated, so its framing parses) is
+ * decompressed when compressed; cap bounds that as in validation. */
+static int bk_check_timestamps(const uint8_t *p, size_t len, int64_t now, int64_t max_ms, size_t cap, char *msg,
+                               size_t msz) {
+    if (max_ms == INT64_MAX) return 0;
+    kp_batch_hdr_t h;
+    if (kp_batch_hdr_parse(p, len, &h)) return RB_CORRUPT_MESSAGE;
+    const size_t hl = 61;
+    rb_buf_t plain;
+    rb_buf_init(&plain);
+    const uint8_t *body = p + hl;
+    size_t blen = (size_t)h.batch_length + 12 - hl;
+    int rc = 0;
+    if ((h.attributes & 7) != KP_COMP_NONE) {
+        rc = kp_decompress((kp_compression_t)(h.attributes & 7), body, blen, cap, &plain);
+        body = plain.p;
+        blen = plain.len;
+    }
+    rb_rd_t rd;
+    rb_rd_init(&rd, body, blen);
+    for (int32_t i = 0; !rc && i < h.records_count; i++) {
+        kp_record_t rec;
+        if (kp_record_next(&rd, &rec)) {
+            rc = RB_CORRUPT_MESSAGE;
+            break;
+        }
+        int64_t ts, d;
+        bool out = __builtin_add_overflow(h.base_timestamp, rec.timestamp_delta, &ts);
+        if (!out && ts == -1) continue; /* NO_TIMESTAMP is not checked, as in Kafka */
+        out = out || __builtin_sub_overflow(ts, now, &d) || d > max_ms || d < -max_ms;
+        if (out) {
+            snprintf(msg, msz,
+                     "Timestamp %lld of message with offset %d is out of range. The timestamp should be within "
+                     "[%lld, %lld]",
+                     (long long)ts, rec.offset_delta, (long long)(now - max_ms),
+                     (long long)(max_ms > INT64_MAX - now ? INT64_MAX : now + max_ms));
+            rc = RB_INVALID_TIMESTAMP;
+        }
+    }
+    rb_buf_free(&plain);
+    return rc;
+}
+
 static void bk_set_msg(bk_req_t *r, kp_produce_resp_partition_produce_response_t *pr, const char *msg) {
     if (r->r_hdr.api_version >= 8 && msg && *msg) pr->error_message = bk_str(r, msg);
 }
@@ -219,9 +311,19 @@ void bk_handle_produce(bk_req_t *r) {
                     err = RB_UNKNOWN_PRODUCER_ID;
                     snprintf(msg, sizeof(msg), "idempotent and transactional producers are not supported yet");
                 }
+                if (!err && !t->t_logcfg.log_append_time)
+                    err = bk_check_timestamps(pd->records.p, (size_t)pd->records.len, now, t->t_ts_diff_max_ms,
+                                              lim.max_decompressed_bytes, msg, sizeof(msg));
+                const uint8_t *recs = pd->records.p;
+                size_t rlen = (size_t)pd->records.len;
+                if (!err && t->t_codec >= 0) {
+                    err = bk_recompress(r, &recs, &rlen, t->t_codec, lim.max_decompressed_bytes, msg, sizeof(msg));
+                    if (!err && recs != pd->records.p)
+                        err = kp_batch_validate(recs, rlen, &lim, &info, msg, sizeof(msg));
+                }
                 if (!err) {
                     int64_t base = -1, last = -1, lat = -1;
-                    err = st_log_append(p->p_log, (uint8_t *)pd->records.p, (size_t)pd->records.len, &info, now,
+                    err = st_log_append(p->p_log, (uint8_t *)recs, rlen, &info, now,
                                         &base, &last, &lat);
                     if (err) {
                         snprintf(msg, sizeof(msg), "append to %s-%d failed", t->t_name, pd->index);

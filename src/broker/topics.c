@@ -142,7 +142,7 @@ static const struct {
     {"follower.replication.throttled.replicas", BK_TC_LIST, 0, NULL},
 };
 
-static bool bk_enum_has(const char *choices, const char *v) {
+bool bk_enum_has(const char *choices, const char *v) {
     size_t vl = strlen(v);
     const char *p = choices;
     while (*p) {
@@ -240,7 +240,7 @@ int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_c
     return 0;
 }
 
-static void bk_configs_free(bk_topic_configs_t *c) {
+void bk_topic_configs_free(bk_topic_configs_t *c) {
     for (int i = 0; i < c->n; i++) {
         free(c->names[i]);
         free(c->values[i]);
@@ -248,7 +248,7 @@ static void bk_configs_free(bk_topic_configs_t *c) {
     c->n = 0;
 }
 
-static void bk_configs_copy(bk_topic_configs_t *dst, const bk_topic_configs_t *src) {
+void bk_topic_configs_copy(bk_topic_configs_t *dst, const bk_topic_configs_t *src) {
     dst->n = src->n;
     for (int i = 0; i < src->n; i++) {
         dst->names[i] = strdup(src->names[i]);
@@ -258,7 +258,7 @@ static void bk_configs_copy(bk_topic_configs_t *dst, const bk_topic_configs_t *s
 
 /* ---- the catalog ----------------------------------------------------------------------- */
 
-static void bk_pct_encode(rb_buf_t *b, const char *s) {
+void bk_pct_encode(rb_buf_t *b, const char *s) {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -269,7 +269,7 @@ static void bk_pct_encode(rb_buf_t *b, const char *s) {
     }
 }
 
-static char *bk_pct_decode(const char *s) {
+char *bk_pct_decode(const char *s) {
     size_t n = strlen(s);
     char *out = malloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
@@ -377,7 +377,7 @@ static void bk_topic_free(bk_topic_t *t) {
     if (t->t_parts)
         for (int32_t i = 0; i < t->t_npartitions; i++) bk_partition_free(t->t_parts[i]);
     free(t->t_parts);
-    bk_configs_free(&t->t_configs);
+    bk_topic_configs_free(&t->t_configs);
     free(t->t_name);
     free(t);
 }
@@ -436,9 +436,12 @@ int bk_topic_create(bk_broker_t *b, const char *name, size_t len, int32_t partit
     }
     st_log_config_t lc;
     int64_t max_msg;
+    pthread_rwlock_wrlock(&b->b_topics_lock); /* the broker defaults change under it (configs.c) */
     int rc = bk_topic_configs_apply(b, configs, &lc, &max_msg, err_msg, err_size);
-    if (rc) return rc;
-    pthread_rwlock_wrlock(&b->b_topics_lock);
+    if (rc) {
+        pthread_rwlock_unlock(&b->b_topics_lock);
+        return rc;
+    }
     if (bk_topic_find(b, name, len)) {
         pthread_rwlock_unlock(&b->b_topics_lock);
         snprintf(err_msg, err_size, "Topic '%.*s' already exists.", (int)len, name);
@@ -449,9 +452,10 @@ int bk_topic_create(bk_broker_t *b, const char *name, size_t len, int32_t partit
         return 0;
     }
     bk_topic_t *t = bk_topic_new(name, len, partitions);
-    bk_configs_copy(&t->t_configs, configs);
+    bk_topic_configs_copy(&t->t_configs, configs);
     t->t_logcfg = lc;
     t->t_max_message_bytes = max_msg;
+    bk_topic_configs_extra(b, configs, &t->t_codec, &t->t_ts_diff_max_ms);
     bk_uuid_random(&t->t_id);
     /* B2: directories first, then the catalog */
     rc = bk_topic_open_logs(b, t);
@@ -553,6 +557,57 @@ int bk_topic_add_partitions(bk_broker_t *b, const char *name, size_t len, int32_
 out:
     pthread_rwlock_unlock(&b->b_topics_lock);
     return rc;
+}
+
+/* Hands t's current settings to its open logs. Write lock held. */
+static void bk_topic_push_config(bk_topic_t *t) {
+    for (int32_t i = 0; i < t->t_npartitions; i++)
+        if (t->t_parts[i]->p_log) st_log_set_config(t->t_parts[i]->p_log, &t->t_logcfg);
+}
+
+int bk_topic_set_configs(bk_broker_t *b, const char *name, size_t len, const bk_topic_configs_t *c) {
+    pthread_rwlock_wrlock(&b->b_topics_lock);
+    bk_topic_t *t = bk_topic_find(b, name, len);
+    if (!t) {
+        pthread_rwlock_unlock(&b->b_topics_lock);
+        return RB_UNKNOWN_TOPIC_OR_PARTITION;
+    }
+    st_log_config_t lc;
+    int64_t max_msg;
+    char msg[256];
+    int rc = bk_topic_configs_apply(b, c, &lc, &max_msg, msg, sizeof(msg));
+    if (rc) { /* validated by the caller; the broker defaults cannot make it fail */
+        pthread_rwlock_unlock(&b->b_topics_lock);
+        return rc;
+    }
+    bk_topic_configs_t old = t->t_configs;
+    bk_topic_configs_copy(&t->t_configs, c);
+    /* durable first: the catalog names the new configs, then logs use them */
+    rc = rb_failpoint("bk.configs.write") ? RB_KAFKA_STORAGE_ERROR : bk_catalog_write(b, NULL, NULL);
+    if (rc) {
+        bk_topic_configs_free(&t->t_configs);
+        t->t_configs = old;
+        pthread_rwlock_unlock(&b->b_topics_lock);
+        return rc;
+    }
+    bk_topic_configs_free(&old);
+    t->t_logcfg = lc;
+    t->t_max_message_bytes = max_msg;
+    bk_topic_configs_extra(b, &t->t_configs, &t->t_codec, &t->t_ts_diff_max_ms);
+    bk_topic_push_config(t);
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    rb_info("topic %s: configs changed (%d override(s))", t->t_name, c->n);
+    return 0;
+}
+
+void bk_topics_reapply_configs(bk_broker_t *b) {
+    BK_TOPICS_FOREACH(b, t) {
+        char msg[256];
+        if (bk_topic_configs_apply(b, &t->t_configs, &t->t_logcfg, &t->t_max_message_bytes, msg, sizeof(msg)))
+            rb_warn("topic %s: %s", t->t_name, msg);
+        bk_topic_configs_extra(b, &t->t_configs, &t->t_codec, &t->t_ts_diff_max_ms);
+        bk_topic_push_config(t);
+    }
 }
 
 int bk_topic_delete(bk_broker_t *b, const char *name, size_t len, kp_uuid_t *id_out) {
@@ -673,10 +728,12 @@ int bk_topics_load(bk_broker_t *b) {
         }
         char msg[256];
         if (bk_topic_configs_apply(b, &t->t_configs, &t->t_logcfg, &t->t_max_message_bytes, msg, sizeof(msg))) {
-            rb_warn("topic %s: stored config rejected (%s); using defaults", name, msg);
+            rb_warn("topic %s: stored config rejected (%s); overrides dropped, using defaults", name, msg);
             bk_topic_configs_t none = {0};
             bk_topic_configs_apply(b, &none, &t->t_logcfg, &t->t_max_message_bytes, msg, sizeof(msg));
+            bk_topic_configs_free(&t->t_configs);
         }
+        bk_topic_configs_extra(b, &t->t_configs, &t->t_codec, &t->t_ts_diff_max_ms);
         if (bk_topic_open_logs(b, t)) {
             bk_topic_free(t);
             free(text);

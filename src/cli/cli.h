@@ -132,6 +132,35 @@ extern int cli_show_transient;
  * (perf e2e passes every -X to both its producer and its consumer). */
 extern int cli_hide_confwarn;
 
+/* Runs one admin call (`start` issues it with the options and queue given)
+ * and waits for its result event; NULL (error printed) on a timeout or a
+ * request-level error. The caller destroys the event. */
+typedef void (*cli_admin_start_fn)(rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg);
+rd_kafka_event_t *cli_admin_call(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool validate_only,
+                                 const char *what, cli_admin_start_fn start, void *arg);
+
+/* ---- configs (configs.c) ------------------------------------------------------ */
+typedef struct {
+    char *name;
+    char *value; /* NULL: unset or sensitive */
+    rd_kafka_ConfigSource_t source;
+    bool read_only;
+} cli_cfg_t;
+/* DescribeConfigs of one resource into *out (free with cli_cfgs_free). 0, or
+ * -1 with the error printed (e.g. the topic does not exist). */
+int cli_describe_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *name, int timeout_ms,
+                         cli_cfg_t **out, size_t *nout);
+void cli_cfgs_free(cli_cfg_t *v, size_t n);
+/* Sets ("key=value") and deletes ("key") on the `level` values of one
+ * resource (DescribeConfigs, then AlterConfigs with the whole level). 0 or -1
+ * (error printed). */
+int cli_alter_configs(rd_kafka_t *rk, rd_kafka_ResourceType_t type, const char *name, rd_kafka_ConfigSource_t level,
+                      char **sets, size_t nsets, char **dels, size_t ndels, int timeout_ms, bool validate_only);
+/* Prints CONFIG VALUE SOURCE READ_ONLY rows (prefixed by resource when not
+ * NULL); without `all` only values that are not defaults (no DEFAULT_CONFIG
+ * or STATIC_BROKER_CONFIG source). */
+void cli_print_configs(const char *resource, const cli_cfg_t *v, size_t n, bool all, bool header);
+
 /* Partition count of a topic from a metadata request. Prints an error and
  * returns -1 when the topic does not exist or the request fails. */
 int cli_topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms);
@@ -174,6 +203,8 @@ int cli_consume_main(int argc, char **argv);
 int cli_perf_main(int argc, char **argv);
 /* group.c: rill group list|describe|reset-offsets|delete */
 int cli_group_main(int argc, char **argv);
+/* `rill broker config|alter-config` (broker.c) */
+int cli_broker_main(int argc, char **argv);
 
 /* ---- perf: shared by perf.c and perf_*.c ---------------------------------------- */
 typedef enum { CLI_PERF_PRODUCE, CLI_PERF_CONSUME, CLI_PERF_E2E } cli_perf_mode_t;

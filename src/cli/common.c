@@ -303,6 +303,33 @@ rd_kafka_t *cli_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf) {
 }
 
 /* ---- metadata -------------------------------------------------------------------- */
+rd_kafka_event_t *cli_admin_call(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms, bool validate_only,
+                                 const char *what, cli_admin_start_fn start, void *arg) {
+    char err[512];
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
+    if (!o || rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, err, sizeof err) ||
+        (validate_only && rd_kafka_AdminOptions_set_validate_only(o, 1, err, sizeof err))) {
+        cli_errf("%s: admin options: %s", what, o ? err : "cannot create");
+        if (o) rd_kafka_AdminOptions_destroy(o);
+        return NULL;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    start(rk, o, q, arg);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(o);
+    if (!ev) {
+        cli_report_kafka_error(rk, what, RD_KAFKA_RESP_ERR__TIMED_OUT);
+        return NULL;
+    }
+    if (rd_kafka_event_error(ev)) {
+        cli_errf("%s: %s", what, rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+        return NULL;
+    }
+    return ev;
+}
+
 int cli_topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms) {
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;

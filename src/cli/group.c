@@ -236,35 +236,10 @@ static rd_kafka_t *cli_group_client_new(const cli_group_args_t *a) {
     return cli_kafka_new(RD_KAFKA_PRODUCER, conf);
 }
 
-/* Runs one admin call (started by `start` on queue q) and waits for its
- * result event; NULL (error printed) on a timeout or request-level error. */
+/* One admin call with this command's timeout (common.c). */
 static rd_kafka_event_t *cli_group_admin(rd_kafka_t *rk, rd_kafka_admin_op_t op, const cli_group_args_t *a,
-                                         const char *what,
-                                         void (*start)(rd_kafka_t *, rd_kafka_AdminOptions_t *, rd_kafka_queue_t *,
-                                                       void *),
-                                         void *arg) {
-    char err[512];
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
-    if (!o || rd_kafka_AdminOptions_set_request_timeout(o, a->common.cm_timeout_ms, err, sizeof err)) {
-        cli_errf("%s: admin options: %s", what, o ? err : "cannot create");
-        if (o) rd_kafka_AdminOptions_destroy(o);
-        return NULL;
-    }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    start(rk, o, q, arg);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, a->common.cm_timeout_ms + 5000);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(o);
-    if (!ev) {
-        cli_report_kafka_error(rk, what, RD_KAFKA_RESP_ERR__TIMED_OUT);
-        return NULL;
-    }
-    if (rd_kafka_event_error(ev)) {
-        cli_errf("%s: %s", what, rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-        return NULL;
-    }
-    return ev;
+                                         const char *what, cli_admin_start_fn start, void *arg) {
+    return cli_admin_call(rk, op, a->common.cm_timeout_ms, false, what, start, arg);
 }
 
 static void cli_group_start_list(rd_kafka_t *rk, rd_kafka_AdminOptions_t *o, rd_kafka_queue_t *q, void *arg) {

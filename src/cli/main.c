@@ -15,7 +15,8 @@ typedef struct {
 } cli_cmd_t;
 
 static const cli_cmd_t cli_cmds[] = {
-    {"topic", cli_topic_main, "create, list, describe and delete topics"},
+    {"topic", cli_topic_main, "create, list, describe, delete topics; alter configs, add partitions, delete records"},
+    {"broker", cli_broker_main, "show a broker's configs and change its dynamic ones"},
     {"produce", cli_produce_main, "produce one record per stdin line"},
     {"consume", cli_consume_main, "print records of a topic (partition assignment, no group)"},
     {"group", cli_group_main, "list, describe (members, offsets, lag), reset offsets of and delete groups"},

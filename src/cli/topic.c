@@ -1,8 +1,10 @@
 /*
- * topic.c — `rill topic create|list|describe|delete`: topic administration
- * through librdkafka's Admin API (CreateTopics, DeleteTopics), metadata
- * requests and ListOffsets (watermarks). Tables go to stdout, tab-separated,
- * with a header line unless --no-header.
+ * topic.c — `rill topic create|list|describe|delete|alter-config|add-partitions|
+ * delete-records`: topic administration through librdkafka's Admin API
+ * (CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs,
+ * CreatePartitions, DeleteRecords), metadata requests and ListOffsets
+ * (watermarks). Tables go to stdout, tab-separated, with a header line unless
+ * --no-header.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +14,19 @@
 
 #define CLI_OPT_NO_HEADER (CLI_OPT_LONG_BASE + 10)
 #define CLI_OPT_DRY_RUN (CLI_OPT_LONG_BASE + 11)
+#define CLI_OPT_DELETE (CLI_OPT_LONG_BASE + 12)
+#define CLI_OPT_ALL_CONFIGS (CLI_OPT_LONG_BASE + 13)
+#define CLI_OPT_BEFORE (CLI_OPT_LONG_BASE + 14)
 
-typedef enum { CLI_TOPIC_CREATE, CLI_TOPIC_LIST, CLI_TOPIC_DESCRIBE, CLI_TOPIC_DELETE } cli_topic_op_t;
+typedef enum {
+    CLI_TOPIC_CREATE,
+    CLI_TOPIC_LIST,
+    CLI_TOPIC_DESCRIBE,
+    CLI_TOPIC_DELETE,
+    CLI_TOPIC_ALTER_CONFIG,
+    CLI_TOPIC_ADD_PARTITIONS,
+    CLI_TOPIC_DELETE_RECORDS,
+} cli_topic_op_t;
 
 typedef struct {
     cli_topic_op_t op;
@@ -27,6 +40,10 @@ typedef struct {
     bool dry_run;    /* create: validate only */
     bool no_header;
     bool internal;   /* list: also show "__" topics */
+    char **deletes;  /* alter-config: --delete KEY */
+    size_t ndeletes;
+    bool all_configs; /* describe: every config, defaults included */
+    int64_t before;   /* delete-records: --before OFFSET (-1: the high watermark) */
 } cli_topic_args_t;
 
 static const char *cli_topic_usage[] = {
@@ -56,13 +73,43 @@ static const char *cli_topic_usage[] = {
         "LOG_START and END are the low and high watermarks (ListOffsets).\n"
         "SIZE is the bytes on disk (DescribeLogDirs on the leader), \"-\" if the broker cannot tell.\n"
         "\n"
-        "      --no-header        omit the header line\n",
+        "Then, after an empty line, the topic's configs that are not defaults:\n"
+        "  TOPIC CONFIG VALUE SOURCE READ_ONLY   (SOURCE as Kafka's DescribeConfigs names it)\n"
+        "\n"
+        "      --all-configs      list every config, defaults included\n"
+        "      --no-header        omit the header lines\n",
     [CLI_TOPIC_DELETE] =
         "Usage: rill topic delete NAME... [options]\n"
         "\n"
         "Deletes topics with the Admin API (DeleteTopics). Prints TOPIC<TAB>STATUS per topic;\n"
         "exits 1 if any topic could not be deleted.\n"
         "\n"
+        "      --no-header        omit the header line\n",
+    [CLI_TOPIC_ALTER_CONFIG] =
+        "Usage: rill topic alter-config NAME [KEY=VALUE]... [--delete KEY]... [options]\n"
+        "\n"
+        "Sets and removes topic config overrides (DescribeConfigs + AlterConfigs: the other\n"
+        "overrides are kept). A removed override falls back to the broker's default.\n"
+        "\n"
+        "      --delete KEY       remove the override KEY (repeatable)\n"
+        "      --dry-run          ask the broker to validate only\n",
+    [CLI_TOPIC_ADD_PARTITIONS] =
+        "Usage: rill topic add-partitions NAME -p TOTAL [options]\n"
+        "\n"
+        "Grows the topic to TOTAL partitions (CreatePartitions); partitions are never removed,\n"
+        "so TOTAL must exceed the current count (else INVALID_PARTITIONS).\n"
+        "\n"
+        "  -p, --partitions N     the new total partition count\n"
+        "      --dry-run          ask the broker to validate only\n",
+    [CLI_TOPIC_DELETE_RECORDS] =
+        "Usage: rill topic delete-records NAME -p PARTITION [--before OFFSET] [options]\n"
+        "\n"
+        "Deletes the records of one partition below OFFSET (DeleteRecords): the log start\n"
+        "offset moves there. Without --before, everything up to the high watermark.\n"
+        "Prints TOPIC<TAB>PARTITION<TAB>LOG_START.\n"
+        "\n"
+        "  -p, --partition N      the partition\n"
+        "      --before OFFSET    delete records with offsets below OFFSET\n"
         "      --no-header        omit the header line\n",
 };
 
@@ -71,6 +118,9 @@ static const char *cli_topic_names[] = {
     [CLI_TOPIC_LIST] = "topic list",
     [CLI_TOPIC_DESCRIBE] = "topic describe",
     [CLI_TOPIC_DELETE] = "topic delete",
+    [CLI_TOPIC_ALTER_CONFIG] = "topic alter-config",
+    [CLI_TOPIC_ADD_PARTITIONS] = "topic add-partitions",
+    [CLI_TOPIC_DELETE_RECORDS] = "topic delete-records",
 };
 
 static void cli_topic_help(FILE *out) {
@@ -79,8 +129,11 @@ static void cli_topic_help(FILE *out) {
             "\n"
             "  create NAME... -p N [-r R] [-c KEY=VALUE]...   create topics\n"
             "  list                                           list topics and partition counts\n"
-            "  describe NAME...                               leader, offsets and size per partition\n"
+            "  describe NAME... [--all-configs]               leader, offsets, size per partition; configs\n"
             "  delete NAME...                                 delete topics\n"
+            "  alter-config NAME KEY=VALUE... [--delete KEY]  set or remove topic config overrides\n"
+            "  add-partitions NAME -p TOTAL                   grow a topic to TOTAL partitions\n"
+            "  delete-records NAME -p N [--before OFFSET]     delete a partition's records below OFFSET\n"
             "\n" CLI_COMMON_HELP);
 }
 
@@ -88,6 +141,7 @@ static void cli_topic_args_free(cli_topic_args_t *a) {
     cli_common_free(&a->common);
     cli_strv_free(&a->names, &a->nnames);
     cli_strv_free(&a->configs, &a->nconfigs);
+    cli_strv_free(&a->deletes, &a->ndeletes);
 }
 
 /* Returns -1 when help was printed (exit 0), CLI_EXIT_USAGE on errors, 0 ok. */
@@ -101,6 +155,10 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
         {"internal", no_argument, NULL, 'i'},
         {"dry-run", no_argument, NULL, CLI_OPT_DRY_RUN},
         {"no-header", no_argument, NULL, CLI_OPT_NO_HEADER},
+        {"delete", required_argument, NULL, CLI_OPT_DELETE},
+        {"all-configs", no_argument, NULL, CLI_OPT_ALL_CONFIGS},
+        {"before", required_argument, NULL, CLI_OPT_BEFORE},
+        {"partition", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     const char *cmd = cli_topic_names[op];
@@ -109,6 +167,7 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
     a->op = op;
     a->partitions = -1;
     a->replicas = 1;
+    a->before = -1;
     cli_common_init(&a->common);
     optind = 0;
     opterr = 0;
@@ -122,9 +181,28 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
             fputs("\n" CLI_COMMON_HELP, stdout);
             return -1;
         case 'p':
-            if (op != CLI_TOPIC_CREATE) goto unknown;
-            if (cli_parse_int(optarg, -1, 1000000, &a->partitions) != 0 || a->partitions == 0)
+            if (op == CLI_TOPIC_DELETE_RECORDS) {
+                if (cli_parse_int(optarg, 0, INT32_MAX, &a->partitions) != 0)
+                    return cli_usage_error(cmd, "-p expects a partition number >= 0, got '%s'", optarg);
+                break;
+            }
+            if (op != CLI_TOPIC_CREATE && op != CLI_TOPIC_ADD_PARTITIONS) goto unknown;
+            if (cli_parse_int(optarg, -1, 1000000, &a->partitions) != 0 || a->partitions == 0 ||
+                (op == CLI_TOPIC_ADD_PARTITIONS && a->partitions < 1))
                 return cli_usage_error(cmd, "-p expects a partition count >= 1, got '%s'", optarg);
+            break;
+        case CLI_OPT_DELETE:
+            if (op != CLI_TOPIC_ALTER_CONFIG) goto unknown;
+            cli_strv_push(&a->deletes, &a->ndeletes, optarg);
+            break;
+        case CLI_OPT_ALL_CONFIGS:
+            if (op != CLI_TOPIC_DESCRIBE) goto unknown;
+            a->all_configs = true;
+            break;
+        case CLI_OPT_BEFORE:
+            if (op != CLI_TOPIC_DELETE_RECORDS) goto unknown;
+            if (cli_parse_i64(optarg, 0, INT64_MAX, &a->before) != 0)
+                return cli_usage_error(cmd, "--before expects an offset >= 0, got '%s'", optarg);
             break;
         case 'r':
             if (op != CLI_TOPIC_CREATE) goto unknown;
@@ -149,7 +227,8 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
             a->internal = true;
             break;
         case CLI_OPT_DRY_RUN:
-            if (op != CLI_TOPIC_CREATE) goto unknown;
+            if (op != CLI_TOPIC_CREATE && op != CLI_TOPIC_ALTER_CONFIG && op != CLI_TOPIC_ADD_PARTITIONS)
+                goto unknown;
             a->dry_run = true;
             break;
         case CLI_OPT_NO_HEADER:
@@ -160,7 +239,23 @@ static int cli_topic_parse(cli_topic_op_t op, int argc, char **argv, cli_topic_a
             return cli_getopt_error(cmd, c, argv);
         }
     }
-    for (int i = optind; i < argc; i++) cli_strv_push(&a->names, &a->nnames, argv[i]);
+    for (int i = optind; i < argc; i++) {
+        if (op == CLI_TOPIC_ALTER_CONFIG && a->nnames == 1) { /* NAME KEY=VALUE... */
+            const char *k, *v;
+            char *copy = cli_split_kv(argv[i], &k, &v);
+            free(copy);
+            if (!copy || !v) return cli_usage_error(cmd, "expected KEY=VALUE, got '%s'", argv[i]);
+            cli_strv_push(&a->configs, &a->nconfigs, argv[i]);
+            continue;
+        }
+        cli_strv_push(&a->names, &a->nnames, argv[i]);
+    }
+    if ((op == CLI_TOPIC_ADD_PARTITIONS || op == CLI_TOPIC_DELETE_RECORDS) && a->nnames > 1)
+        return cli_usage_error(cmd, "one topic at a time, got '%s' too", a->names[1]);
+    if ((op == CLI_TOPIC_ADD_PARTITIONS || op == CLI_TOPIC_DELETE_RECORDS) && a->partitions < 0 && a->nnames)
+        return cli_usage_error(cmd, "missing -p");
+    if (op == CLI_TOPIC_ALTER_CONFIG && a->nnames && !a->nconfigs && !a->ndeletes)
+        return cli_usage_error(cmd, "nothing to change: give KEY=VALUE or --delete KEY");
     if (op == CLI_TOPIC_LIST && a->nnames)
         return cli_usage_error(cmd, "unexpected argument '%s'", a->names[0]);
     if (op != CLI_TOPIC_LIST && !a->nnames) return cli_usage_error(cmd, "missing topic name");
@@ -485,11 +580,139 @@ static int cli_topic_describe(const cli_topic_args_t *a) {
     rd_kafka_t *rk = cli_topic_client_new(a);
     bool header_due = !a->no_header;
     int failed = 0;
-    if (!rk) return CLI_EXIT_FAIL;
-    for (size_t i = 0; i < a->nnames; i++)
-        if (cli_topic_describe_one(rk, a->names[i], a, &header_due) != 0) failed++;
+    bool *ok = calloc(a->nnames + 1, sizeof *ok);
+    if (!rk || !ok) {
+        free(ok);
+        if (rk) rd_kafka_destroy(rk);
+        return CLI_EXIT_FAIL;
+    }
+    for (size_t i = 0; i < a->nnames; i++) {
+        ok[i] = cli_topic_describe_one(rk, a->names[i], a, &header_due) == 0;
+        if (!ok[i]) failed++;
+    }
+    /* the configs table, after an empty line, when there is something to show */
+    bool first = true;
+    for (size_t i = 0; i < a->nnames; i++) {
+        cli_cfg_t *cfgs = NULL;
+        size_t n = 0, shown = 0;
+        if (!ok[i]) continue;
+        if (cli_describe_configs(rk, RD_KAFKA_RESOURCE_TOPIC, a->names[i], a->common.cm_timeout_ms, &cfgs, &n)) {
+            failed++;
+            continue;
+        }
+        for (size_t k = 0; k < n; k++)
+            shown += a->all_configs || (cfgs[k].source != RD_KAFKA_CONFIG_SOURCE_DEFAULT_CONFIG &&
+                                        cfgs[k].source != RD_KAFKA_CONFIG_SOURCE_STATIC_BROKER_CONFIG);
+        if (shown) {
+            if (first) putchar('\n');
+            cli_print_configs(a->names[i], cfgs, n, a->all_configs, first && !a->no_header);
+            first = false;
+        }
+        cli_cfgs_free(cfgs, n);
+    }
+    free(ok);
     rd_kafka_destroy(rk);
     return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int cli_topic_alter_config(const cli_topic_args_t *a) {
+    rd_kafka_t *rk = cli_topic_client_new(a);
+    int failed = 0;
+    if (!rk) return CLI_EXIT_FAIL;
+    for (size_t i = 0; i < a->nnames; i++) {
+        if (cli_alter_configs(rk, RD_KAFKA_RESOURCE_TOPIC, a->names[i], RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG,
+                              a->configs, a->nconfigs, a->deletes, a->ndeletes, a->common.cm_timeout_ms,
+                              a->dry_run) != 0) {
+            failed++;
+            continue;
+        }
+        cli_infof("topic '%s': configs %s", a->names[i], a->dry_run ? "validated (not changed)" : "changed");
+    }
+    rd_kafka_destroy(rk);
+    return failed ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int cli_topic_add_partitions(const cli_topic_args_t *a) {
+    rd_kafka_t *rk = cli_topic_client_new(a);
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_NewPartitions_t *np = NULL;
+    rd_kafka_event_t *ev = NULL;
+    int rc = CLI_EXIT_FAIL;
+    char err[512];
+    if (!rk) return CLI_EXIT_FAIL;
+    if (!(np = rd_kafka_NewPartitions_new(a->names[0], (size_t)a->partitions, err, sizeof err))) {
+        cli_errf("topic '%s': %s", a->names[0], err);
+        goto fail;
+    }
+    q = rd_kafka_queue_new(rk);
+    if (!(opts = cli_topic_admin_options(rk, RD_KAFKA_ADMIN_OP_CREATEPARTITIONS, a))) goto fail;
+    rd_kafka_CreatePartitions(rk, &np, 1, opts, q);
+    if (!(ev = cli_topic_admin_wait(rk, q, a, "add partitions"))) goto fail;
+    {
+        const rd_kafka_CreatePartitions_result_t *res = rd_kafka_event_CreatePartitions_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreatePartitions_result_topics(res, &n) : NULL;
+        if (!tr) {
+            cli_errf("add partitions: unexpected event %s", rd_kafka_event_name(ev));
+            goto fail;
+        }
+        rc = cli_topic_print_results(tr, n, "add partitions to", a) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    }
+fail:
+    if (ev) rd_kafka_event_destroy(ev);
+    if (opts) rd_kafka_AdminOptions_destroy(opts);
+    if (q) rd_kafka_queue_destroy(q);
+    if (np) rd_kafka_NewPartitions_destroy(np);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int cli_topic_delete_records(const cli_topic_args_t *a) {
+    rd_kafka_t *rk = cli_topic_client_new(a);
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_DeleteRecords_t *dr = NULL;
+    rd_kafka_topic_partition_list_t *tpl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_event_t *ev = NULL;
+    int rc = CLI_EXIT_FAIL;
+    if (!rk) {
+        rd_kafka_topic_partition_list_destroy(tpl);
+        return CLI_EXIT_FAIL;
+    }
+    /* -1 asks for the high watermark (Kafka's DeleteRecords convention) */
+    rd_kafka_topic_partition_list_add(tpl, a->names[0], a->partitions)->offset = a->before;
+    dr = rd_kafka_DeleteRecords_new(tpl);
+    q = rd_kafka_queue_new(rk);
+    if (!(opts = cli_topic_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETERECORDS, a))) goto fail;
+    rd_kafka_DeleteRecords(rk, &dr, 1, opts, q);
+    if (!(ev = cli_topic_admin_wait(rk, q, a, "delete records"))) goto fail;
+    {
+        const rd_kafka_DeleteRecords_result_t *res = rd_kafka_event_DeleteRecords_result(ev);
+        const rd_kafka_topic_partition_list_t *offs = res ? rd_kafka_DeleteRecords_result_offsets(res) : NULL;
+        if (!offs || offs->cnt != 1) {
+            cli_errf("delete records: unexpected result");
+            goto fail;
+        }
+        const rd_kafka_topic_partition_t *p = &offs->elems[0];
+        if (p->err) {
+            cli_errf("delete records of '%s' partition %d: %s (%s)", p->topic, (int)p->partition,
+                     rd_kafka_err2str(p->err), rd_kafka_err2name(p->err));
+            goto fail;
+        }
+        if (!a->no_header) printf("TOPIC\tPARTITION\tLOG_START\n");
+        printf("%s\t%d\t%lld\n", p->topic, (int)p->partition, (long long)p->offset);
+        fflush(stdout);
+        rc = CLI_EXIT_OK;
+    }
+fail:
+    if (ev) rd_kafka_event_destroy(ev);
+    if (opts) rd_kafka_AdminOptions_destroy(opts);
+    if (q) rd_kafka_queue_destroy(q);
+    if (dr) rd_kafka_DeleteRecords_destroy(dr);
+    rd_kafka_topic_partition_list_destroy(tpl);
+    rd_kafka_destroy(rk);
+    return rc;
 }
 
 int cli_topic_main(int argc, char **argv) {
@@ -499,6 +722,8 @@ int cli_topic_main(int argc, char **argv) {
     } subs[] = {
         {"create", CLI_TOPIC_CREATE},     {"list", CLI_TOPIC_LIST},     {"ls", CLI_TOPIC_LIST},
         {"describe", CLI_TOPIC_DESCRIBE}, {"delete", CLI_TOPIC_DELETE}, {"rm", CLI_TOPIC_DELETE},
+        {"alter-config", CLI_TOPIC_ALTER_CONFIG}, {"add-partitions", CLI_TOPIC_ADD_PARTITIONS},
+        {"delete-records", CLI_TOPIC_DELETE_RECORDS},
     };
     cli_topic_args_t a;
     int rc;
@@ -519,6 +744,9 @@ int cli_topic_main(int argc, char **argv) {
             case CLI_TOPIC_LIST: rc = cli_topic_list(&a); break;
             case CLI_TOPIC_DESCRIBE: rc = cli_topic_describe(&a); break;
             case CLI_TOPIC_DELETE: rc = cli_topic_delete(&a); break;
+            case CLI_TOPIC_ALTER_CONFIG: rc = cli_topic_alter_config(&a); break;
+            case CLI_TOPIC_ADD_PARTITIONS: rc = cli_topic_add_partitions(&a); break;
+            case CLI_TOPIC_DELETE_RECORDS: rc = cli_topic_delete_records(&a); break;
             }
         } else if (rc < 0) {
             rc = CLI_EXIT_OK; /* help printed */

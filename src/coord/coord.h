@@ -27,7 +27,8 @@
  *        |  |                              | CompletingRebalance |--+ new member)  |
  *        |  |                              +---------------------+                 |
  *        |  |                                 | cg_sync_complete (leader's         |
- *        |  |                                 v  SyncGroup with assignments)       |
+ *        |  |                                 |  SyncGroup with assignments), once |
+ *        |  |                                 v  durable: cg_sync_store_done       |
  *        |  |                              +--------+  cg_prepare_rebalance        |
  *        |  |                              | Stable |------------------------------+
  *        |  |                              +--------+  (join with new metadata,
@@ -79,8 +80,14 @@
  *      v2 / GroupMetadataValue v3. cg_coord_open replays every partition up to
  *      its high watermark, the last record of a key winning; a group restored
  *      with members is Stable and its members' sessions restart at open.
- *      Group metadata records are appended but not waited for (a crash may
- *      lose the last generation: members then rejoin); offsets are waited for.
+ *      Offsets are waited for (G6), and so is the record of a completed
+ *      generation: CompletingRebalance becomes Stable, and the leader's
+ *      assignments are handed out, only once the group record holding them
+ *      is durable (cg_sync_complete -> cg_sync_store_done; a storage error
+ *      answers the parked SyncGroups with COORDINATOR_NOT_AVAILABLE and
+ *      rebalances). Records of an Empty group or a deletion are appended
+ *      without waiting (a crash may lose them: the group is then restored
+ *      one step earlier, and its members rejoin).
  *  G8. `__consumer_offsets` is not compacted yet (log compaction is another
  *      issue): the log grows with every commit and start-up replays it all.
  *

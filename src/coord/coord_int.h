@@ -85,6 +85,7 @@ typedef struct cg_group {
     int64_t g_delay_until;        /* initial delay (0: none) */
     int64_t g_delay_max;
     int64_t g_state_ts;           /* wall ms of the last state change */
+    bool g_sync_storing;          /* CompletingRebalance: the leader's assignments are being made durable (G8) */
     cg_offset_t *g_offsets;
     int g_noffsets, g_offsets_cap;
 } cg_group_t;
@@ -117,7 +118,7 @@ void cg_offset_remove(cg_group_t *g, const char *topic, size_t tlen, int32_t par
 void cg_offsets_clear(cg_group_t *g);
 /* Appends the group's metadata record (g_mu held); tombstone when `deleted`.
  * Returns 0 or an error; does not wait for durability (G7). */
-int cg_store_group(cg_coord_t *c, cg_group_t *g, bool deleted);
+int cg_store_group(cg_coord_t *c, cg_group_t *g, bool deleted, int64_t *offset_out);
 int cg_replay(cg_coord_t *c);
 /* Appends records (key/value pairs) to partition part; sets *last_offset. */
 int cg_append(cg_coord_t *c, int32_t part, const kp_record_in_t *recs, int n, int64_t *base_offset,

@@ -382,6 +382,7 @@ static void cg_set_state(cg_group_t *g, cg_state_t s) {
                  g->g_generation);
     g->g_state = s;
     g->g_state_ts = rb_now_ms();
+    g->g_sync_storing = false;
 }
 
 static int32_t cg_max_rebalance_timeout(cg_group_t *g) {
@@ -483,7 +484,7 @@ static void cg_complete_join(cg_coord_t *c, cg_group_t *g) {
         free(g->g_leader);
         g->g_leader = NULL;
         cg_set_state(g, CG_EMPTY);
-        cg_store_group(c, g, false);
+        cg_store_group(c, g, false, NULL);
         rb_info("group %s: generation %d is empty", g->g_id, g->g_generation);
         return;
     }
@@ -517,8 +518,62 @@ static void cg_maybe_complete_join(cg_coord_t *c, cg_group_t *g) {
     if (cg_all_joined(g) || now >= g->g_rebalance_deadline) cg_complete_join(c, g);
 }
 
-/* CompletingRebalance -> Stable, with the leader's assignments. */
-static void cg_sync_complete(cg_coord_t *c, cg_group_t *g, const kp_sync_group_req_t *req) {
+/* The leader's assignments are durable (or could not be stored): if the group
+ * is still in the generation they were computed for, CompletingRebalance ->
+ * Stable and every parked SyncGroup gets its assignment; on a storage error
+ * the parked SyncGroups get COORDINATOR_NOT_AVAILABLE and the group
+ * rebalances (G7). g_mu held. */
+static void cg_sync_stored(cg_coord_t *c, cg_group_t *g, int err) {
+    g->g_sync_storing = false;
+    if (err) {
+        rb_warn("group %s: generation %d's assignments could not be stored: %s; rebalancing", g->g_id,
+                g->g_generation, rb_err_name(err));
+        for (cg_member_t *m = g->g_members; m; m = m->m_next)
+            if (m->m_sync) {
+                cg_wait_t *w = m->m_sync;
+                m->m_sync = NULL;
+                cg_sync_answer(g, m, w, RB_COORDINATOR_NOT_AVAILABLE);
+            }
+        cg_prepare_rebalance(c, g);
+        return;
+    }
+    cg_set_state(g, CG_STABLE);
+    int64_t now = cg_now();
+    for (cg_member_t *m = g->g_members; m; m = m->m_next) {
+        m->m_deadline = now + m->m_session_timeout_ms;
+        if (m->m_sync) {
+            cg_wait_t *w = m->m_sync;
+            m->m_sync = NULL;
+            cg_sync_answer(g, m, w, RB_NONE);
+        }
+    }
+}
+
+typedef struct {
+    cg_coord_t *c;
+    cg_group_t *g;
+    int32_t generation;
+} cg_sync_store_t;
+
+/* st_log_sync_wait callback: on the flusher thread, on the caller's thread
+ * when already durable, or on the thread closing the log. */
+static void cg_sync_store_done(void *arg, int err) {
+    cg_sync_store_t *st = arg;
+    cg_group_t *g = st->g;
+    pthread_mutex_lock(&g->g_mu);
+    /* a rebalance since (join, leave, expiry) already answered the parked
+     * SyncGroups and cleared g_sync_storing through cg_set_state */
+    if (g->g_sync_storing && g->g_state == CG_COMPLETING_REBALANCE && g->g_generation == st->generation)
+        cg_sync_stored(st->c, g, err);
+    pthread_mutex_unlock(&g->g_mu);
+    free(st);
+}
+
+/* CompletingRebalance -> Stable, with the leader's assignments, once the
+ * group record holding them is durable (G7). Returns the offset to wait for
+ * (the caller calls st_log_sync_wait after dropping g_mu), or -1 when there is
+ * nothing to wait for. */
+static int64_t cg_sync_complete(cg_coord_t *c, cg_group_t *g, const kp_sync_group_req_t *req) {
     for (cg_member_t *m = g->g_members; m; m = m->m_next) {
         free(m->m_assignment);
         m->m_assignment = NULL;
@@ -534,17 +589,18 @@ static void cg_sync_complete(cg_coord_t *c, cg_group_t *g, const kp_sync_group_r
             break;
         }
     }
-    cg_set_state(g, CG_STABLE);
-    cg_store_group(c, g, false);
-    int64_t now = cg_now();
-    for (cg_member_t *m = g->g_members; m; m = m->m_next) {
-        m->m_deadline = now + m->m_session_timeout_ms;
-        if (m->m_sync) {
-            cg_wait_t *w = m->m_sync;
-            m->m_sync = NULL;
-            cg_sync_answer(g, m, w, RB_NONE);
-        }
+    /* the record describes the group as it will be: Stable */
+    cg_state_t prev = g->g_state;
+    g->g_state = CG_STABLE;
+    int64_t off = -1;
+    int err = cg_store_group(c, g, false, &off);
+    g->g_state = prev;
+    if (err) {
+        cg_sync_stored(c, g, err);
+        return -1;
     }
+    g->g_sync_storing = true;
+    return off + 1;
 }
 
 /* A member leaves (LeaveGroup, session expiry, fencing): rebalance. */
@@ -753,6 +809,7 @@ void cg_sync_group(cg_coord_t *c, int16_t version, const kp_sync_group_req_t *re
         cg_sync_answer(NULL, NULL, w, req->group_id.len > 0 ? RB_UNKNOWN_MEMBER_ID : RB_INVALID_GROUP_ID);
         return;
     }
+    int64_t wait_to = -1;
     pthread_mutex_lock(&g->g_mu);
     cg_member_t *m = cg_member_find_k(g, req->member_id);
     if (g->g_state == CG_DEAD || g->g_state == CG_EMPTY || !m) {
@@ -779,9 +836,19 @@ void cg_sync_group(cg_coord_t *c, int16_t version, const kp_sync_group_req_t *re
         }
         m->m_sync = w;
         m->m_deadline = cg_now() + m->m_session_timeout_ms;
-        if (g->g_leader && !strcmp(g->g_leader, m->m_id)) cg_sync_complete(c, g, req);
+        if (g->g_leader && !strcmp(g->g_leader, m->m_id) && !g->g_sync_storing)
+            wait_to = cg_sync_complete(c, g, req);
     }
+    int32_t gen = g->g_generation;
     pthread_mutex_unlock(&g->g_mu);
+    if (wait_to >= 0) { /* outside g_mu: the callback may run right here and takes it */
+        cg_sync_store_t *st = malloc(sizeof(*st));
+        if (!st) abort();
+        st->c = c;
+        st->g = g;
+        st->generation = gen;
+        st_log_sync_wait(c->c_logs[g->g_part], wait_to, cg_sync_store_done, st);
+    }
 }
 
 /* ---- Heartbeat ----------------------------------------------------------------------------------------- */
@@ -970,7 +1037,7 @@ void cg_describe_groups(cg_coord_t *c, int16_t version, const kp_describe_groups
 static int16_t cg_group_delete(cg_coord_t *c, cg_group_t *g) {
     if (g->g_state == CG_DEAD) return RB_GROUP_ID_NOT_FOUND;
     if (g->g_state != CG_EMPTY) return RB_NON_EMPTY_GROUP;
-    if (cg_store_group(c, g, true)) return RB_COORDINATOR_NOT_AVAILABLE;
+    if (cg_store_group(c, g, true, NULL)) return RB_COORDINATOR_NOT_AVAILABLE;
     cg_offsets_clear(g);
     free(g->g_protocol_type);
     g->g_protocol_type = NULL;

@@ -140,7 +140,7 @@ int cg_append(cg_coord_t *c, int32_t part, const kp_record_in_t *recs, int n, in
     return rc;
 }
 
-int cg_store_group(cg_coord_t *c, cg_group_t *g, bool deleted) {
+int cg_store_group(cg_coord_t *c, cg_group_t *g, bool deleted, int64_t *offset_out) {
     rb_buf_t k, v;
     rb_buf_init(&k);
     rb_buf_init(&v);
@@ -180,6 +180,7 @@ int cg_store_group(cg_coord_t *c, cg_group_t *g, bool deleted) {
     int rc = cg_append(c, g->g_part, &rec, 1, &base, &last);
     rb_buf_free(&k);
     rb_buf_free(&v);
+    if (offset_out) *offset_out = rc ? -1 : base;
     return rc;
 }
 

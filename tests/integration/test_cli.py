@@ -49,7 +49,10 @@ def test_topic_lifecycle(broker):
     assert [t, "3", "1"] in rows(out)
 
     _, out, _ = rill(["topic", "describe", t], broker)
-    r = rows(out)
+    parts, configs = out.split("\n\n")  # partitions, then the non-default configs
+    assert rows(configs) == [["TOPIC", "CONFIG", "VALUE", "SOURCE", "READ_ONLY"],
+                             [t, "retention.ms", "604800000", "DYNAMIC_TOPIC_CONFIG", "no"]]
+    r = rows(parts)
     assert r[0] == ["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR", "LOG_START", "END", "SIZE"]
     assert [x[1] for x in r[1:]] == ["0", "1", "2"]
     for x in r[1:]:

@@ -318,10 +318,10 @@ def sync(conn, group, gen, member, assignments=()):
     return r.i16()
 
 
-def commit_v2(conn, group, gen, member, topic, partition, offset):
+def commit_v2(conn, group, gen, member, topic, partition, offset, metadata=""):
     body = (kwire.string(group) + kwire.i32(gen) + kwire.string(member) + kwire.i64(-1) +
             kwire.array([topic], lambda t: kwire.string(t) + kwire.array(
-                [partition], lambda p: kwire.i32(p) + kwire.i64(offset) + kwire.string(""))))
+                [partition], lambda p: kwire.i32(p) + kwire.i64(offset) + kwire.string(metadata))))
     r = kwire.Reader(conn.roundtrip(8, 2, body), 4)
     r.i32()  # topics count
     r.string()
@@ -385,3 +385,131 @@ def test_static_member_fenced(gbroker):
     assert heartbeat(c1, 3, g, gen_b, b, instance="inst-1") in (0, REBALANCE_IN_PROGRESS)
     assert heartbeat(c1, 3, g, gen_b, b, instance="inst-2") == FENCED_INSTANCE_ID
     c1.sock.close()
+
+
+def offsets_partition_for(group, n=50):
+    """Kafka's partitionFor: abs(Java String.hashCode(group)) % n (ASCII ids)."""
+    h = 0
+    for ch in group:
+        h = (h * 31 + ord(ch)) & 0xFFFFFFFF
+    if h >= 1 << 31:
+        h -= 1 << 32
+    h = 0 if h == -(1 << 31) else abs(h)
+    return h % n
+
+
+def high_watermark(conn, topic, partition):
+    """ListOffsets v1 latest: the high watermark (what is durable, D-rules)."""
+    body = kwire.i32(-1) + kwire.array([topic], lambda t: kwire.string(t) + kwire.array(
+        [partition], lambda p: kwire.i32(p) + kwire.i64(-1)))
+    r = kwire.Reader(conn.roundtrip(2, 1, body), 4)
+    assert r.i32() == 1
+    r.string()
+    assert r.i32() == 1
+    r.i32()
+    assert r.i16() == 0
+    r.i64()
+    return r.i64()
+
+
+def test_sync_group_answers_after_group_record_is_durable(broker_factory):
+    """G7: the leader's assignments are handed out only once the group
+    record holding them is durable. Every flusher round is stalled by 700 ms,
+    so an answer given before the sync would see a high watermark of
+    __consumer_offsets below the record."""
+    b = broker_factory(props=GROUP_PROPS, env={"RILL_FAILPOINTS": "st.fsync.delay_ms=700"})
+    g = "g-durable-sync"
+    part = offsets_partition_for(g)
+    c = kwire.Conn(b.port)
+    err, gen, me, leader = join(c, 1, g)
+    assert err == 0 and leader == me
+    assert sync(c, g, gen, me, [(me, b"\x00\x07assignment")]) == 0
+    hw = high_watermark(c, "__consumer_offsets", part)
+    # read the partition (what becomes durable) until the group record of
+    # this generation shows up: it must lie below what was durable when the
+    # SyncGroup answer arrived
+    key = kwire.i16(2) + kwire.string(g)
+    cons = ck.Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reader-x", "enable.auto.commit": False})
+    cons.assign([TopicPartition("__consumer_offsets", part, 0)])
+    stable_offsets = []
+    deadline = time.monotonic() + 20
+    while not stable_offsets and time.monotonic() < deadline:
+        m = cons.poll(0.2)
+        if m is None:
+            continue
+        assert m.error() is None, m.error()
+        if m.key() == key and m.value() is not None:
+            v = kwire.Reader(m.value())
+            assert v.i16() == 3
+            v.string()
+            if v.i32() == gen and b"\x00\x07assignment" in m.value():
+                stable_offsets.append(m.offset())
+    cons.close()
+    c.sock.close()
+    assert stable_offsets, "no group record with generation %d's assignment" % gen
+    assert stable_offsets[0] < hw, "SyncGroup answered at hw %d before record %d was durable" % (hw, stable_offsets[0])
+
+
+def test_offset_metadata_too_large(gbroker):
+    topic = unique("meta")
+    ck_create_topic(gbroker, topic, 1)
+    c = kwire.Conn(gbroker.port)
+    g = "g-meta"
+    err, gen, me, _ = join(c, 1, g)
+    assert err == 0
+    assert sync(c, g, gen, me, [(me, b"")]) == 0
+    # offset.metadata.max.bytes defaults to 4096
+    assert commit_v2(c, g, gen, me, topic, 0, 3, metadata="m" * 4096) == 0
+    assert commit_v2(c, g, gen, me, topic, 0, 4, metadata="m" * 4097) == 12  # OFFSET_METADATA_TOO_LARGE
+    cons = ck.Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": g, "enable.auto.commit": False})
+    got = cons.committed([TopicPartition(topic, 0)], timeout=10)
+    cons.close()
+    assert got[0].offset == 3  # the oversized commit changed nothing
+    c.sock.close()
+
+
+def group_state(conn, group):
+    """DescribeGroups v0: the group's state name."""
+    r = kwire.Reader(conn.roundtrip(15, 0, kwire.array([group], kwire.string)), 4)
+    assert r.i32() == 1
+    assert r.i16() == 0
+    assert r.string() == group
+    return r.string()
+
+
+def join_members_v1(conn, group, corr):
+    """Sends JoinGroup v1 without waiting for the answer."""
+    conn.send(kwire.request(11, 1, corr, join_body(1, group)))
+
+
+def read_join_v1(conn):
+    r = kwire.Reader(conn.recv_frame(timeout=30), 4)
+    err, gen = r.i16(), r.i32()
+    r.string()
+    leader, member = r.string(), r.string()
+    members = r.array(lambda rr: (rr.string(), rr.bytes_()))
+    return err, gen, member, leader, [m[0] for m in members]
+
+
+def test_default_initial_rebalance_delay_gathers_members(broker_factory):
+    """group.initial.rebalance.delay.ms at Kafka's default (3000): the first
+    rebalance of a new group waits, so two members joining 300 ms apart end
+    up in one generation together (with the delay at 0 the first member
+    would form generation 1 alone, as test_group_errors_on_the_wire shows)."""
+    b = broker_factory()
+    g = "g-delay"
+    c1, c2 = kwire.Conn(b.port, timeout=30), kwire.Conn(b.port, timeout=30)
+    join_members_v1(c1, g, 101)
+    # c1's join stays parked during the delay: the group is PreparingRebalance
+    # until it passes; a second member joins inside it
+    c3 = kwire.Conn(b.port)
+    wait_until(lambda: group_state(c3, g) == "PreparingRebalance", 10, "PreparingRebalance")
+    join_members_v1(c2, g, 102)
+    e1, gen1, m1, leader1, members1 = read_join_v1(c1)
+    e2, gen2, m2, leader2, members2 = read_join_v1(c2)
+    assert e1 == 0 and e2 == 0
+    assert gen1 == gen2 == 1
+    assert leader1 == leader2 == m1
+    assert sorted(members1) == sorted([m1, m2]) and members2 == []
+    c1.sock.close()
+    c2.sock.close()

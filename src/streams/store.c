@@ -1,0 +1,380 @@
+/*
+ * store.c — key-value stores: the in-memory store (a GLib balanced tree in
+ * byte order) and the layers every store of a task gets in front of it:
+ * the record cache (coalesces updates per key until commit, S3) and the
+ * changelog (every write that reaches the inner store is also produced to
+ * <application.id>-<store>-changelog, partition = the task's partition).
+ *
+ * Reads see the cache first. A range read flushes the cache first, so it
+ * sees one consistent ordered view (Kafka merges the two; we keep it simple).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "streams/streams_int.h"
+
+/* ---- in-memory store ---- */
+
+typedef struct {
+    size_t len;
+    uint8_t data[];
+} mkey;
+
+static gint mkey_cmp(gconstpointer a, gconstpointer b, gpointer unused) {
+    const mkey *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = n ? memcmp(x->data, y->data, n) : 0;
+    if (c) return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static mkey *mkey_new(rs_bytes b) {
+    mkey *k = malloc(sizeof(*k) + b.len);
+    if (!k) abort();
+    k->len = b.len;
+    if (b.len) memcpy(k->data, b.data, b.len);
+    return k;
+}
+
+/* a value is updated in place: the tree keeps the same mval */
+typedef struct {
+    size_t len, cap;
+    uint8_t *data;
+} mval;
+
+static void mval_free(gpointer p) {
+    mval *v = p;
+    free(v->data);
+    free(v);
+}
+
+static void mval_set(mval *v, rs_bytes b) {
+    if (b.len > v->cap || !v->data) {
+        uint8_t *d = realloc(v->data, b.len ? b.len : 1);
+        if (!d) abort();
+        v->data = d;
+        v->cap = b.len;
+    }
+    if (b.len) memcpy(v->data, b.data, b.len);
+    v->len = b.len;
+}
+
+/* The tree gives byte order for ranges; a hash table over the same key
+ * objects answers point reads and writes without ~log2(n) memcmp calls. */
+typedef struct {
+    GTree *tree;      /* mkey * -> mval * (owns both) */
+    GHashTable *hash; /* mkey * -> mval * (borrows) */
+    const mkey *last_k; /* the last key found: a put after a get of the */
+    mval *last_v;       /* same key (every aggregation) skips the hash */
+} mstore;
+
+uint32_t rs__fnv1a(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+static guint mkey_hash(gconstpointer p) { return rs__fnv1a(((const mkey *)p)->data, ((const mkey *)p)->len); }
+static gboolean mkey_eq(gconstpointer a, gconstpointer b) {
+    const mkey *x = a, *y = b;
+    return x->len == y->len && (!x->len || !memcmp(x->data, y->data, x->len));
+}
+
+void *rs__mem_store_open(void) {
+    mstore *m = malloc(sizeof(*m));
+    if (!m) abort();
+    m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
+    m->hash = g_hash_table_new(mkey_hash, mkey_eq);
+    m->last_k = NULL;
+    m->last_v = NULL;
+    return m;
+}
+
+/* a probe key on the stack for lookups */
+#define PROBE(name, bytes)                                                                 \
+    union {                                                                                \
+        mkey k;                                                                            \
+        uint8_t raw[sizeof(mkey) + 256];                                                   \
+    } name##_u;                                                                            \
+    mkey *name = (bytes).len <= 256 ? &name##_u.k : mkey_new(bytes);                       \
+    if ((bytes).len <= 256) {                                                              \
+        name->len = (bytes).len;                                                           \
+        if ((bytes).len) memcpy(name->data, (bytes).data, (bytes).len);                    \
+    }
+#define PROBE_DONE(name) \
+    if (name != &name##_u.k) free(name)
+
+static mval *mem_find(mstore *m, const mkey *k) {
+    if (m->last_k && mkey_eq(m->last_k, k)) return m->last_v;
+    gpointer ok, ov;
+    if (!g_hash_table_lookup_extended(m->hash, k, &ok, &ov)) return NULL;
+    m->last_k = ok;
+    m->last_v = ov;
+    return ov;
+}
+
+static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
+    mstore *m = impl;
+    PROBE(k, key);
+    mval *v = mem_find(m, k);
+    PROBE_DONE(k);
+    if (!v) return 0;
+    rs_buf_append(out, v->data, v->len);
+    return 1;
+}
+
+static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
+    mstore *m = impl;
+    PROBE(k, key);
+    if (!value.data) {
+        m->last_k = NULL;
+        m->last_v = NULL;
+        g_hash_table_remove(m->hash, k); /* before the tree frees the key */
+        g_tree_remove(m->tree, k);
+        PROBE_DONE(k);
+        return 0;
+    }
+    mval *v = mem_find(m, k);
+    PROBE_DONE(k);
+    if (!v) {
+        v = calloc(1, sizeof(*v));
+        if (!v) abort();
+        mkey *nk = mkey_new(key);
+        g_tree_insert(m->tree, nk, v);
+        g_hash_table_insert(m->hash, nk, v);
+    }
+    mval_set(v, value);
+    return 0;
+}
+
+static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg) {
+    mstore *m = impl;
+    GTreeNode *n;
+    mkey *hi = to.data ? mkey_new(to) : NULL;
+    if (from.data) {
+        PROBE(k, from);
+        n = g_tree_lower_bound(m->tree, k);
+        PROBE_DONE(k);
+    } else {
+        n = g_tree_node_first(m->tree);
+    }
+    int rc = 0;
+    for (; n; n = g_tree_node_next(n)) {
+        const mkey *k = g_tree_node_key(n);
+        const mval *v = g_tree_node_value(n);
+        if (hi && mkey_cmp(k, hi, NULL) > 0) break;
+        if ((rc = fn((rs_bytes){k->data, k->len}, (rs_bytes){v->data ? v->data : (const uint8_t *)"", v->len}, arg)))
+            break;
+    }
+    free(hi);
+    return rc;
+}
+
+static size_t mem_count(void *impl) { return (size_t)g_tree_nnodes(((mstore *)impl)->tree); }
+static int mem_flush(void *impl) { return 0; }
+static void mem_close(void *impl) {
+    mstore *m = impl;
+    g_hash_table_destroy(m->hash);
+    g_tree_destroy(m->tree);
+    free(m);
+}
+
+const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close};
+
+/* ---- record cache and changelog ---- */
+
+struct rs_cache_entry {
+    uint8_t *key, *val; /* val NULL: a cached delete */
+    size_t klen, vlen;
+    int64_t ts;
+    bool dirty;
+    rs_cache_entry *next_dirty;
+};
+
+#define ENTRY_OVERHEAD 64
+
+static guint entry_hash(gconstpointer p) { return rs__fnv1a(((const rs_cache_entry *)p)->key, ((const rs_cache_entry *)p)->klen); }
+static gboolean entry_eq(gconstpointer a, gconstpointer b) {
+    const rs_cache_entry *x = a, *y = b;
+    return x->klen == y->klen && (!x->klen || !memcmp(x->key, y->key, x->klen));
+}
+static void entry_free(gpointer p) {
+    rs_cache_entry *e = p;
+    free(e->key);
+    free(e->val);
+    free(e);
+}
+
+rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *app_id, char *errstr,
+                              size_t errlen) {
+    rs_store_type type = def->m.type;
+    if (type == RS_STORE_DEFAULT)
+        type = strcmp(rs__config_str(t->cfg, "default.dsl.store", "rocksDB"), "in_memory") ? RS_STORE_ROCKSDB
+                                                                                           : RS_STORE_IN_MEMORY;
+    void *impl;
+    const rs_kv_vt *vt;
+    if (type == RS_STORE_ROCKSDB) {
+        char *dir = g_strdup_printf("%s/rocksdb", t->state_dir);
+        char *path = g_strdup_printf("%s/%s", dir, def->name);
+        g_mkdir_with_parents(dir, 0755);
+        impl = rs__rocksdb_store_open(path, (size_t)rs__config_int(t->cfg, "rocksdb.memory.bytes", 64 << 20),
+                                      errstr, errlen);
+        g_free(path);
+        g_free(dir);
+        if (!impl) return NULL;
+        vt = &rs__rocksdb_store_vt;
+    } else {
+        impl = rs__mem_store_open();
+        vt = &rs__mem_store_vt;
+    }
+    rs_kv_store *s = calloc(1, sizeof(*s));
+    if (!s) abort();
+    s->def = def;
+    s->task = t;
+    s->vt = vt;
+    s->impl = impl;
+    s->caching = !def->m.no_caching && t->cache->max > 0;
+    if (!def->m.no_logging) s->changelog = g_strdup_printf("%s-%s-changelog", app_id, def->name);
+    s->cache = g_hash_table_new_full(entry_hash, entry_eq, entry_free, NULL);
+    s->changelog_end = -1;
+    return s;
+}
+
+void rs__kv_store_free(rs_kv_store *s) {
+    if (!s) return;
+    g_hash_table_destroy(s->cache);
+    s->vt->close(s->impl);
+    g_free(s->changelog);
+    free(s);
+}
+
+/* writes through: inner store, changelog, then (unless quiet) the owner's
+ * children */
+static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
+    s->vt->put(s->impl, key, value);
+    rs_task *t = s->task;
+    rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
+    if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
+    if (s->def->owner >= 0 && quiet) return;
+    if (s->def->owner >= 0) {
+        const rs_record *saved = t->cur;
+        if (saved) {
+            r.headers = saved->headers, r.header_count = saved->header_count;
+            r.topic = saved->topic, r.partition = saved->partition, r.offset = saved->offset;
+        }
+        t->cur = &r;
+        rs_node *owner = g_ptr_array_index(t->topo->g->nodes, s->def->owner);
+        if (owner->kind == RS_N_WINDOW_AGG) rs__window_flushed(t, owner, &r);
+        else rs__forward(t, s->def->owner, &r);
+        t->cur = saved;
+    }
+}
+
+void rs__kv_store_flush(rs_kv_store *s) {
+    /* detach the dirty list first: forwarding may write this store again */
+    while (s->dirty_head) {
+        rs_cache_entry *e = s->dirty_head;
+        s->dirty_head = e->next_dirty;
+        if (!s->dirty_head) s->dirty_tail = NULL;
+        e->dirty = false;
+        e->next_dirty = NULL;
+        write_through(s, (rs_bytes){e->key ? e->key : (const uint8_t *)"", e->klen},
+                      (rs_bytes){e->val ? (e->vlen ? e->val : (const uint8_t *)"") : NULL, e->vlen}, e->ts, false);
+    }
+    g_hash_table_remove_all(s->cache);
+    s->task->cache->used -= s->cache_bytes;
+    s->cache_bytes = 0;
+    /* the inner store is not flushed to disk here: with the WAL off, that is
+     * for a checkpoint (runtime) and for close */
+}
+
+int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
+    if (!key.data) return -1;
+    if (!s->caching) {
+        write_through(s, key, value, ts, false);
+        return 0;
+    }
+    rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
+    rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+    size_t need = key.len + (value.data ? value.len : 0) + ENTRY_OVERHEAD;
+    if (e) {
+        size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
+        s->cache_bytes -= had;
+        s->task->cache->used -= had;
+        free(e->val);
+        e->val = NULL;
+    } else {
+        e = calloc(1, sizeof(*e));
+        if (!e) abort();
+        e->key = malloc(key.len ? key.len : 1);
+        if (!e->key) abort();
+        memcpy(e->key, key.data, key.len);
+        e->klen = key.len;
+        g_hash_table_add(s->cache, e);
+    }
+    if (value.data) {
+        e->val = malloc(value.len ? value.len : 1);
+        if (!e->val) abort();
+        memcpy(e->val, value.data, value.len);
+    }
+    e->vlen = value.data ? value.len : 0;
+    e->ts = ts;
+    if (!e->dirty) {
+        e->dirty = true;
+        if (s->dirty_tail) s->dirty_tail->next_dirty = e;
+        else s->dirty_head = e;
+        s->dirty_tail = e;
+    }
+    s->cache_bytes += need;
+    s->task->cache->used += need;
+    if (s->task->cache->used > s->task->cache->max) rs__kv_store_flush(s); /* over budget: evict by flushing */
+    return 0;
+}
+
+/* a delete that nobody downstream hears of (window retention); the cache
+ * holds nothing dirty for the key (callers flush first) */
+void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts) {
+    if (s->caching) {
+        rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
+        rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+        if (e && !e->dirty) {
+            size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
+            s->cache_bytes -= had;
+            s->task->cache->used -= had;
+            g_hash_table_remove(s->cache, &probe);
+        }
+    }
+    write_through(s, key, RS_NULL_BYTES, ts, true);
+}
+
+int rs_kv_get(rs_kv_store *s, rs_bytes key, rs_buf *out) {
+    if (!key.data) return 0;
+    if (s->caching) {
+        rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
+        rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+        if (e) {
+            if (!e->val) return 0;
+            rs_buf_append(out, e->val, e->vlen);
+            return 1;
+        }
+    }
+    return s->vt->get(s->impl, key, out);
+}
+
+int rs_kv_put(rs_kv_store *s, rs_bytes key, rs_bytes value) {
+    int64_t ts = s->task->cur ? s->task->cur->timestamp : s->task->stream_time;
+    return rs__kv_put_ts(s, key, value, ts);
+}
+
+int rs_kv_delete(rs_kv_store *s, rs_bytes key) { return rs_kv_put(s, key, RS_NULL_BYTES); }
+
+int rs_kv_range(rs_kv_store *s, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg) {
+    if (s->dirty_head) rs__kv_store_flush(s);
+    return s->vt->range(s->impl, from, to, fn, arg);
+}
+
+size_t rs_kv_count(rs_kv_store *s) {
+    if (s->dirty_head) rs__kv_store_flush(s);
+    return s->vt->count(s->impl);
+}

@@ -1,0 +1,380 @@
+/*
+ * window.c — windowed aggregation: time windows (tumbling, hopping), session
+ * windows (merging) and count windows (the last N records of a key); grace,
+ * late records (dropped, counted, optionally written to a side topic), and
+ * the two emit modes (every update, or only the final result on close).
+ *
+ * Store keys: time windows key ++ be64(start); sessions key ++ be64(end) ++
+ * be64(start) (so a scan from key ++ be64(t - gap) finds every session that
+ * may touch t); count windows key -> be64(seen) then (be64 ts, be32 len,
+ * bytes) per kept record. A scan over key ++ ... also meets longer keys that
+ * start with key: every hit is checked for exact length and prefix.
+ *
+ * Invariants:
+ *  W1. A window is closed once stream time >= its close time (time windows:
+ *      end + grace; sessions: end + gap + grace + 1); a closed window is
+ *      never updated again, is emitted once (emit_final) and leaves the store.
+ *  W2. Every window in the store has exactly one entry in the open index
+ *      (pc->wopen), keyed be64(close) ++ store key.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "streams/streams_int.h"
+
+void rs__put64(uint8_t *p, int64_t v) {
+    for (int i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8)) p[i] = (uint8_t)v;
+}
+int64_t rs__get64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+    return (int64_t)v;
+}
+
+static rs_kv_store *wstore(rs_task *t, const rs_node *nd) { return t->stores[g_array_index(nd->stores, int, 0)]; }
+
+void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start, int64_t end, rs_bytes value,
+                 int64_t ts) {
+    rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
+    k->len = 0;
+    rs_windowed_key wk = {key, start, end};
+    rs_windowed_key_encode(&wk, k);
+    rs_record o = {.key = rs_buf_bytes(k), .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
+    if (t->cur) o.topic = t->cur->topic, o.partition = t->cur->partition, o.offset = t->cur->offset;
+    rs__forward(t, nd->id, &o);
+}
+
+void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r) {
+    t->m.dropped++;
+    if (nd->late_topic) t->sink(t->sink_arg, nd->late_topic, -1, r, NULL);
+}
+
+static void index_key(rs_buf *b, int64_t close, rs_bytes skey) {
+    uint8_t c[8];
+    rs__put64(c, close);
+    b->len = 0;
+    rs_buf_append(b, c, 8);
+    rs_buf_append(b, skey.data, skey.len);
+}
+
+static void index_put(rs_pctx *pc, int64_t close, rs_bytes skey, bool add) {
+    rs_buf b;
+    rs_buf_init(&b);
+    index_key(&b, close, skey);
+    rs__mem_store_vt.put(pc->wopen, rs_buf_bytes(&b), add ? (rs_bytes){"", 0} : RS_NULL_BYTES);
+    rs_buf_free(&b);
+}
+
+static int64_t close_time(const rs_node *nd, rs_bytes skey) {
+    const uint8_t *p = (const uint8_t *)skey.data + skey.len;
+    if (nd->win.kind == RS_WINDOW_TIME) return rs__get64(p - 8) + nd->win.size + nd->win.grace;
+    return rs__get64(p - 16) + nd->win.size + nd->win.grace + 1; /* session: end at -16 */
+}
+
+static int rebuild_one(rs_bytes k, rs_bytes v, void *arg) {
+    void **a = arg;
+    const rs_node *nd = a[1];
+    if (nd->win.kind == RS_WINDOW_SLIDING) rs__sliding_index(a[0], nd, k);
+    else if (k.len >= (nd->win.kind == RS_WINDOW_TIME ? 8u : 16u)) index_put(a[0], close_time(nd, k), k, true);
+    return 0;
+}
+
+void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    pc->wopen = rs__mem_store_open();
+    if (nd->win.kind == RS_WINDOW_COUNT) return;
+    rs_kv_store *s = wstore(t, nd);
+    void *a[2] = {pc, nd};
+    s->vt->range(s->impl, RS_NULL_BYTES, RS_NULL_BYTES, rebuild_one, a); /* W2 after a restart */
+}
+
+static void store_key(rs_buf *b, rs_bytes key, int64_t x, int64_t y, bool two) {
+    uint8_t n[8];
+    b->len = 0;
+    rs_buf_append(b, key.data, key.len);
+    rs__put64(n, x);
+    rs_buf_append(b, n, 8);
+    if (two) {
+        rs__put64(n, y);
+        rs_buf_append(b, n, 8);
+    }
+}
+
+/* ---- time windows ---- */
+
+static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    int64_t ts = r->timestamp, st = t->stream_time, size = nd->win.size, adv = nd->win.advance;
+    int64_t lo = ts - size + 1 < 0 ? 0 : ts - size + 1;
+    lo = (lo + adv - 1) / adv * adv;
+    rs_kv_store *s = wstore(t, nd);
+    rs_buf *skp = &pc->wb[0], *oldp = &pc->wb[1], *outp = &pc->wb[2];
+#define sk (*skp)
+#define old (*oldp)
+#define out (*outp)
+    bool any = false;
+    for (int64_t start = lo; start <= ts; start += adv) {
+        int64_t end = start + size;
+        if (end + nd->win.grace <= st) continue; /* W1: closed */
+        any = true;
+        store_key(&sk, r->key, start, 0, false);
+        old.len = out.len = 0;
+        int found = rs_kv_get(s, rs_buf_bytes(&sk), &old) == 1;
+        rs_bytes ob = rs_buf_bytes(&old);
+        rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
+        rs__kv_put_ts(s, rs_buf_bytes(&sk), rs_buf_bytes(&out), ts);
+        if (!found) index_put(pc, end + nd->win.grace, rs_buf_bytes(&sk), true);
+    }
+    if (!any) rs__window_late(t, nd, r);
+#undef sk
+#undef old
+#undef out
+}
+
+/* ---- session windows ---- */
+
+typedef struct {
+    rs_bytes key;
+    int64_t lo, hi; /* sessions with end >= lo (scan) and start <= hi */
+    GPtrArray *hits; /* GBytes: store key, then GBytes value, alternating */
+} sess_scan;
+
+static int sess_hit(rs_bytes k, rs_bytes v, void *arg) {
+    sess_scan *sc = arg;
+    if (k.len != sc->key.len + 16 || (sc->key.len && memcmp(k.data, sc->key.data, sc->key.len))) return 0;
+    int64_t start = rs__get64((const uint8_t *)k.data + sc->key.len + 8);
+    if (start > sc->hi) return 0;
+    g_ptr_array_add(sc->hits, g_bytes_new(k.data, k.len));
+    g_ptr_array_add(sc->hits, g_bytes_new(v.data, v.len));
+    return 0;
+}
+
+static void merge_aggs(const rs_node *nd, rs_bytes key, rs_bytes a, rs_bytes b, rs_buf *out) {
+    switch (nd->op) {
+    case RS_AGG_COUNT: {
+        int64_t x = 0, y = 0;
+        rs_bytes_to_int64(a, &x);
+        rs_bytes_to_int64(b, &y);
+        uint8_t n[8];
+        rs_buf_append(out, rs_int64_to_bytes(x + y, n).data, 8);
+        break;
+    }
+    case RS_AGG_REDUCE:
+        ((rs_reducer_fn)nd->fn)(a, b, out, nd->ctx);
+        break;
+    case RS_AGG_AGGREGATE:
+        ((rs_merger_fn)nd->fn3)(key, a, b, out, nd->ctx);
+        break;
+    }
+}
+
+static void session_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    int64_t ts = r->timestamp, gap = nd->win.size, grace = nd->win.grace;
+    rs_kv_store *s = wstore(t, nd);
+    rs_buf from, to, agg, tmp;
+    rs_buf_init(&from);
+    rs_buf_init(&to);
+    rs_buf_init(&agg);
+    rs_buf_init(&tmp);
+    store_key(&from, r->key, ts - gap < 0 ? 0 : ts - gap, 0, false);
+    store_key(&to, r->key, INT64_MAX, INT64_MAX, true);
+    sess_scan sc = {r->key, ts - gap, ts + gap, g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref)};
+    rs_kv_range(s, rs_buf_bytes(&from), rs_buf_bytes(&to), sess_hit, &sc);
+    int64_t start = ts, end = ts;
+    for (guint i = 0; i < sc.hits->len; i += 2) {
+        gsize kl;
+        const uint8_t *k = g_bytes_get_data(g_ptr_array_index(sc.hits, i), &kl);
+        int64_t e = rs__get64(k + kl - 16), b = rs__get64(k + kl - 8);
+        if (b < start) start = b;
+        if (e > end) end = e;
+    }
+    if (end + grace < t->stream_time) { /* W1: the merged session is already closed */
+        rs__window_late(t, nd, r);
+        goto out;
+    }
+    bool have = false;
+    for (guint i = 0; i < sc.hits->len; i += 2) {
+        gsize kl, vl;
+        const uint8_t *k = g_bytes_get_data(g_ptr_array_index(sc.hits, i), &kl);
+        const uint8_t *v = g_bytes_get_data(g_ptr_array_index(sc.hits, i + 1), &vl);
+        rs_bytes vb = {v ? v : (const uint8_t *)"", vl}, kb = {k, kl};
+        bool same = rs__get64(k + kl - 16) == end && rs__get64(k + kl - 8) == start; /* overwritten below */
+        if (have) {
+            tmp.len = 0;
+            merge_aggs(nd, r->key, rs_buf_bytes(&agg), vb, &tmp);
+            agg.len = 0;
+            rs_buf_append(&agg, tmp.data, tmp.len);
+        } else {
+            rs_buf_append(&agg, vb.data, vb.len);
+            have = true;
+        }
+        /* the merged-away session leaves store and index; downstream hears a delete */
+        if (same) continue;
+        rs__kv_put_ts(s, kb, RS_NULL_BYTES, ts);
+        index_put(pc, close_time(nd, kb), kb, false);
+    }
+    tmp.len = 0;
+    rs_bytes ab = rs_buf_bytes(&agg);
+    rs__agg_step(nd, r->key, r->value, have ? &ab : NULL, &tmp);
+    store_key(&from, r->key, end, start, true);
+    rs__kv_put_ts(s, rs_buf_bytes(&from), rs_buf_bytes(&tmp), ts);
+    index_put(pc, close_time(nd, rs_buf_bytes(&from)), rs_buf_bytes(&from), true);
+out:
+    g_ptr_array_free(sc.hits, TRUE);
+    rs_buf_free(&from);
+    rs_buf_free(&to);
+    rs_buf_free(&agg);
+    rs_buf_free(&tmp);
+}
+
+/* ---- count windows ---- */
+
+static void count_process(rs_task *t, rs_node *nd, const rs_record *r) {
+    rs_kv_store *s = wstore(t, nd);
+    rs_buf old, neu, agg, tmp;
+    rs_buf_init(&old);
+    rs_buf_init(&neu);
+    rs_buf_init(&agg);
+    rs_buf_init(&tmp);
+    int64_t seen = 0;
+    size_t n = 0;
+    const uint8_t *p = NULL, *end = NULL;
+    if (rs_kv_get(s, r->key, &old) == 1 && old.len >= 8) {
+        seen = rs__get64(old.data);
+        p = old.data + 8;
+        end = old.data + old.len;
+        for (const uint8_t *q = p; q + 12 <= end;) { /* count well-formed entries */
+            uint32_t l = (uint32_t)q[8] << 24 | (uint32_t)q[9] << 16 | (uint32_t)q[10] << 8 | q[11];
+            if ((size_t)(end - q - 12) < l) break;
+            q += 12 + l;
+            n++;
+        }
+    }
+    uint8_t h[12];
+    rs__put64(h, seen + 1);
+    rs_buf_append(&neu, h, 8);
+    size_t skip = n + 1 > (size_t)nd->win.size ? n + 1 - (size_t)nd->win.size : 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+        if (i >= skip) rs_buf_append(&neu, p, 12 + l);
+        p += 12 + l;
+    }
+    rs__put64(h, r->timestamp);
+    uint32_t vl = (uint32_t)r->value.len;
+    h[8] = (uint8_t)(vl >> 24), h[9] = (uint8_t)(vl >> 16), h[10] = (uint8_t)(vl >> 8), h[11] = (uint8_t)vl;
+    rs_buf_append(&neu, h, 12);
+    rs_buf_append(&neu, r->value.data, r->value.len);
+    size_t kept = n + 1 - skip;
+    if (kept == (size_t)nd->win.size && (seen + 1 - nd->win.size) % nd->win.advance == 0) {
+        const uint8_t *q = neu.data + 8;
+        int64_t first = rs__get64(q), last = first;
+        bool have = false;
+        for (size_t i = 0; i < kept; i++) {
+            uint32_t l = (uint32_t)q[8] << 24 | (uint32_t)q[9] << 16 | (uint32_t)q[10] << 8 | q[11];
+            last = rs__get64(q);
+            tmp.len = 0;
+            rs_bytes ab = rs_buf_bytes(&agg);
+            rs__agg_step(nd, r->key, (rs_bytes){q + 12, l}, have ? &ab : NULL, &tmp);
+            agg.len = 0;
+            rs_buf_append(&agg, tmp.data, tmp.len);
+            have = true;
+            q += 12 + l;
+        }
+        rs__window_emit(t, nd, r->key, first, last + 1, rs_buf_bytes(&agg), r->timestamp);
+    }
+    rs__kv_put_ts(s, r->key, rs_buf_bytes(&neu), r->timestamp);
+    rs_buf_free(&old);
+    rs_buf_free(&neu);
+    rs_buf_free(&agg);
+    rs_buf_free(&tmp);
+}
+
+void rs__window_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    if (!r->key.data || !r->value.data) {
+        t->m.dropped++;
+        return;
+    }
+    switch (nd->win.kind) {
+    case RS_WINDOW_TIME:
+        time_process(t, nd, pc, r);
+        break;
+    case RS_WINDOW_SESSION:
+        session_process(t, nd, pc, r);
+        break;
+    case RS_WINDOW_COUNT:
+        count_process(t, nd, r);
+        break;
+    case RS_WINDOW_SLIDING:
+        rs__sliding_process(t, nd, pc, r);
+        break;
+    }
+}
+
+/* ---- emitting changes (on the store's flush) ---- */
+
+void rs__window_flushed(rs_task *t, const rs_node *nd, const rs_record *sr) {
+    if (nd->win.emit_final) return;
+    const uint8_t *k = sr->key.data;
+    size_t n = sr->key.len;
+    if (nd->win.kind == RS_WINDOW_TIME && n >= 8) {
+        int64_t start = rs__get64(k + n - 8);
+        if (sr->value.data) /* a null here is only ever retention: not emitted */
+            rs__window_emit(t, nd, (rs_bytes){k, n - 8}, start, start + nd->win.size, sr->value, sr->timestamp);
+    } else if (nd->win.kind == RS_WINDOW_SESSION && n >= 16) {
+        /* a null is a session merged away: downstream hears the delete */
+        rs__window_emit(t, nd, (rs_bytes){k, n - 16}, rs__get64(k + n - 8), rs__get64(k + n - 16), sr->value,
+                        sr->timestamp);
+    }
+}
+
+/* ---- closing ---- */
+
+typedef struct {
+    int64_t now;
+    GPtrArray *due; /* GBytes index keys */
+} close_scan;
+
+static int close_hit(rs_bytes k, rs_bytes v, void *arg) {
+    close_scan *cs = arg;
+    if (rs__get64(k.data) > cs->now) return 1;
+    if (!cs->due) cs->due = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
+    g_ptr_array_add(cs->due, g_bytes_new(k.data, k.len));
+    return 0;
+}
+
+/* NULL when nothing is due (the common case: no allocation) */
+GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
+    close_scan cs = {now, NULL};
+    rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, close_hit, &cs);
+    return cs.due;
+}
+
+void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    if (nd->win.kind == RS_WINDOW_COUNT || t->stream_time == INT64_MIN) return;
+    if (nd->win.kind == RS_WINDOW_SLIDING) {
+        rs__sliding_close(t, nd, pc);
+        return;
+    }
+    GPtrArray *due = rs__window_due(pc, t->stream_time);
+    if (!due) return;
+    rs_kv_store *s = wstore(t, nd);
+    rs__kv_store_flush(s); /* pending updates go out before windows leave */
+    rs_buf v;
+    rs_buf_init(&v);
+    for (guint i = 0; i < due->len; i++) {
+        gsize il;
+        const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(due, i), &il);
+        rs_bytes skey = {ik + 8, il - 8};
+        size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
+        const uint8_t *sp = (const uint8_t *)skey.data;
+        int64_t start, end;
+        if (nd->win.kind == RS_WINDOW_TIME) start = rs__get64(sp + klen), end = start + nd->win.size;
+        else end = rs__get64(sp + klen), start = rs__get64(sp + klen + 8);
+        v.len = 0;
+        if (nd->win.emit_final && rs_kv_get(s, skey, &v) == 1)
+            rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(&v),
+                 nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
+        rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
+        rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
+    }
+    rs_buf_free(&v);
+    g_ptr_array_free(due, TRUE);
+}

@@ -1,0 +1,374 @@
+"""librill-streams' runtime against a real rilld. The word-count example
+program (examples/wordcount.c, built into $RILL_BUILD/example_wordcount)
+reads wordcount-input, repartitions by word, counts in a RocksDB store
+backed by a compacted changelog and writes wordcount-output. Checked
+against counts computed here: one instance exactly; then two instances
+splitting the tasks, one killed with SIGKILL, the survivor taking its tasks
+over, restoring their state from the changelogs and counting on (at least
+once: a count may include replayed records, never miss one). The
+stock-statistics and 3-rejections examples too, each against a computation
+written here."""
+import collections
+import os
+import random
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import threading
+
+from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
+
+PROG = os.path.join(BUILD, "example_wordcount")
+BROKER_PROPS = {"group.initial.rebalance.delay.ms": 0, "group.min.session.timeout.ms": 1000}
+WORDS = ["apple", "Banana", "cherry", "the", "THE", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
+ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
+
+
+class StreamsApp:
+    """One example_wordcount process; its "tasks:" lines are collected."""
+
+    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test", extra=()):
+        assert os.access(prog, os.X_OK), "%s not built" % prog
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [prog, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state_dir,
+             "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
+             "--set", "consumer.heartbeat.interval.ms=200"] + list(extra),
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
+        self.tasks = None
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.lines.append(line)
+            if line.startswith("tasks:"):
+                self.tasks = line[len("tasks:"):].split()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout=60)
+        self.reader.join(timeout=10)
+        self.log.close()
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+        self.log.close()
+
+
+def produce_lines(broker, n, expected, seed):
+    rnd = random.Random(seed)
+    p = ck_producer(broker, acks="all")
+    for _ in range(n):
+        words = [rnd.choice(WORDS) for _ in range(rnd.randint(1, 6))]
+        line = " ".join(words)
+        for w in re.split(r"[^a-z0-9']+", line.lower()):
+            if w and w != "the":
+                expected[w] += 1
+        p.produce("wordcount-input", key=str(rnd.randint(0, 1000)).encode(), value=line.encode())
+    assert p.flush(30) == 0
+
+
+class Output:
+    """Reads wordcount-output from the beginning: the last count per word."""
+
+    def __init__(self, broker):
+        from confluent_kafka import TopicPartition
+        self.c = ck_consumer(broker)
+        self.c.assign([TopicPartition("wordcount-output", p, 0) for p in range(4)])
+        self.counts = {}
+
+    def poll(self):
+        for m in self.c.consume(1000, timeout=0.2):
+            if m.error() is None:
+                self.counts[m.key().decode()] = struct.unpack(">q", m.value())[0]
+
+    def wait_at_least(self, expected, timeout, what):
+        def ok():
+            self.poll()
+            return all(self.counts.get(w, 0) >= n for w, n in expected.items())
+        wait_until(ok, timeout, what)
+
+    def close(self):
+        self.c.close()
+
+
+def setup_topics(broker):
+    ck_create_topic(broker, "wordcount-input", partitions=4)
+    ck_create_topic(broker, "wordcount-output", partitions=4)
+
+
+def test_wordcount_exact(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    produce_lines(broker, 300, expected, seed=1)
+    p = ck_producer(broker, acks="all")
+    p.produce("wordcount-input", key=b"h", value=b"Zucchini", headers=[("trace", b"t-1")])
+    assert p.flush(30) == 0
+    expected["zucchini"] += 1
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"))
+    out = Output(broker)
+    try:
+        out.wait_at_least(expected, 60, "word counts")
+        assert out.counts == dict(expected), "one instance, no failure: counts must be exact"
+        assert "the" not in out.counts
+        wait_until(lambda: app.tasks == ALL_TASKS, 30, "all 8 tasks on the only instance")
+    finally:
+        out.close()
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    assert any(l.startswith("closed: commits=") for l in app.lines)
+    # the internal topics exist: the changelog is compacted
+    from rilltest import ck_admin
+    md = ck_admin(broker).list_topics(timeout=10)
+    assert "wc-test-wordcount-counts-changelog" in md.topics
+    assert "wc-test-wordcount-counts-repartition" in md.topics
+    # headers travel with records through stateless operations into the
+    # repartition topic
+    rep = consume_all(broker, "wc-test-wordcount-counts-repartition", 4, sum(expected.values()), 30)
+    z = [r for r in rep if r[1] == b"zucchini"]
+    assert len(z) == 1 and z[0][3] == [("trace", b"t-1")], z
+
+
+def test_two_instances_and_kill9_failover(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    produce_lines(broker, 200, expected, seed=2)
+    a = StreamsApp(broker, str(tmp_path / "state-a"), str(tmp_path / "a.log"))
+    out = Output(broker)
+    b = None
+    try:
+        out.wait_at_least(expected, 60, "counts of batch 1 (instance A)")
+        wait_until(lambda: a.tasks == ALL_TASKS, 30, "A runs all tasks")
+        b = StreamsApp(broker, str(tmp_path / "state-b"), str(tmp_path / "b.log"))
+
+        def split():
+            ta, tb = a.tasks or [], b.tasks or []
+            return ta and tb and not set(ta) & set(tb) and sorted(ta + tb) == ALL_TASKS
+        wait_until(split, 60, "A and B splitting the 8 tasks (A %s, B %s)" % (a.tasks, b.tasks))
+        assert re.search(r"group wc-test: generation \d+ with 2 member\(s\), protocol cooperative-sticky",
+                         broker.log_text())
+        produce_lines(broker, 200, expected, seed=3)
+        out.wait_at_least(expected, 60, "counts of batches 1-2 (A and B)")
+        a_tasks = list(a.tasks)
+        a.kill9()
+        wait_until(lambda: b.tasks == ALL_TASKS, 60, "B takes A's tasks %s over" % a_tasks)
+        produce_lines(broker, 200, expected, seed=4)
+        # B restored A's counts from the changelogs: without a restore the
+        # words of A's tasks would restart from 0 and stay below these
+        out.wait_at_least(expected, 60, "counts of batches 1-3 after the failover")
+        assert set(out.counts) == set(expected)
+        over = sum(out.counts[w] - n for w, n in expected.items())
+        assert over >= 0
+    finally:
+        out.close()
+        if a.proc.poll() is None:
+            a.kill9()
+        rc = b.stop() if b else 0
+    assert rc == 0, open(str(tmp_path / "b.log")).read()[-3000:]
+    assert restored(b) > 0
+
+
+def restored(app):
+    closed = [l for l in app.lines if l.startswith("closed:")]
+    assert closed, app.lines
+    return int(re.search(r"restored=(\d+)", closed[0]).group(1))
+
+
+def test_restart_checkpoint_and_full_restore(broker_factory, tmp_path):
+    """Two stream threads. A clean stop writes checkpoints: the next start
+    restores nothing and counts on exactly. With the state directory gone,
+    the stores (now in memory) are rebuilt from the changelogs alone."""
+    broker = broker_factory(props=BROKER_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    state = str(tmp_path / "state")
+    out = Output(broker)
+    try:
+        for run, store in enumerate(["rocksDB", "rocksDB", "in_memory"]):
+            if run == 2:
+                shutil.rmtree(state)
+            produce_lines(broker, 150, expected, seed=10 + run)
+            app = StreamsApp(broker, state, str(tmp_path / ("run%d.log" % run)),
+                             extra=["--threads", "2", "--set", "default.dsl.store=" + store])
+            try:
+                out.wait_at_least(expected, 60, "counts after run %d" % run)
+                assert out.counts == dict(expected), "clean stops: no replay, exact counts"
+                wait_until(lambda: app.tasks == ALL_TASKS, 30, "all tasks on the two threads")
+            finally:
+                rc = app.stop()
+            assert rc == 0, open(str(tmp_path / ("run%d.log" % run))).read()[-3000:]
+            if run == 1:
+                assert restored(app) == 0, "the checkpoints were at the changelogs' ends"
+            if run == 2:
+                assert restored(app) >= len(expected), "every word's count came back from a changelog"
+    finally:
+        out.close()
+
+
+def consume_all(broker, topic, partitions, want, timeout):
+    """Every record of topic from the beginning, until `want` of them (or the
+    deadline): a list of (key, value, timestamp, headers) in partition order."""
+    from confluent_kafka import TopicPartition
+    c = ck_consumer(broker)
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = []
+    try:
+        def enough():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    got.append((m.key(), m.value(), m.timestamp()[1], m.headers()))
+            return len(got) >= want
+        wait_until(enough, timeout, "%d records on %s (have %d)" % (want, topic, len(got)))
+    finally:
+        c.close()
+    return got
+
+
+def test_alerts_example(broker_factory, tmp_path):
+    """3 consecutive rejections per client (a count window over each
+    client's last 3 requests), in each client's order."""
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "alerts-requests", partitions=3)
+    ck_create_topic(broker, "alerts-output", partitions=3)
+    rnd = random.Random(7)
+    p = ck_producer(broker, acks="all")
+    run, last3, want = collections.Counter(), collections.defaultdict(list), []
+    for i in range(600):
+        client = "client-%d" % rnd.randint(0, 7)
+        rejected = rnd.random() < 0.6
+        ts = 1000 + i
+        p.produce("alerts-requests", key=client.encode(), value=b"REJECTED" if rejected else b"ACCEPTED",
+                  timestamp=ts)
+        run[client] = run[client] + 1 if rejected else 0
+        last3[client] = (last3[client] + [ts])[-3:]
+        if run[client] >= 3:
+            want.append((client, "3 consecutive rejections from %d to %d" % (last3[client][0], ts)))
+    assert p.flush(30) == 0
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_alerts"), app_id="alerts-test")
+    try:
+        got = consume_all(broker, "alerts-output", 3, len(want), 60)
+    finally:
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    per_client = collections.defaultdict(list)
+    for k, v, _, _ in got:
+        per_client[k.decode()].append(v.decode())
+    want_per_client = collections.defaultdict(list)
+    for k, v in want:
+        want_per_client[k].append(v)
+    assert dict(per_client) == dict(want_per_client)
+
+
+def test_stockstats_example(broker_factory, tmp_path):
+    """Hopping 5 s windows advancing by 1 s: the last update of each
+    (ticker, window) holds its trade count, minimum and average ask."""
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "stockstats-trades", partitions=2)
+    ck_create_topic(broker, "stockstats-output", partitions=2)
+    rnd = random.Random(11)
+    p = ck_producer(broker, acks="all")
+    trades, ts = [], 0
+    for _ in range(400):
+        ts += rnd.randint(0, 60)
+        t = (rnd.choice(["ACME", "GLOBEX", "INITECH"]), ts, rnd.randint(1000, 9999) / 100.0)
+        trades.append(t)
+        p.produce("stockstats-trades", key=t[0].encode(), value=struct.pack(">d", t[2]), timestamp=t[1])
+    assert p.flush(30) == 0
+    want = {}
+    for ticker in {t[0] for t in trades}:
+        mine = [t for t in trades if t[0] == ticker]
+        for start in range(0, ts + 1, 1000):
+            inw = [t[2] for t in mine if start <= t[1] < start + 5000]
+            if inw:
+                want[(ticker, start)] = (len(inw), min(inw), sum(inw) / len(inw))
+    app = StreamsApp(broker, str(tmp_path / "state"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_stockstats"), app_id="stockstats-test")
+    from confluent_kafka import TopicPartition
+    c = ck_consumer(broker)
+    c.assign([TopicPartition("stockstats-output", q, 0) for q in range(2)])
+    last = {}
+
+    def matches():
+        # the record cache coalesces updates per window until a commit:
+        # the last update of each window is what must match
+        for m in c.consume(1000, timeout=0.2):
+            if m.error() is None:
+                k = m.key()
+                start, end = struct.unpack(">qq", k[-16:])
+                assert end - start == 5000
+                last[(k[:-16].decode(), start)] = struct.unpack(">qdd", m.value())
+        if set(last) != set(want):
+            return False
+        return all(last[k][:2] == want[k][:2] and abs(last[k][2] - want[k][2]) < 1e-9 for k in want)
+    try:
+        wait_until(matches, 60, "the last update of every (ticker, window) to match")
+    finally:
+        c.close()
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+
+
+def test_copartitioned_inputs_two_instances(broker_factory, tmp_path):
+    """One source over clicks-web and clicks-app: with two instances, task
+    0_p must get partition p of both topics (the range assignor), or the two
+    halves of a user's clicks would be counted apart. The counts alone could
+    come out right by luck of a sticky assignment, so the broker's log must
+    also show the group using the range protocol."""
+    broker = broker_factory(props=BROKER_PROPS)
+    for t in ("clicks-web", "clicks-app", "clicks-per-user"):
+        ck_create_topic(broker, t, partitions=4)
+    prog = os.path.join(BUILD, "example_clicks")
+    a = StreamsApp(broker, str(tmp_path / "a"), str(tmp_path / "a.log"), prog=prog, app_id="clicks-test")
+    b = StreamsApp(broker, str(tmp_path / "b"), str(tmp_path / "b.log"), prog=prog, app_id="clicks-test")
+    want = collections.Counter()
+    rnd = random.Random(5)
+    p = ck_producer(broker, acks="all")
+    for _ in range(600):
+        user = "user-%d" % rnd.randint(0, 29)
+        p.produce(rnd.choice(["clicks-web", "clicks-app"]), key=user.encode(), value=b"click")
+        want[user] += 1
+    assert p.flush(30) == 0
+    from confluent_kafka import TopicPartition
+    c = ck_consumer(broker)
+    c.assign([TopicPartition("clicks-per-user", q, 0) for q in range(4)])
+    got = {}
+    try:
+        def split():
+            ta, tb = a.tasks or [], b.tasks or []
+            return ta and tb and not set(ta) & set(tb) and sorted(ta + tb) == ["0_0", "0_1", "0_2", "0_3"]
+        wait_until(split, 60, "the 4 tasks split (A %s, B %s)" % (a.tasks, b.tasks))
+
+        def counted():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    got[m.key().decode()] = struct.unpack(">q", m.value())[0]
+            return got == dict(want)
+        wait_until(counted, 60, "exact click counts per user")
+        assert re.search(r"group clicks-test: generation \d+ with 2 member\(s\), protocol range", broker.log_text())
+    finally:
+        c.close()
+        ra, rb = a.stop(), b.stop()
+    assert ra == 0 and rb == 0
+
+
+def test_not_copartitioned_refused(broker_factory, tmp_path):
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "clicks-web", partitions=4)
+    ck_create_topic(broker, "clicks-app", partitions=3)
+    app = StreamsApp(broker, str(tmp_path / "s"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_clicks"), app_id="clicks-bad")
+    assert app.proc.wait(timeout=60) == 1
+    app.stop()
+    assert "not co-partitioned" in open(str(tmp_path / "app.log")).read()
