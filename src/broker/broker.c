@@ -31,6 +31,8 @@ int bk_broker_start(bk_broker_t *b) {
         }
         st_mgr_set_durable_cb(m, bk_fetch_on_durable, b);
         st_mgr_set_retention_check_ms(m, cfg->log_retention_check_interval_ms);
+        st_mgr_set_cleaner(m, cfg->log_cleaner_enable != 0, cfg->log_cleaner_dedupe_buffer_size,
+                           cfg->log_cleaner_backoff_ms);
         b->b_mgrs = realloc(b->b_mgrs, sizeof(*b->b_mgrs) * (size_t)(b->b_nmgrs + 1));
         b->b_mgrs[b->b_nmgrs++] = m;
     }

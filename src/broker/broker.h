@@ -68,6 +68,14 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Delete the oldest segments while a partition stays at least this big without them (-1: no limit)")  \
     X(log_retention_check_interval_ms, "log.retention.check.interval.ms", BK_CFG_INT, "300000",             \
       "How often the cleaner thread applies retention")                                                    \
+    X(log_cleanup_policy, "log.cleanup.policy", BK_CFG_STRING, "delete",                                    \
+      "Default cleanup.policy of topics: delete, compact or compact,delete")                               \
+    X(log_cleaner_enable, "log.cleaner.enable", BK_CFG_BOOL, "true",                                        \
+      "Run log compaction for topics whose cleanup.policy contains compact")                               \
+    X(log_cleaner_dedupe_buffer_size, "log.cleaner.dedupe.buffer.size", BK_CFG_INT, "134217728",            \
+      "Memory budget of the cleaner's key->offset map per log dir (larger logs take several passes)")       \
+    X(log_cleaner_backoff_ms, "log.cleaner.backoff.ms", BK_CFG_INT, "15000",                                \
+      "How often the cleaner looks for logs to compact")                                                   \
     X(log_index_interval_bytes, "log.index.interval.bytes", BK_CFG_INT, "4096",                             \
       "Bytes of log between two offset-index entries")                                                     \
     X(log_index_size_max_bytes, "log.index.size.max.bytes", BK_CFG_INT, "10485760",                         \
@@ -92,6 +100,8 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Cap on one batch's decompressed size during validation (decompression bombs fail past it)")        \
     X(offsets_topic_num_partitions, "offsets.topic.num.partitions", BK_CFG_INT, "50",                      \
       "Partitions of __consumer_offsets when it is created (group -> partition by hash of the group id)")   \
+    X(offsets_topic_segment_bytes, "offsets.topic.segment.bytes", BK_CFG_INT, "104857600",                 \
+      "segment.bytes of __consumer_offsets when it is created (it is compacted)")                          \
     X(group_initial_rebalance_delay_ms, "group.initial.rebalance.delay.ms", BK_CFG_INT, "3000",              \
       "How long the first rebalance of an empty group waits for more members to join")                     \
     X(group_min_session_timeout_ms, "group.min.session.timeout.ms", BK_CFG_INT, "6000",                     \

@@ -171,6 +171,9 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         {"log.retention.bytes", cfg->log_retention_bytes, -1, INT64_MAX},
         {"log.retention.check.interval.ms", cfg->log_retention_check_interval_ms, 1, INT64_MAX},
         {"log.flush.interval.messages", cfg->log_flush_interval_messages, 1, INT64_MAX},
+        {"log.cleaner.dedupe.buffer.size", cfg->log_cleaner_dedupe_buffer_size, 65536, INT64_MAX},
+        {"log.cleaner.backoff.ms", cfg->log_cleaner_backoff_ms, 1, INT64_MAX},
+        {"offsets.topic.segment.bytes", cfg->offsets_topic_segment_bytes, 14, INT32_MAX},
         {"log.flush.interval.ms", cfg->log_flush_interval_ms, 0, INT64_MAX},
         {"rill.max.decompressed.batch.bytes", cfg->max_decompressed_batch_bytes, 1024, INT32_MAX},
         {"node.id", cfg->node_id, 0, INT32_MAX},
@@ -187,6 +190,11 @@ static int bk_cfg_finish(bk_config_t *cfg) {
     if (strcmp(cfg->log_message_timestamp_type_str, "CreateTime") &&
         strcmp(cfg->log_message_timestamp_type_str, "LogAppendTime")) {
         fprintf(stderr, "rilld: log.message.timestamp.type must be CreateTime or LogAppendTime\n");
+        return -1;
+    }
+    const char *cp = cfg->log_cleanup_policy_str;
+    if (strcmp(cp, "delete") && strcmp(cp, "compact") && strcmp(cp, "compact,delete") && strcmp(cp, "delete,compact")) {
+        fprintf(stderr, "rilld: log.cleanup.policy must be delete, compact or compact,delete\n");
         return -1;
     }
     if (cfg->log_message_timestamp_difference_max_ms < 0) {

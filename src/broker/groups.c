@@ -170,8 +170,10 @@ int bk_groups_start(bk_broker_t *b) {
         bk_topic_configs_t tc = {0};
         tc.names[tc.n] = "cleanup.policy";
         tc.values[tc.n++] = "compact";
+        char segb[32];
+        snprintf(segb, sizeof(segb), "%lld", (long long)b->b_cfg.offsets_topic_segment_bytes);
         tc.names[tc.n] = "segment.bytes";
-        tc.values[tc.n++] = "104857600";
+        tc.values[tc.n++] = segb;
         char msg[300];
         int rc = bk_topic_create(b, name, strlen(name), (int32_t)b->b_cfg.offsets_topic_num_partitions, 1, &tc,
                                  false, msg, sizeof(msg), NULL);

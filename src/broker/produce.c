@@ -292,7 +292,13 @@ void bk_handle_produce(bk_req_t *r) {
                 bk_partition_t *p = t->t_parts[pd->index];
                 kp_batch_info_t info;
                 lim.max_batch_bytes = (size_t)t->t_max_message_bytes;
+                lim.check_keys = t->t_logcfg.compact; /* the validation walks every record anyway */
                 err = kp_batch_validate(pd->records.p, (size_t)pd->records.len, &lim, &info, msg, sizeof(msg));
+                if (!err && lim.check_keys && info.keyless_record) {
+                    err = RB_INVALID_RECORD; /* Kafka: a compacted topic needs keys */
+                    snprintf(msg, sizeof(msg), "Compacted topic cannot accept message without key in topic partition %.*s-%d.",
+                             (int)td->name.len, td->name.p, (int)pd->index);
+                }
                 if (!err && info.nbatches != 1) {
                     err = RB_INVALID_RECORD;
                     snprintf(msg, sizeof(msg),

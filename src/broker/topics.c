@@ -168,7 +168,8 @@ int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_c
     lc->log_append_time = !strcmp(cfg->log_message_timestamp_type_str, "LogAppendTime");
     lc->retention_ms = cfg->log_retention_ms;
     lc->retention_bytes = cfg->log_retention_bytes;
-    bool compact_only = false;
+    lc->compact = strstr(cfg->log_cleanup_policy_str, "compact") != NULL;
+    bool compact_only = !strcmp(cfg->log_cleanup_policy_str, "compact");
     *max_msg = cfg->message_max_bytes;
     for (int i = 0; i < c->n; i++) {
         const char *n = c->names[i], *v = c->values[i];
@@ -226,7 +227,11 @@ int bk_topic_configs_apply(bk_broker_t *b, const bk_topic_configs_t *c, st_log_c
         else if (!strcmp(n, "message.timestamp.type")) lc->log_append_time = !strcmp(v, "LogAppendTime");
         else if (!strcmp(n, "retention.ms")) lc->retention_ms = lv;
         else if (!strcmp(n, "retention.bytes")) lc->retention_bytes = lv;
-        else if (!strcmp(n, "cleanup.policy")) compact_only = !strcmp(v, "compact");
+        else if (!strcmp(n, "cleanup.policy")) compact_only = !strcmp(v, "compact"), lc->compact = !!strstr(v, "compact");
+        else if (!strcmp(n, "delete.retention.ms")) lc->delete_retention_ms = lv;
+        else if (!strcmp(n, "min.cleanable.dirty.ratio")) lc->min_cleanable_dirty_ratio = strtod(v, NULL);
+        else if (!strcmp(n, "min.compaction.lag.ms")) lc->min_compaction_lag_ms = lv;
+        else if (!strcmp(n, "max.compaction.lag.ms")) lc->max_compaction_lag_ms = lv;
     }
     if (compact_only) { /* retention deletes only under the delete policy */
         lc->retention_ms = -1;

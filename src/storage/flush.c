@@ -215,11 +215,12 @@ int st__log_flush_now(st_log_t *l) {
  * one at a time (m_ckpt_mutex). */
 int st__ckpt_write(st_mgr_t *m) {
     pthread_mutex_lock(&m->m_ckpt_mutex);
-    rb_buf_t body, all, sbody;
+    rb_buf_t body, all, sbody, cbody;
     rb_buf_init(&body);
     rb_buf_init(&all);
     rb_buf_init(&sbody);
-    int n = 0, ns = 0;
+    rb_buf_init(&cbody);
+    int n = 0, ns = 0, nc = 0;
     uint64_t gen = atomic_load(&m->m_ckpt_gen);
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *l = m->m_logs; l; l = l->l_next) {
@@ -229,6 +230,11 @@ int st__ckpt_write(st_mgr_t *m) {
         int64_t start = __atomic_load_n(&l->l_start, __ATOMIC_ACQUIRE);
         rb_buf_printf(&body, "%s %d %" PRId64 "\n", l->l_topic, (int)l->l_partition, hw);
         rb_buf_printf(&sbody, "%s %d %" PRId64 "\n", l->l_topic, (int)l->l_partition, start);
+        int64_t clean = __atomic_load_n(&l->l_clean_off, __ATOMIC_ACQUIRE);
+        if (clean >= 0) {
+            rb_buf_printf(&cbody, "%s %d %" PRId64 "\n", l->l_topic, (int)l->l_partition, clean);
+            nc++;
+        }
         n++;
         ns++;
     }
@@ -242,6 +248,10 @@ int st__ckpt_write(st_mgr_t *m) {
         if (e->ck_start >= 0) {
             rb_buf_printf(&sbody, "%s %d %" PRId64 "\n", e->ck_topic, (int)e->ck_partition, e->ck_start);
             ns++;
+        }
+        if (e->ck_clean >= 0) {
+            rb_buf_printf(&cbody, "%s %d %" PRId64 "\n", e->ck_topic, (int)e->ck_partition, e->ck_clean);
+            nc++;
         }
     }
     pthread_mutex_unlock(&m->m_mutex);
@@ -260,7 +270,16 @@ int st__ckpt_write(st_mgr_t *m) {
         rc = e ? -e : rb_write_file_atomic(path, all.p, all.len);
         if (rc < 0) rb_error("storage: writing %s failed: %s", path, strerror(-rc));
     }
+    if (rc == 0) {
+        all.len = 0;
+        rb_buf_printf(&all, "0\n%d\n", nc);
+        if (cbody.len) rb_buf_put(&all, cbody.p, cbody.len);
+        snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_CLEAN_FILE);
+        rc = rb_write_file_atomic(path, all.p, all.len);
+        if (rc < 0) rb_error("storage: writing %s failed: %s", path, strerror(-rc));
+    }
     if (rc == 0) m->m_ckpt_written = gen;
+    rb_buf_free(&cbody);
     rb_buf_free(&body);
     rb_buf_free(&sbody);
     rb_buf_free(&all);

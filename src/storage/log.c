@@ -42,11 +42,20 @@ void st_log_config_defaults(st_log_config_t *c) {
     c->log_append_time = false;
     c->retention_ms = 7LL * 24 * 3600 * 1000;
     c->retention_bytes = -1;
+    c->compact = false;
+    c->delete_retention_ms = 86400000;
+    c->min_cleanable_dirty_ratio = 0.5;
+    c->min_compaction_lag_ms = 0;
+    c->max_compaction_lag_ms = INT64_MAX;
 }
 
 static void cfg_sanitize(st_log_config_t *c) {
     if (c->segment_bytes < KP_BATCH_HEADER_SIZE) c->segment_bytes = KP_BATCH_HEADER_SIZE;
     if (c->segment_bytes > INT32_MAX) c->segment_bytes = INT32_MAX;
+    /* as Kafka: a compacted log rolls by max.compaction.lag.ms too, so no
+     * record waits longer than that in the (never cleaned) active segment */
+    if (c->compact && c->max_compaction_lag_ms > 0 && c->max_compaction_lag_ms < c->segment_ms)
+        c->segment_ms = c->max_compaction_lag_ms;
     if (c->segment_ms < 1) c->segment_ms = 1;
     if (c->index_interval_bytes < 0) c->index_interval_bytes = 0;
     if (c->segment_index_bytes < ST_TIDX_ENTRY * 2) c->segment_index_bytes = ST_TIDX_ENTRY * 2;
@@ -174,7 +183,7 @@ static int load_trusted(st_log_t *l, int i) {
         memset(&sc, 0, sizeof(sc));
         sc.min_off = s->seg_base;
         sc.next_base = next_base;
-        sc.contiguous = true;
+        sc.contiguous = last; /* a sealed segment may be compacted (gaps, S10) */
         sc.build_index = true;
         sc.interval = l->l_cfg.index_interval_bytes;
         rc = st__seg_scan(s, &sc);
@@ -225,12 +234,15 @@ static int load_trusted(st_log_t *l, int i) {
 }
 
 /* Unclean recovery of segments [k, n): validate, truncate, rebuild, sync. */
-static int recover_from(st_log_t *l, int k) {
+static int recover_from(st_log_t *l, int k, int64_t rp, bool rp_found) {
     int64_t min_off = l->l_segs[k]->seg_base;
     for (int i = k; i < l->l_nsegs; i++) {
         st_seg_t *s = l->l_segs[i];
         bool last = i == l->l_nsegs - 1;
-        if (i > k && s->seg_base != min_off) {
+        /* S10: compacted segments end at or below the recovery point, so a
+         * gap is normal there (or everywhere when the point is unknown) */
+        bool gaps = !rp_found || s->seg_base <= rp;
+        if (i > k && s->seg_base != min_off && !(gaps && s->seg_base > min_off)) {
             /* a hole: the previous segment lost its tail; nothing after it
              * was ever durable (the high watermark cannot pass a hole) */
             rb_warn("storage: %s: segment %" PRId64 " does not follow offset %" PRId64 "; deleting %d segment(s)",
@@ -250,7 +262,7 @@ static int recover_from(st_log_t *l, int k) {
         sc.min_off = RB_MAX(min_off, s->seg_base);
         sc.next_base = last ? INT64_MAX : l->l_segs[i + 1]->seg_base;
         sc.verify_crc = true;
-        sc.contiguous = true;
+        sc.contiguous = !(!rp_found || sc.next_base <= rp);
         sc.build_index = true;
         sc.interval = l->l_cfg.index_interval_bytes;
         int rc = st__seg_scan(s, &sc);
@@ -291,7 +303,9 @@ static int recover_from(st_log_t *l, int k) {
 static int log_load(st_log_t *l, bool clean, int64_t rp, bool rp_found) {
     int64_t *bases = NULL;
     int nb = 0;
-    int rc = list_segments(l->l_dir, &bases, &nb);
+    int rc = st__clean_recover(l->l_dir); /* S11: finish or discard a cleaner swap */
+    if (rc < 0) return rc;
+    rc = list_segments(l->l_dir, &bases, &nb);
     if (rc < 0) return rc;
     if (nb == 0) {
         st_seg_t *s;
@@ -327,7 +341,7 @@ static int log_load(st_log_t *l, bool clean, int64_t rp, bool rp_found) {
     }
     if (k < l->l_nsegs) {
         if (clean) rb_warn("storage: %s: recovering after a damaged clean shutdown", l->l_dir);
-        rc = recover_from(l, k);
+        rc = recover_from(l, k, rp, rp_found);
         if (rc < 0) goto out;
     }
 done: {
@@ -405,6 +419,8 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     /* S7: the checkpointed start, inside [first base, log end] */
     int64_t ck_start = st__mgr_log_start(m, topic, partition);
     if (ck_start > l->l_start) l->l_start = RB_MIN(ck_start, l->l_leo);
+    l->l_clean_off = st__mgr_clean_off(m, topic, partition);
+    if (l->l_clean_off > l->l_leo) l->l_clean_off = l->l_leo;
     rc = st__log_drop_below_start(l); /* a crash between checkpoint and unlink */
     if (rc < 0) goto fail;
 
@@ -721,10 +737,10 @@ void st_log_close(st_log_t *l) {
     pthread_mutex_lock(&l->l_mutex);
     st_waiter_t *w = l->l_waiters;
     l->l_waiters = NULL;
-    int64_t hw = l->l_hw, start = l->l_start;
+    int64_t hw = l->l_hw, start = l->l_start, clean = l->l_clean_off;
     pthread_mutex_unlock(&l->l_mutex);
     st__waiters_call(w, RB_KAFKA_STORAGE_ERROR); /* offsets never appended */
-    st__mgr_remember(m, l->l_topic, l->l_partition, hw, start);
+    st__mgr_remember(m, l->l_topic, l->l_partition, hw, start, clean);
     rb_debug("storage: closed %s at %" PRId64, l->l_dir, hw);
     st__log_free(l);
     pthread_mutex_unlock(&m->m_open_mutex);

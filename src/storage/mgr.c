@@ -102,6 +102,7 @@ static st_ckpt_ent_t *ckpt_add(st_mgr_t *m, const char *topic, int32_t partition
     e->ck_partition = partition;
     e->ck_offset = off;
     e->ck_start = -1;
+    e->ck_clean = -1;
     return e;
 }
 
@@ -109,7 +110,8 @@ static st_ckpt_ent_t *ckpt_add(st_mgr_t *m, const char *topic, int32_t partition
  * A damaged recovery checkpoint is ignored (every log is then fully scanned:
  * slow, safe); a damaged log-start checkpoint too (starts fall back to the
  * first segments' bases: records come back, none is lost). */
-static void ckpt_read(st_mgr_t *m, const char *file, bool start) {
+static void ckpt_read(st_mgr_t *m, const char *file, int kind) { /* 0 recovery, 1 start, 2 cleaner */
+    bool start = kind != 0;
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", m->m_dir, file);
     char *data = NULL;
@@ -142,12 +144,15 @@ static void ckpt_read(st_mgr_t *m, const char *file, bool start) {
         if (start) {
             st_ckpt_ent_t *e = ckpt_find(m, topic, part);
             if (!e) e = ckpt_add(m, topic, part, -1);
-            e->ck_start = off;
+            if (kind == 1) e->ck_start = off; else e->ck_clean = off;
         } else if (!ckpt_find(m, topic, part)) {
             ckpt_add(m, topic, part, off);
         }
     }
-    if (!ok && start) {
+    if (!ok && kind == 2) {
+        rb_warn("storage: %s is malformed; ignoring it (compacted logs are cleaned again from their start)", path);
+        for (int i = 0; i < m->m_nckpt; i++) m->m_ckpt[i].ck_clean = -1;
+    } else if (!ok && start) {
         rb_warn("storage: %s is malformed; ignoring it (log start offsets fall back to the first segments)", path);
         for (int i = 0; i < m->m_nckpt; i++) m->m_ckpt[i].ck_start = -1;
     } else if (!ok) {
@@ -167,12 +172,21 @@ int64_t st__mgr_recovery_point(st_mgr_t *m, const char *topic, int32_t partition
     return off;
 }
 
-int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition) {
+/* The log start (clean false) or cleaner (true) checkpoint entry, or -1. */
+static int64_t ckpt_get(st_mgr_t *m, const char *topic, int32_t partition, bool clean) {
     pthread_mutex_lock(&m->m_mutex);
     st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
-    int64_t off = e ? e->ck_start : -1;
+    int64_t off = !e ? -1 : clean ? e->ck_clean : e->ck_start;
     pthread_mutex_unlock(&m->m_mutex);
     return off;
+}
+
+int64_t st__mgr_clean_off(st_mgr_t *m, const char *topic, int32_t partition) {
+    return ckpt_get(m, topic, partition, true);
+}
+
+int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition) {
+    return ckpt_get(m, topic, partition, false);
 }
 
 void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition) {
@@ -185,12 +199,13 @@ void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition) {
     atomic_fetch_add(&m->m_ckpt_gen, 1);
 }
 
-void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start) {
+void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start, int64_t clean) {
     pthread_mutex_lock(&m->m_mutex);
     st_ckpt_ent_t *e = ckpt_find(m, topic, partition);
     if (!e) e = ckpt_add(m, topic, partition, hw);
     e->ck_offset = hw;
     e->ck_start = start;
+    e->ck_clean = clean;
     e->ck_open = false;
     pthread_mutex_unlock(&m->m_mutex);
     atomic_fetch_add(&m->m_ckpt_gen, 1);
@@ -240,6 +255,9 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     pthread_mutex_init(&m->m_del_mutex, NULL);
     pthread_mutex_init(&m->m_cl_mutex, NULL);
     m->m_cl_interval_ms = ST_RETENTION_CHECK_MS_DEFAULT;
+    m->m_cc_enable = true;
+    m->m_cc_buffer = ST_DEDUPE_BYTES_DEFAULT;
+    m->m_cc_backoff_ms = ST_CLEANER_BACKOFF_MS_DEFAULT;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -254,8 +272,9 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     if (m->m_syncfs_min < 0 || !syncfs_reports_errors()) m->m_syncfs_min = 0;
 
     remove_leftovers(m->m_dir);
-    ckpt_read(m, ST_CKPT_FILE, false);
-    ckpt_read(m, ST_LSO_FILE, true);
+    ckpt_read(m, ST_CKPT_FILE, 0);
+    ckpt_read(m, ST_LSO_FILE, 1);
+    ckpt_read(m, ST_CLEAN_FILE, 2);
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", m->m_dir, ST_MARKER_FILE);
     if (access(path, F_OK) == 0) {

@@ -52,10 +52,14 @@ static void snap_take(const st_log_t *l, int i, st_snap_t *sn) {
     sn->ttn = s->seg_ttail ? s->seg_ttail_n : 0;
     if (sn->otn) memcpy(sn->otail, s->seg_otail, sn->otn * sizeof(st_oent_t));
     if (sn->ttn) memcpy(sn->ttail, s->seg_ttail, sn->ttn * sizeof(st_tent_t));
-    if (s->seg_base == l->l_hw_seg_base) {
+    /* a sealed segment wholly below the high watermark is readable to its
+     * end even when the watermark's (segment, position) still names it: a
+     * compaction swap may have replaced it with a shorter file (S11) */
+    bool whole = s->seg_sealed && l->l_hw >= s->seg_next_off;
+    if (s->seg_base == l->l_hw_seg_base && !whole) {
         sn->limit = l->l_hw_pos;
         sn->next_off = l->l_hw;
-    } else if (s->seg_base < l->l_hw_seg_base) {
+    } else if (s->seg_base < l->l_hw_seg_base || whole) {
         sn->limit = s->seg_size;
         sn->next_off = s->seg_next_off;
     } else {
@@ -155,15 +159,28 @@ int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_
         const uint8_t *b = st__frd_get(&r, cached, KP_BATCH_HEADER_SIZE, &err);
         if (b && st__hdr_decode(b, &h) == 0 && h.base_offset == offset) start = cached;
     }
-    if (start < 0) {
+    while (start < 0) {
         rc = snap_find(&sn, &r, offset, &start, &h);
-        if (rc == RB_ERR_NOT_FOUND) {
-            /* a gap at the end of a segment (compaction): nothing here */
-            rc = 0;
-            goto out;
+        if (rc != RB_ERR_NOT_FOUND) break;
+        /* a gap at the end of a segment (compaction, S10), or a segment
+         * emptied by it: continue in the next segment, if readable */
+        rc = 0;
+        pthread_mutex_lock(&l->l_mutex);
+        int ni = seg_find(l, s->seg_base) + 1;
+        bool more = ni < l->l_nsegs && l->l_segs[ni]->seg_base > s->seg_base && l->l_segs[ni]->seg_base < l->l_hw;
+        if (more) {
+            st__frd_free(&r);
+            st__seg_unref(s);
+            offset = l->l_segs[ni]->seg_base;
+            snap_take(l, ni, &sn);
+            s = sn.seg;
+            st__frd_init(&r, s->seg_fd, sn.limit, ST_READ_BUF);
+            r.chunk = ST_READ_CHUNK;
         }
-        if (rc) goto out;
+        pthread_mutex_unlock(&l->l_mutex);
+        if (!more) goto out;
     }
+    if (rc) goto out;
     int64_t first_size = st__hdr_size(&h);
     int64_t want = max_bytes > (size_t)(sn.limit - start) ? sn.limit : start + (int64_t)max_bytes;
     int64_t end, next_off = -1;

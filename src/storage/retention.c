@@ -167,9 +167,10 @@ void st_mgr_set_retention_check_ms(st_mgr_t *m, int64_t ms) {
     pthread_mutex_unlock(&m->m_cl_mutex);
 }
 
-/* One pass over the open logs. Each is marked l_cleaning (m_mutex) so that
- * close/delete wait for it (log_detach), as they wait for the flusher. */
-static void cleaner_pass(st_mgr_t *m) {
+/* Calls fn on every open log, each marked l_cleaning (m_mutex) meanwhile so
+ * that close/delete wait for it (log_detach), as they wait for the flusher;
+ * stops early when the cleaner thread is asked to stop. */
+void st__for_each_log(st_mgr_t *m, void (*fn)(st_log_t *l, int64_t now_ms)) {
     /* snapshot the list, marking every log */
     pthread_mutex_lock(&m->m_mutex);
     int n = 0;
@@ -183,8 +184,7 @@ static void cleaner_pass(st_mgr_t *m) {
     }
     pthread_mutex_unlock(&m->m_mutex);
     for (int i = 0; i < n; i++) {
-        int64_t now = rb_now_ms();
-        st_log_retention_run(v[i], now);
+        fn(v[i], rb_now_ms());
         pthread_mutex_lock(&m->m_mutex);
         v[i]->l_cleaning = false; /* released one by one: a close waits for its own log only */
         pthread_cond_broadcast(&m->m_idle);
@@ -203,25 +203,37 @@ static void cleaner_pass(st_mgr_t *m) {
     free(v);
 }
 
+static void retention_one(st_log_t *l, int64_t now_ms) { st_log_retention_run(l, now_ms); }
+
 void *st__cleaner_main(void *arg) {
     st_mgr_t *m = arg;
     pthread_mutex_lock(&m->m_cl_mutex);
     int64_t next = rb_mono_ms() + m->m_cl_interval_ms;
     int64_t interval = m->m_cl_interval_ms;
+    int64_t cc_next = rb_mono_ms() + m->m_cc_backoff_ms, cc_backoff = m->m_cc_backoff_ms;
     while (!m->m_cl_stop) {
         if (m->m_cl_interval_ms != interval) { /* changed: restart the period */
             interval = m->m_cl_interval_ms;
             next = rb_mono_ms() + interval;
         }
-        if (rb_mono_ms() < next) {
-            struct timespec ts = {(time_t)(next / 1000), (long)(next % 1000) * 1000000};
+        if (m->m_cc_backoff_ms != cc_backoff) {
+            cc_backoff = m->m_cc_backoff_ms;
+            cc_next = rb_mono_ms() + cc_backoff;
+        }
+        int64_t now = rb_mono_ms();
+        bool ret_due = now >= next, cc_due = m->m_cc_enable && now >= cc_next;
+        if (!ret_due && !cc_due) {
+            int64_t wake = m->m_cc_enable ? RB_MIN(next, cc_next) : next;
+            struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000};
             pthread_cond_timedwait(&m->m_cl_cond, &m->m_cl_mutex, &ts);
             continue;
         }
         pthread_mutex_unlock(&m->m_cl_mutex);
-        cleaner_pass(m);
+        if (ret_due) st__for_each_log(m, retention_one);
+        if (cc_due) st__for_each_log(m, st__compact_one);
         pthread_mutex_lock(&m->m_cl_mutex);
-        next = rb_mono_ms() + m->m_cl_interval_ms;
+        if (ret_due) next = rb_mono_ms() + m->m_cl_interval_ms;
+        if (cc_due) cc_next = rb_mono_ms() + m->m_cc_backoff_ms;
     }
     pthread_mutex_unlock(&m->m_cl_mutex);
     return NULL;

@@ -6,10 +6,11 @@
  * with sparse `.index` (u32 relative offset, u32 file position; one entry every
  * index_interval_bytes) and `.timeindex` (i64 max timestamp so far, u32
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
- * (Kafka's text format), the per-dir `log-start-offset-checkpoint` and the
- * `.kafka_cleanShutdown` marker; one flusher thread per manager that
- * group-commits fdatasync for all logs, and one cleaner thread per manager
- * that applies retention.
+ * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
+ * per-dir `cleaner-offset-checkpoint` and the `.kafka_cleanShutdown` marker;
+ * one flusher thread per manager that group-commits fdatasync for all logs,
+ * and one cleaner thread per manager that applies retention and compacts
+ * logs whose cleanup policy includes compact (compact.c).
  *
  * Durability invariants (docs/durability.md numbers them for the whole broker):
  *  S1. Batches are stored verbatim except for the base offset (not covered by
@@ -51,8 +52,37 @@
  *      below the log start offset. The start then moves to the first kept
  *      segment's base. Appends, reads and the flusher never wait for it
  *      beyond a short l_mutex section.
+ *  S9. Compaction (cleanup.policy compact, compact.c) rewrites only sealed
+ *      segments wholly below the high watermark, never the active one; it
+ *      keeps offsets (a segment keeps its base even if its first records
+ *      go), never moves the log start offset, keeps null-key records and
+ *      transactional/control batches verbatim, and below a pass's end offset
+ *      E drops a record only when a later record of its key lies below E,
+ *      or when it is a tombstone older than delete_retention_ms.
+ *  S10. Gaps: offsets inside and between compacted segments may jump;
+ *      reads skip them (a removed offset reads as the next batch, an empty
+ *      segment as the next segment). Before a pass the recovery checkpoint
+ *      is written, so compacted segments end at or below the recovery point
+ *      and unclean recovery (S6) keeps its contiguity checks above it;
+ *      without a recovery point it accepts increasing offsets with gaps.
+ *  S11. A pass's new segments are staged in `<partition>/cleaner-staging/`
+ *      and fsynced (consecutive small segments merged into the first one's
+ *      base); `cleaner-swap` (write-fsync-rename, listing the merged bases)
+ *      is the commit point; then the staged files are renamed over the old
+ *      ones, the merged segments unlinked, the dir fsynced, `cleaner-swap`
+ *      removed. At open: `cleaner-swap` present -> finish the renames and
+ *      unlinks; absent -> delete the staging dir. A crash
+ *      therefore leaves all old or all new segments of a pass. An error
+ *      before the commit abandons the pass; after it, the log turns fatal
+ *      until reopened.
+ *  S12. The key map of a pass is bounded (log.cleaner.dedupe.buffer.size);
+ *      when full the pass ends there. The first dirty offset is persisted
+ *      per log dir in `cleaner-offset-checkpoint` after a swap. Appends,
+ *      reads and the flusher wait for the cleaner only for short l_mutex
+ *      sections; retention and DeleteRecords wait (m_del_mutex) only during
+ *      the swap itself.
  *
- * Threads: retention runs on the manager's cleaner thread (S8); a close or
+ * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
  * st_log_* calls may come from any event-loop thread; a log's
  * mutable state is guarded by its own mutex (appends to one partition are
@@ -82,6 +112,11 @@ typedef struct {
     bool log_append_time;         /* message.timestamp.type=LogAppendTime */
     int64_t retention_ms;         /* retention.ms: delete segments older than this (-1: never), default 7 days */
     int64_t retention_bytes;      /* retention.bytes: keep the log at most this big (-1: no limit), default -1 */
+    bool compact;                 /* cleanup.policy contains compact: the cleaner compacts the log (S9) */
+    int64_t delete_retention_ms;  /* delete.retention.ms: tombstones kept this long after their timestamp (1 day) */
+    double min_cleanable_dirty_ratio; /* min.cleanable.dirty.ratio (0.5) */
+    int64_t min_compaction_lag_ms;    /* min.compaction.lag.ms (0): younger segments are not compacted */
+    int64_t max_compaction_lag_ms;    /* max.compaction.lag.ms (max): older dirty data forces a pass */
 } st_log_config_t;
 
 void st_log_config_defaults(st_log_config_t *c);
@@ -93,10 +128,12 @@ typedef struct st_log st_log_t;
  * watermark) advances; the broker uses it to complete long-polling fetches. */
 typedef void (*st_durable_cb)(void *ctx, st_log_t *l, int64_t high_watermark);
 
-/* Opens a log dir (creating it), reads the recovery checkpoint, notes whether
- * the clean-shutdown marker is present and removes it (the broker is now
- * running), deletes leftover leftover "-delete" directories and ".tmp"/".cleaned"
- * files, and starts the flusher thread. */
+/* Opens a log dir (creating it), reads the recovery, log-start and cleaner
+ * checkpoints, notes whether the clean-shutdown marker is present and
+ * removes it (the broker is now running), deletes leftover "-delete"
+ * directories and ".tmp"/".cleaned" files, and starts the flusher and
+ * cleaner threads. (A partition's interrupted compaction swap is finished
+ * or discarded when the log is opened, S11.) */
 int st_mgr_open(const char *dir, st_mgr_t **out);
 void st_mgr_set_durable_cb(st_mgr_t *m, st_durable_cb cb, void *ctx);
 /* Lists the partition directories present (name "topic-N") so the broker can
@@ -208,6 +245,34 @@ int st_log_retention_run(st_log_t *l, int64_t now_ms);
 /* How often the cleaner thread runs retention over all open logs
  * (log.retention.check.interval.ms; default 300000). Wakes it now. */
 void st_mgr_set_retention_check_ms(st_mgr_t *m, int64_t ms);
+
+/* Log compaction (S9-S12, compact.c). The manager's cleaner thread also
+ * compacts every open log whose config says compact, every backoff_ms
+ * (log.cleaner.backoff.ms, default 15000), with a key->offset map of at most
+ * dedupe_bytes (log.cleaner.dedupe.buffer.size, default 128 MiB); enable
+ * false (log.cleaner.enable) turns compaction off. Wakes the thread. */
+void st_mgr_set_cleaner(st_mgr_t *m, bool enable, int64_t dedupe_bytes, int64_t backoff_ms);
+typedef struct {
+    int64_t first_dirty;     /* first offset the pass deduplicated ... */
+    int64_t end_offset;      /* ... up to here (the new cleaner checkpoint) */
+    int64_t bytes_read;      /* of the segments rewritten */
+    int64_t bytes_written;
+    int64_t records_removed;
+    int32_t segments;        /* rewritten */
+    int64_t map_bytes;       /* memory of the key map */
+    int64_t dirty_bytes;     /* bytes of the segments holding [first_dirty, end_offset) */
+    int64_t elapsed_ms;      /* wall time of the pass */
+} st_clean_stats_t;
+/* One compaction pass over one log now (the cleaner thread calls it; tests
+ * may, and may pass a map budget; 0 = the manager's). Returns 1 when
+ * segments were rewritten, 0 when there was nothing to do (not compacted,
+ * below the dirty ratio, no sealed dirty segment), or a negative error
+ * (RB_KAFKA_STORAGE_ERROR: the pass was abandoned, the old segments stay;
+ * an error after the commit point makes the log fatal, the next open
+ * finishes the swap). */
+int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t map_budget, st_clean_stats_t *stats);
+/* First offset not yet cleaned (the cleaner checkpoint; log start if never). */
+int64_t st_log_cleaner_offset(st_log_t *l);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

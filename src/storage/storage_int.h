@@ -42,6 +42,11 @@
 #define ST_CKPT_FILE "recovery-point-offset-checkpoint"
 #define ST_MARKER_FILE ".kafka_cleanShutdown"
 #define ST_LSO_FILE "log-start-offset-checkpoint"
+#define ST_CLEAN_FILE "cleaner-offset-checkpoint"
+#define ST_STAGE_DIR "cleaner-staging"   /* per partition dir: a pass's new segments */
+#define ST_SWAP_FILE "cleaner-swap"      /* per partition dir: the pass's commit record */
+#define ST_CLEANER_BACKOFF_MS_DEFAULT 15000
+#define ST_DEDUPE_BYTES_DEFAULT (128LL * 1024 * 1024)
 #define ST_RETENTION_CHECK_MS_DEFAULT 300000
 #define ST_CKPT_INTERVAL_MS 5000
 #define ST_SYNCFS_MIN_DEFAULT 8 /* dirty logs in one round before syncfs() replaces fdatasyncs */
@@ -121,6 +126,7 @@ struct st_log {
     st_rcache_t l_rcache[ST_RCACHE];
     int l_rcache_next;
     uint64_t l_stat_syncs;      /* fdatasync rounds that advanced this log */
+    int64_t l_clean_off;        /* cleaner checkpoint: first dirty offset (-1: never cleaned) */
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -135,6 +141,7 @@ typedef struct {
     int32_t ck_partition;
     int64_t ck_offset;
     int64_t ck_start;  /* log start offset (log-start-offset-checkpoint), -1 if none */
+    int64_t ck_clean;  /* first dirty offset (cleaner-offset-checkpoint), -1 if none */
     bool ck_recovered; /* opened (and recovered if needed) in this session */
     bool ck_open;      /* open now: the live high watermark is written instead */
 } st_ckpt_ent_t;
@@ -172,6 +179,10 @@ struct st_mgr {
     pthread_t m_cl_thread;
     bool m_cl_started, m_cl_stop;
     int64_t m_cl_interval_ms;
+    bool m_cc_enable;             /* compaction (compact.c), under m_cl_mutex */
+    int64_t m_cc_buffer;          /* key map budget */
+    int64_t m_cc_backoff_ms;
+    atomic_uint_fast64_t m_cc_passes; /* statistics: passes that rewrote segments */
 };
 
 /* ---- batch header (segment.c) ---- */
@@ -274,18 +285,30 @@ int st__ckpt_write(st_mgr_t *m);
 
 /* ---- retention (retention.c) ---- */
 void *st__cleaner_main(void *arg);
+/* Calls fn(log, now) for every open log with the log marked l_cleaning (so a
+ * close or delete waits for it); stops early when the thread must stop. */
+void st__for_each_log(st_mgr_t *m, void (*fn)(st_log_t *l, int64_t now_ms));
 /* Removes (unlinks) the segments wholly below the log start offset; the
  * start must already be persisted (or restored from the checkpoint). */
 int st__log_drop_below_start(st_log_t *l);
 
+/* ---- compaction (compact.c) ---- */
+/* At log open, before the segments are listed: finishes a committed swap
+ * (cleaner-swap present) or discards an uncommitted one (S11). */
+int st__clean_recover(const char *dir);
+/* One log's compaction on the cleaner thread (st__for_each_log). */
+void st__compact_one(st_log_t *l, int64_t now_ms);
+
 /* ---- manager (mgr.c) ---- */
+/* Checkpointed first dirty offset of the cleaner, or -1. */
+int64_t st__mgr_clean_off(st_mgr_t *m, const char *topic, int32_t partition);
 /* Checkpointed log start offset, or -1. */
 int64_t st__mgr_log_start(st_mgr_t *m, const char *topic, int32_t partition);
 int64_t st__mgr_recovery_point(st_mgr_t *m, const char *topic, int32_t partition, bool *found);
 /* The log was opened: it is recovered for this session and open now. */
 void st__mgr_mark_recovered(st_mgr_t *m, const char *topic, int32_t partition);
 /* The log was closed with this durable offset (kept for later checkpoints). */
-void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start);
+void st__mgr_remember(st_mgr_t *m, const char *topic, int32_t partition, int64_t hw, int64_t start, int64_t clean);
 /* The log was deleted: drop its checkpoint entry. */
 void st__mgr_forget(st_mgr_t *m, const char *topic, int32_t partition);
 
