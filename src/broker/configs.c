@@ -106,6 +106,7 @@ static const struct {
     const char *choices; /* '|'-separated, STRING settings */
 } bk_dynamic[] = {
     {"compression.type", 0, 0, "producer|uncompressed|gzip|snappy|lz4|zstd"},
+    {"log.cleanup.policy", 0, 0, "delete|compact|compact,delete|delete,compact"},
     {"log.flush.interval.messages", 1, INT64_MAX, NULL},
     {"log.flush.interval.ms", 0, INT64_MAX, NULL},
     {"log.index.interval.bytes", 0, INT32_MAX, NULL},

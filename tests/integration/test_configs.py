@@ -294,6 +294,29 @@ def test_broker_dynamic_configs(broker):
     assert dr.errors() and "MSG_SIZE_TOO_LARGE" in str(dr.errors()[0][0])
 
 
+def test_broker_default_cleanup_policy(broker):
+    """log.cleanup.policy is a cluster-wide dynamic setting: set to compact,
+    a topic without an override becomes compacted at once (keyless records
+    refused with INVALID_RECORD); an override of its own wins."""
+    t = ck_create_topic(broker, unique("bpol"))
+    o = ck_create_topic(broker, unique("bpol-over"), config={"cleanup.policy": "delete"})
+    with conn_of(broker) as c:
+        res = incremental(c, 1, [(BROKER, "", [("log.cleanup.policy", SET, "compact")])])
+        assert res[0]["error"] == 0, res
+        cp = topic_value(c, t, "cleanup.policy")
+        assert cp["value"] == "compact" and cp["source"] == SRC_DYN_DEFAULT
+        assert topic_value(c, o, "cleanup.policy")["value"] == "delete"
+        res = incremental(c, 1, [(BROKER, "", [("log.cleanup.policy", SET, "shred")])])
+        assert res[0]["error"] == INVALID_CONFIG
+    p = ck_producer(broker, **{"message.send.max.retries": 0})
+    dr = Delivery()
+    p.produce(t, value=b"no key", on_delivery=dr)
+    p.produce(o, value=b"no key", on_delivery=dr)
+    ck_produce_sync(p)
+    assert [e.code() for e, m in dr.errors()] == [87]  # INVALID_RECORD, on the compacted topic only
+    assert len(dr.ok()) == 1
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_configs_persist_across_restart(broker, how):
     t = ck_create_topic(broker, unique("persist"))
