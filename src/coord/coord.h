@@ -88,8 +88,11 @@
  *      rebalances). Records of an Empty group or a deletion are appended
  *      without waiting (a crash may lose them: the group is then restored
  *      one step earlier, and its members rejoin).
- *  G8. `__consumer_offsets` is not compacted yet (log compaction is another
- *      issue): the log grows with every commit and start-up replays it all.
+ *  G8. `__consumer_offsets` is created with cleanup.policy=compact (and
+ *      offsets.topic.segment.bytes): the storage cleaner keeps the last
+ *      record of each key and drops tombstones after delete.retention.ms
+ *      (storage.h S9-S12), so the replay of G7 reads one record per live
+ *      key plus the uncleaned head and rebuilds the same state.
  *
  * Threads: cg_* request functions are called on event-loop threads, any
  * number concurrently. A parked request's response is filled in later (under
