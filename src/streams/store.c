@@ -59,11 +59,20 @@ static void mval_set(mval *v, rs_bytes b) {
     v->len = b.len;
 }
 
-/* The tree gives byte order for ranges; a hash table over the same key
- * objects answers point reads and writes without ~log2(n) memcmp calls. */
+/* The tree gives byte order for ranges; an open-addressing hash table
+ * (linear probing, backward-shift deletion) over the same key objects
+ * answers point reads and writes without ~log2(n) memcmp calls, hashing the
+ * caller's bytes directly (no probe key copied, no indirect calls). */
 typedef struct {
-    GTree *tree;      /* mkey * -> mval * (owns both) */
-    GHashTable *hash; /* mkey * -> mval * (borrows) */
+    uint32_t h;
+    mkey *k; /* NULL: empty slot */
+    mval *v;
+} mslot;
+
+typedef struct {
+    GTree *tree;  /* mkey * -> mval * (owns both) */
+    mslot *tab;   /* borrows the tree's keys and values */
+    size_t mask, n;
     const mkey *last_k; /* the last key found: a put after a get of the */
     mval *last_v;       /* same key (every aggregation) skips the hash */
 } mstore;
@@ -94,23 +103,102 @@ static guint key_hash(const void *p, size_t n) {
     return (guint)(h ^ (h >> 32));
 }
 
-static guint mkey_hash(gconstpointer p) { return key_hash(((const mkey *)p)->data, ((const mkey *)p)->len); }
-static gboolean mkey_eq(gconstpointer a, gconstpointer b) {
-    const mkey *x = a, *y = b;
-    return x->len == y->len && (!x->len || !memcmp(x->data, y->data, x->len));
+static bool key_is(const mkey *k, rs_bytes b) {
+    return k->len == b.len && (!b.len || !memcmp(k->data, b.data, b.len));
 }
 
 void *rs__mem_store_open(void) {
-    mstore *m = malloc(sizeof(*m));
+    mstore *m = calloc(1, sizeof(*m));
     if (!m) abort();
     m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
-    m->hash = g_hash_table_new(mkey_hash, mkey_eq);
-    m->last_k = NULL;
-    m->last_v = NULL;
+    m->mask = 15;
+    m->tab = calloc(m->mask + 1, sizeof(mslot));
+    if (!m->tab) abort();
     return m;
 }
 
-/* a probe key on the stack for lookups */
+/* the slot of key (h its hash), or the empty slot where it would go */
+static size_t slot_of(const mstore *m, uint32_t h, rs_bytes key) {
+    size_t i = h & m->mask;
+    while (m->tab[i].k && !(m->tab[i].h == h && key_is(m->tab[i].k, key))) i = (i + 1) & m->mask;
+    return i;
+}
+
+static void tab_add(mstore *m, uint32_t h, mkey *k, mval *v) {
+    if ((m->n + 1) * 2 > m->mask + 1) { /* load <= 1/2 */
+        size_t oc = m->mask + 1;
+        mslot *old = m->tab;
+        m->mask = oc * 2 - 1;
+        m->tab = calloc(oc * 2, sizeof(mslot));
+        if (!m->tab) abort();
+        for (size_t i = 0; i < oc; i++) {
+            if (!old[i].k) continue;
+            size_t j = old[i].h & m->mask;
+            while (m->tab[j].k) j = (j + 1) & m->mask;
+            m->tab[j] = old[i];
+        }
+        free(old);
+    }
+    size_t i = slot_of(m, h, (rs_bytes){k->data, k->len});
+    m->tab[i] = (mslot){h, k, v};
+    m->n++;
+}
+
+static void tab_remove(mstore *m, size_t i) {
+    m->tab[i].k = NULL;
+    m->n--;
+    for (size_t j = (i + 1) & m->mask; m->tab[j].k; j = (j + 1) & m->mask) {
+        size_t home = m->tab[j].h & m->mask;
+        if (((j - home) & m->mask) >= ((j - i) & m->mask)) { /* may move back to i */
+            m->tab[i] = m->tab[j];
+            m->tab[j].k = NULL;
+            i = j;
+        }
+    }
+}
+
+static mval *mem_find(mstore *m, rs_bytes key) {
+    if (m->last_k && key_is(m->last_k, key)) return m->last_v;
+    mslot *sl = &m->tab[slot_of(m, key_hash(key.data, key.len), key)];
+    if (!sl->k) return NULL;
+    m->last_k = sl->k;
+    m->last_v = sl->v;
+    return sl->v;
+}
+
+static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
+    mval *v = mem_find(impl, key);
+    if (!v) return 0;
+    rs_buf_append(out, v->data, v->len);
+    return 1;
+}
+
+static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
+    mstore *m = impl;
+    if (!value.data) {
+        uint32_t h = key_hash(key.data, key.len);
+        size_t i = slot_of(m, h, key);
+        if (!m->tab[i].k) return 0;
+        mkey *k = m->tab[i].k;
+        m->last_k = NULL;
+        m->last_v = NULL;
+        tab_remove(m, i);        /* before the tree frees the key */
+        g_tree_remove(m->tree, k);
+        return 0;
+    }
+    mval *v = mem_find(m, key);
+    if (!v) {
+        v = calloc(1, sizeof(*v));
+        if (!v) abort();
+        mkey *nk = mkey_new(key);
+        g_tree_insert(m->tree, nk, v);
+        tab_add(m, key_hash(key.data, key.len), nk, v);
+    }
+    mval_set(v, value);
+    return 0;
+}
+
+/* a probe key on the stack for tree lookups */
 #define PROBE(name, bytes)                                                                 \
     union {                                                                                \
         mkey k;                                                                            \
@@ -123,49 +211,6 @@ void *rs__mem_store_open(void) {
     }
 #define PROBE_DONE(name) \
     if (name != &name##_u.k) free(name)
-
-static mval *mem_find(mstore *m, const mkey *k) {
-    if (m->last_k && mkey_eq(m->last_k, k)) return m->last_v;
-    gpointer ok, ov;
-    if (!g_hash_table_lookup_extended(m->hash, k, &ok, &ov)) return NULL;
-    m->last_k = ok;
-    m->last_v = ov;
-    return ov;
-}
-
-static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
-    mstore *m = impl;
-    PROBE(k, key);
-    mval *v = mem_find(m, k);
-    PROBE_DONE(k);
-    if (!v) return 0;
-    rs_buf_append(out, v->data, v->len);
-    return 1;
-}
-
-static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
-    mstore *m = impl;
-    PROBE(k, key);
-    if (!value.data) {
-        m->last_k = NULL;
-        m->last_v = NULL;
-        g_hash_table_remove(m->hash, k); /* before the tree frees the key */
-        g_tree_remove(m->tree, k);
-        PROBE_DONE(k);
-        return 0;
-    }
-    mval *v = mem_find(m, k);
-    PROBE_DONE(k);
-    if (!v) {
-        v = calloc(1, sizeof(*v));
-        if (!v) abort();
-        mkey *nk = mkey_new(key);
-        g_tree_insert(m->tree, nk, v);
-        g_hash_table_insert(m->hash, nk, v);
-    }
-    mval_set(v, value);
-    return 0;
-}
 
 static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg) {
     mstore *m = impl;
@@ -194,7 +239,7 @@ static size_t mem_count(void *impl) { return (size_t)g_tree_nnodes(((mstore *)im
 static int mem_flush(void *impl) { return 0; }
 static void mem_close(void *impl) {
     mstore *m = impl;
-    g_hash_table_destroy(m->hash);
+    free(m->tab);
     g_tree_destroy(m->tree);
     free(m);
 }
