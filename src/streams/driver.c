@@ -19,6 +19,7 @@ typedef struct out_rec {
     int64_t ts;
     rs_header *h; /* nh headers at the start of data[], names and values after */
     size_t nh;
+    size_t size; /* of the whole record, aligned (its place in a queue chunk) */
     _Alignas(max_align_t) uint8_t data[];
 } out_rec;
 
@@ -77,10 +78,11 @@ static size_t rec_size(const rs_record *r) {
 }
 
 /* the record, its headers, key, value, header names and values, at o */
-static out_rec *out_fill(out_rec *o, const char *topic, const rs_record *r) {
+static out_rec *out_fill(out_rec *o, const char *topic, const rs_record *r, size_t size) {
     size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
     size_t nh = r->headers ? r->header_count : 0;
     o->topic = topic;
+    o->size = size;
     o->nh = nh;
     o->h = nh ? (rs_header *)o->data : NULL;
     uint8_t *p = o->data + nh * sizeof(rs_header);
@@ -108,9 +110,10 @@ static void out_free(void *o) { free(o); }
 
 /* one allocation (records fed back into the topology) */
 static out_rec *out_new(const char *topic, const rs_record *r) {
-    out_rec *o = malloc(rec_size(r));
+    size_t size = rec_size(r);
+    out_rec *o = malloc(size);
     if (!o) abort();
-    return out_fill(o, topic, r);
+    return out_fill(o, topic, r, size);
 }
 
 static void recq_push(recq *q, const char *topic, const rs_record *r) {
@@ -132,7 +135,7 @@ static void recq_push(recq *q, const char *topic, const rs_record *r) {
         else q->head = c;
         q->tail = c;
     }
-    out_fill((out_rec *)(c->data + c->used), topic, r);
+    out_fill((out_rec *)(c->data + c->used), topic, r, need);
     c->used += need;
     q->n++;
 }
@@ -151,8 +154,7 @@ static const out_rec *recq_pop(recq *q) {
     }
     if (!c) return NULL;
     const out_rec *o = (const out_rec *)(c->data + c->read);
-    c->read += rec_size(&(rs_record){.key = {o->key, o->klen}, .value = {o->value, o->vlen},
-                                      .headers = o->h, .header_count = o->nh});
+    c->read += o->size;
     q->n--;
     return o;
 }
