@@ -126,6 +126,21 @@ static double run_loop(const trade *in, size_t n, char (*names)[16], uint64_t *h
     return t;
 }
 
+/* appends key length, key, value length, value to flat */
+static void keep_rec(uint8_t *flat, size_t cap, size_t *used, const rs_record *r) {
+    if (*used + r->key.len + r->value.len + 2 > cap || r->key.len > 255 || r->value.len > 255) {
+        fprintf(stderr, "output buffer too small\n");
+        exit(1);
+    }
+    uint8_t *p = flat + *used;
+    *p++ = (uint8_t)r->key.len;
+    memcpy(p, r->key.data, r->key.len);
+    p += r->key.len;
+    *p++ = (uint8_t)r->value.len;
+    memcpy(p, r->value.data, r->value.len);
+    *used += r->key.len + r->value.len + 2;
+}
+
 /* cache: cache.max.bytes.buffering; 0 = every update goes out, as the loop's.
  * keep: when given, the outputs (key then value, GBytes) after the timed
  * part; otherwise their ordered hash in *hash. */
@@ -157,16 +172,8 @@ static double run_topology(const trade *in, size_t n, char (*names)[16], rs_stor
         if (i % 1000 == 999 || i == n - 1) {
             rs_record r;
             while (rs_driver_read(d, "stockstats-output", &r)) {
-                if (flat && used + r.key.len + r.value.len + 2 <= cap && r.key.len < 256 && r.value.len < 256) {
-                    flat[used++] = (uint8_t)r.key.len;
-                    memcpy(flat + used, r.key.data, r.key.len);
-                    used += r.key.len;
-                    flat[used++] = (uint8_t)r.value.len;
-                    memcpy(flat + used, r.value.data, r.value.len);
-                    used += r.value.len;
-                } else if (!flat) {
-                    *hash = mix(mix(*hash, r.key.data, r.key.len), r.value.data, r.value.len);
-                }
+                if (flat) keep_rec(flat, cap, &used, &r);
+                else *hash = mix(mix(*hash, r.key.data, r.key.len), r.value.data, r.value.len);
                 (*outputs)++;
             }
             while (rs_driver_read(d, "rill-streams-test-stockstats-windows-changelog", &r)) sink_bytes += r.value.len;
@@ -176,14 +183,7 @@ static double run_topology(const trade *in, size_t n, char (*names)[16], rs_stor
     if (keep) { /* untimed: the windows still in the cache go out on commit */
         rs_driver_commit(d);
         rs_record r;
-        while (rs_driver_read(d, "stockstats-output", &r)) {
-            flat[used++] = (uint8_t)r.key.len;
-            memcpy(flat + used, r.key.data, r.key.len);
-            used += r.key.len;
-            flat[used++] = (uint8_t)r.value.len;
-            memcpy(flat + used, r.value.data, r.value.len);
-            used += r.value.len;
-        }
+        while (rs_driver_read(d, "stockstats-output", &r)) keep_rec(flat, cap, &used, &r);
         for (size_t o = 0; o < used;) {
             size_t kl = flat[o++];
             g_ptr_array_add(keep, g_bytes_new(flat + o, kl));
