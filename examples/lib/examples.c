@@ -250,3 +250,33 @@ void rs_ex_clicks(rs_builder *b, const rs_materialized *m) {
     rs_table *t = rs_grouped_count(rs_stream_group_by_key(clicks), &mm);
     rs_stream_to(rs_table_to_stream(t, NULL), "clicks-per-user", NULL);
 }
+
+/* ---- a pattern source and a user partitioner ---- */
+
+static void tag_topic(const rs_record *r, rs_emitter *e, void *ctx) {
+    rs_buf v;
+    rs_buf_init(&v);
+    const char *t = r->topic ? r->topic : "";
+    rs_buf_append(&v, t, strlen(t));
+    rs_buf_append(&v, ":", 1);
+    if (r->value.data) rs_buf_append(&v, r->value.data, r->value.len);
+    rs_emit(e, r->key, rs_buf_bytes(&v));
+    rs_buf_free(&v);
+}
+
+static int32_t by_number(const rs_record *r, int32_t n, void *ctx) {
+    if (!r->key.data || !r->key.len || r->key.len > 9) return -1;
+    int32_t k = 0;
+    for (size_t i = 0; i < r->key.len; i++) {
+        uint8_t c = ((const uint8_t *)r->key.data)[i];
+        if (c < '0' || c > '9') return -1;
+        k = k * 10 + (c - '0');
+    }
+    return k % n;
+}
+
+void rs_ex_routes(rs_builder *b, const rs_materialized *m) {
+    rs_stream *in = rs_stream_from_pattern(b, "routes-in-[a-z]+$", NULL);
+    rs_stream_to(rs_stream_map_values(in, tag_topic, NULL, NULL), "routes-out",
+                 &(rs_produced){.partitioner = by_number});
+}

@@ -20,6 +20,11 @@
  *  clicks      clicks-web and clicks-app (co-partitioned, keyed by user)
  *              read by one source -> count per user -> clicks-per-user
  *              (int64): one task must see partition p of both topics.
+ *  routes      every topic matching routes-in-[a-z]+$ (a pattern source)
+ *              -> value prefixed "<source topic>:" -> routes-out, in the
+ *              partition a user partitioner picks: the key's decimal value
+ *              mod the partition count (a key that is not a number: no
+ *              partition, the record is dropped).
  */
 #ifndef RILL_EXAMPLES_H
 #define RILL_EXAMPLES_H
@@ -39,6 +44,7 @@ void rs_ex_stockstats(rs_builder *b, const rs_materialized *m);
 void rs_ex_top10(rs_builder *b, const rs_materialized *m);
 void rs_ex_alerts(rs_builder *b, const rs_materialized *m);
 void rs_ex_clicks(rs_builder *b, const rs_materialized *m);
+void rs_ex_routes(rs_builder *b, const rs_materialized *m);
 
 /* the example programs' main: runs topo against --bootstrap until a signal */
 int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *, const rs_materialized *));

@@ -19,6 +19,7 @@ typedef struct out_rec {
     int64_t ts;
     rs_header *h; /* nh headers at the start of data[], names and values after */
     size_t nh;
+    size_t size; /* of the whole record, aligned (its place in a queue chunk) */
     _Alignas(max_align_t) uint8_t data[];
 } out_rec;
 
@@ -51,38 +52,37 @@ static void fifo_free(fifo *f, void (*fn)(void *)) {
     memset(f, 0, sizeof(*f));
 }
 
-struct rs_driver {
-    const rs_topology *topo;
-    rs_config *cfg; /* private copy of the names that matter */
-    char *app_id;
-    rs_task **tasks;
-    int ntasks;
-    GHashTable *queues; /* topic -> topic_q */
-    fifo pending;       /* out_rec * to feed back into the topology */
-    bool auto_commit;
-    int64_t wall, last_commit, commit_interval;
-    out_rec *last_read;
-    int64_t offsets;
-    char *state_dir;
-    bool own_state_dir;
-    GHashTable *by_ptr; /* topic name pointer a task passes (stable for the
-                         * driver's life) -> topic_q: no hashing of names */
-    const char *last_read_name;
-    void *last_read_q;
-    rs_cache_budget cache; /* the driver is one thread */
-};
+/* An output queue: records laid end to end in chunks (no allocation per
+ * record). Readers pop from the head chunk; an exhausted chunk is released
+ * (or, the last one, rewound) only when the next record is popped, which is
+ * a driver call: the record handed out before stays valid until then. */
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, read, cap;
+    _Alignas(max_align_t) uint8_t data[];
+} chunk;
 
+#define CHUNK_BYTES (256 * 1024 - sizeof(chunk))
 
-static void out_free(void *o) { free(o); }
+typedef struct {
+    chunk *head, *tail, *spare; /* spare: one released chunk kept for reuse */
+    size_t n;
+} recq;
 
-/* one allocation: the record, its headers, key, value, header names and values */
-static out_rec *out_new(const char *topic, const rs_record *r) {
+static size_t rec_size(const rs_record *r) {
     size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
     size_t nh = r->headers ? r->header_count : 0, hb = nh * sizeof(rs_header);
     for (size_t i = 0; i < nh; i++) hb += strlen(r->headers[i].key) + 1 + (r->headers[i].value.data ? r->headers[i].value.len : 0);
-    out_rec *o = malloc(sizeof(*o) + hb + kl + vl);
-    if (!o) abort();
+    size_t a = _Alignof(max_align_t);
+    return (sizeof(out_rec) + hb + kl + vl + a - 1) / a * a;
+}
+
+/* the record, its headers, key, value, header names and values, at o */
+static out_rec *out_fill(out_rec *o, const char *topic, const rs_record *r, size_t size) {
+    size_t kl = r->key.data ? r->key.len : 0, vl = r->value.data ? r->value.len : 0;
+    size_t nh = r->headers ? r->header_count : 0;
     o->topic = topic;
+    o->size = size;
     o->nh = nh;
     o->h = nh ? (rs_header *)o->data : NULL;
     uint8_t *p = o->data + nh * sizeof(rs_header);
@@ -106,6 +106,91 @@ static out_rec *out_new(const char *topic, const rs_record *r) {
     return o;
 }
 
+static void out_free(void *o) { free(o); }
+
+/* one allocation (records fed back into the topology) */
+static out_rec *out_new(const char *topic, const rs_record *r) {
+    size_t size = rec_size(r);
+    out_rec *o = malloc(size);
+    if (!o) abort();
+    return out_fill(o, topic, r, size);
+}
+
+static void recq_push(recq *q, const char *topic, const rs_record *r) {
+    size_t need = rec_size(r);
+    chunk *c = q->tail;
+    if (!c || c->cap - c->used < need) {
+        size_t cap = need > CHUNK_BYTES ? need : CHUNK_BYTES;
+        if (q->spare && q->spare->cap >= cap) {
+            c = q->spare;
+            q->spare = NULL;
+        } else {
+            c = malloc(sizeof(chunk) + cap);
+            if (!c) abort();
+            c->cap = cap;
+        }
+        c->next = NULL;
+        c->used = c->read = 0;
+        if (q->tail) q->tail->next = c;
+        else q->head = c;
+        q->tail = c;
+    }
+    out_fill((out_rec *)(c->data + c->used), topic, r, need);
+    c->used += need;
+    q->n++;
+}
+
+static const out_rec *recq_pop(recq *q) {
+    chunk *c = q->head;
+    while (c && c->read == c->used) {
+        if (c == q->tail) { /* empty: rewind the last chunk */
+            c->used = c->read = 0;
+            return NULL;
+        }
+        q->head = c->next;
+        if (!q->spare) q->spare = c;
+        else free(c);
+        c = q->head;
+    }
+    if (!c) return NULL;
+    const out_rec *o = (const out_rec *)(c->data + c->read);
+    c->read += o->size;
+    q->n--;
+    return o;
+}
+
+static void recq_free(recq *q) {
+    for (chunk *c = q->head, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    free(q->spare);
+    memset(q, 0, sizeof(*q));
+}
+
+struct rs_driver {
+    const rs_topology *topo;
+    rs_config *cfg; /* private copy of the names that matter */
+    char *app_id;
+    rs_task **tasks;
+    int ntasks;
+    GHashTable *queues; /* topic -> topic_q */
+    fifo pending;       /* out_rec * to feed back into the topology */
+    bool auto_commit;
+    int64_t wall, last_commit, commit_interval;
+    int64_t offsets;
+    char *state_dir;
+    bool own_state_dir;
+    GHashTable *by_ptr; /* topic name pointer a task passes (stable for the
+                         * driver's life) -> topic_q: no hashing of names */
+    const char *last_read_name;
+    void *last_read_q;
+    const char *sink_name[4]; /* the last topic name pointers sinks passed */
+    void *sink_q[4];
+    rs_cache_budget cache; /* the driver is one thread */
+};
+
+
 static bool consumed_by_topology(rs_driver *d, const char *topic) {
     for (int i = 0; i < d->ntasks; i++)
         if (rs__task_source(d->tasks[i], topic) >= 0) return true;
@@ -113,7 +198,7 @@ static bool consumed_by_topology(rs_driver *d, const char *topic) {
 }
 
 typedef struct {
-    fifo q;
+    recq q;
     bool consumed; /* some sub-topology reads this topic */
     const char *name;
 } topic_q;
@@ -136,21 +221,29 @@ static topic_q *queue_of(rs_driver *d, const char *topic, const char **interned)
 
 static void driver_sink(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store) {
     rs_driver *d = arg;
-    const char *name;
-    topic_q *q = g_hash_table_lookup(d->by_ptr, topic);
-    if (q) {
-        name = q->name;
-    } else {
-        q = queue_of(d, topic, &name);
-        g_hash_table_insert(d->by_ptr, (gpointer)topic, q);
+    topic_q *q = NULL;
+    for (int i = 0; i < 4; i++)
+        if (d->sink_name[i] == topic) {
+            q = d->sink_q[i];
+            break;
+        }
+    if (!q) {
+        const char *name;
+        if (!(q = g_hash_table_lookup(d->by_ptr, topic))) {
+            q = queue_of(d, topic, &name);
+            g_hash_table_insert(d->by_ptr, (gpointer)topic, q);
+        }
+        memmove(d->sink_name + 1, d->sink_name, 3 * sizeof(d->sink_name[0]));
+        memmove(d->sink_q + 1, d->sink_q, 3 * sizeof(d->sink_q[0]));
+        d->sink_name[0] = topic, d->sink_q[0] = q;
     }
-    fifo_push(&q->q, out_new(name, r));
-    if (q->consumed) fifo_push(&d->pending, out_new(name, r));
+    recq_push(&q->q, q->name, r);
+    if (q->consumed) fifo_push(&d->pending, out_new(q->name, r));
 }
 
 static void queue_free(gpointer p) {
     topic_q *q = p;
-    fifo_free(&q->q, out_free);
+    recq_free(&q->q);
     free(q);
 }
 
@@ -206,7 +299,6 @@ void rs_driver_free(rs_driver *d) {
     if (d->own_state_dir && d->state_dir) rs__rm_rf(d->state_dir);
     g_free(d->state_dir);
     fifo_free(&d->pending, out_free);
-    out_free(d->last_read);
     g_hash_table_destroy(d->by_ptr);
     g_hash_table_destroy(d->queues); /* after: records point at its names */
     g_free(d->app_id);
@@ -248,8 +340,6 @@ int rs_driver_pipe(rs_driver *d, const char *topic, rs_bytes key, rs_bytes value
 
 int rs_driver_pipe_record(rs_driver *d, const char *topic, const rs_record *in) {
     if (!topic || !consumed_by_topology(d, topic)) return -1;
-    out_free(d->last_read);
-    d->last_read = NULL;
     rs_record r = *in;
     r.topic = topic;
     r.partition = 0;
@@ -265,8 +355,6 @@ int rs_driver_pipe_str(rs_driver *d, const char *topic, const char *key, const c
 }
 
 void rs_driver_advance_wall_clock(rs_driver *d, int64_t ms) {
-    out_free(d->last_read);
-    d->last_read = NULL;
     d->wall += ms;
     for (int i = 0; i < d->ntasks; i++) rs__task_wall_clock(d->tasks[i], d->wall);
     drain_pending(d);
@@ -274,16 +362,13 @@ void rs_driver_advance_wall_clock(rs_driver *d, int64_t ms) {
 }
 
 bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
-    out_free(d->last_read);
-    d->last_read = NULL;
     topic_q *q;
     if (d->last_read_q && topic == d->last_read_name && !strcmp(topic, ((topic_q *)d->last_read_q)->name))
         q = d->last_read_q;
     else if ((q = g_hash_table_lookup(d->queues, topic)))
         d->last_read_name = topic, d->last_read_q = q;
-    out_rec *o = q ? fifo_pop(&q->q) : NULL;
+    const out_rec *o = q ? recq_pop(&q->q) : NULL;
     if (!o) return false;
-    d->last_read = o;
     *out = (rs_record){.key = {o->key, o->klen}, .value = {o->value, o->vlen}, .timestamp = o->ts,
                        .headers = o->h, .header_count = o->nh, .topic = o->topic, .partition = 0, .offset = -1};
     return true;
@@ -291,7 +376,7 @@ bool rs_driver_read(rs_driver *d, const char *topic, rs_record *out) {
 
 size_t rs_driver_queue_size(const rs_driver *d, const char *topic) {
     topic_q *q = g_hash_table_lookup(d->queues, topic);
-    return q ? fifo_len(&q->q) : 0;
+    return q ? q->q.n : 0;
 }
 
 rs_kv_store *rs_driver_kv_store(rs_driver *d, const char *name) {

@@ -34,6 +34,7 @@ static void index_put(rs_pctx *pc, int64_t close, int type, rs_bytes raw, bool a
     rs_buf_append(&b, c, 9);
     rs_buf_append(&b, raw.data, raw.len);
     rs__mem_store_vt.put(pc->wopen, rs_buf_bytes(&b), add ? (rs_bytes){"", 0} : RS_NULL_BYTES);
+    if (add && close < pc->wnext) pc->wnext = close; /* rs__window_due */
     rs_buf_free(&b);
 }
 

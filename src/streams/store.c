@@ -59,11 +59,20 @@ static void mval_set(mval *v, rs_bytes b) {
     v->len = b.len;
 }
 
-/* The tree gives byte order for ranges; a hash table over the same key
- * objects answers point reads and writes without ~log2(n) memcmp calls. */
+/* The tree gives byte order for ranges; an open-addressing hash table
+ * (linear probing, backward-shift deletion) over the same key objects
+ * answers point reads and writes without ~log2(n) memcmp calls, hashing the
+ * caller's bytes directly (no probe key copied, no indirect calls). */
 typedef struct {
-    GTree *tree;      /* mkey * -> mval * (owns both) */
-    GHashTable *hash; /* mkey * -> mval * (borrows) */
+    uint32_t h;
+    mkey *k; /* NULL: empty slot */
+    mval *v;
+} mslot;
+
+typedef struct {
+    GTree *tree;  /* mkey * -> mval * (owns both) */
+    mslot *tab;   /* borrows the tree's keys and values */
+    size_t mask, n;
     const mkey *last_k; /* the last key found: a put after a get of the */
     mval *last_v;       /* same key (every aggregation) skips the hash */
 } mstore;
@@ -75,23 +84,121 @@ uint32_t rs__fnv1a(const void *p, size_t n) {
     return h;
 }
 
-static guint mkey_hash(gconstpointer p) { return rs__fnv1a(((const mkey *)p)->data, ((const mkey *)p)->len); }
-static gboolean mkey_eq(gconstpointer a, gconstpointer b) {
-    const mkey *x = a, *y = b;
-    return x->len == y->len && (!x->len || !memcmp(x->data, y->data, x->len));
+/* store keys hash 8 bytes at a time (multiply and xor-shift mixing, as
+ * splitmix64's finalizer): a byte-wise FNV cost ~1 ns per key byte */
+static guint key_hash(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n, w;
+    for (; n >= 8; b += 8, n -= 8) {
+        memcpy(&w, b, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+    }
+    if (n) {
+        w = 0;
+        memcpy(&w, b, n);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+    }
+    h = (h ^ (h >> 30)) * 0x94D049BB133111EBull;
+    return (guint)(h ^ (h >> 32));
+}
+
+static bool key_is(const mkey *k, rs_bytes b) {
+    return k->len == b.len && (!b.len || !memcmp(k->data, b.data, b.len));
 }
 
 void *rs__mem_store_open(void) {
-    mstore *m = malloc(sizeof(*m));
+    mstore *m = calloc(1, sizeof(*m));
     if (!m) abort();
     m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
-    m->hash = g_hash_table_new(mkey_hash, mkey_eq);
-    m->last_k = NULL;
-    m->last_v = NULL;
+    m->mask = 15;
+    m->tab = calloc(m->mask + 1, sizeof(mslot));
+    if (!m->tab) abort();
     return m;
 }
 
-/* a probe key on the stack for lookups */
+/* the slot of key (h its hash), or the empty slot where it would go */
+static size_t slot_of(const mstore *m, uint32_t h, rs_bytes key) {
+    size_t i = h & m->mask;
+    while (m->tab[i].k && !(m->tab[i].h == h && key_is(m->tab[i].k, key))) i = (i + 1) & m->mask;
+    return i;
+}
+
+static void tab_add(mstore *m, uint32_t h, mkey *k, mval *v) {
+    if ((m->n + 1) * 2 > m->mask + 1) { /* load <= 1/2 */
+        size_t oc = m->mask + 1;
+        mslot *old = m->tab;
+        m->mask = oc * 2 - 1;
+        m->tab = calloc(oc * 2, sizeof(mslot));
+        if (!m->tab) abort();
+        for (size_t i = 0; i < oc; i++) {
+            if (!old[i].k) continue;
+            size_t j = old[i].h & m->mask;
+            while (m->tab[j].k) j = (j + 1) & m->mask;
+            m->tab[j] = old[i];
+        }
+        free(old);
+    }
+    size_t i = slot_of(m, h, (rs_bytes){k->data, k->len});
+    m->tab[i] = (mslot){h, k, v};
+    m->n++;
+}
+
+static void tab_remove(mstore *m, size_t i) {
+    m->tab[i].k = NULL;
+    m->n--;
+    for (size_t j = (i + 1) & m->mask; m->tab[j].k; j = (j + 1) & m->mask) {
+        size_t home = m->tab[j].h & m->mask;
+        if (((j - home) & m->mask) >= ((j - i) & m->mask)) { /* may move back to i */
+            m->tab[i] = m->tab[j];
+            m->tab[j].k = NULL;
+            i = j;
+        }
+    }
+}
+
+static mval *mem_find(mstore *m, rs_bytes key) {
+    if (m->last_k && key_is(m->last_k, key)) return m->last_v;
+    mslot *sl = &m->tab[slot_of(m, key_hash(key.data, key.len), key)];
+    if (!sl->k) return NULL;
+    m->last_k = sl->k;
+    m->last_v = sl->v;
+    return sl->v;
+}
+
+static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
+    mval *v = mem_find(impl, key);
+    if (!v) return 0;
+    rs_buf_append(out, v->data, v->len);
+    return 1;
+}
+
+static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
+    mstore *m = impl;
+    if (!value.data) {
+        uint32_t h = key_hash(key.data, key.len);
+        size_t i = slot_of(m, h, key);
+        if (!m->tab[i].k) return 0;
+        mkey *k = m->tab[i].k;
+        m->last_k = NULL;
+        m->last_v = NULL;
+        tab_remove(m, i);        /* before the tree frees the key */
+        g_tree_remove(m->tree, k);
+        return 0;
+    }
+    mval *v = mem_find(m, key);
+    if (!v) {
+        v = calloc(1, sizeof(*v));
+        if (!v) abort();
+        mkey *nk = mkey_new(key);
+        g_tree_insert(m->tree, nk, v);
+        tab_add(m, key_hash(key.data, key.len), nk, v);
+    }
+    mval_set(v, value);
+    return 0;
+}
+
+/* a probe key on the stack for tree lookups */
 #define PROBE(name, bytes)                                                                 \
     union {                                                                                \
         mkey k;                                                                            \
@@ -104,49 +211,6 @@ void *rs__mem_store_open(void) {
     }
 #define PROBE_DONE(name) \
     if (name != &name##_u.k) free(name)
-
-static mval *mem_find(mstore *m, const mkey *k) {
-    if (m->last_k && mkey_eq(m->last_k, k)) return m->last_v;
-    gpointer ok, ov;
-    if (!g_hash_table_lookup_extended(m->hash, k, &ok, &ov)) return NULL;
-    m->last_k = ok;
-    m->last_v = ov;
-    return ov;
-}
-
-static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
-    mstore *m = impl;
-    PROBE(k, key);
-    mval *v = mem_find(m, k);
-    PROBE_DONE(k);
-    if (!v) return 0;
-    rs_buf_append(out, v->data, v->len);
-    return 1;
-}
-
-static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
-    mstore *m = impl;
-    PROBE(k, key);
-    if (!value.data) {
-        m->last_k = NULL;
-        m->last_v = NULL;
-        g_hash_table_remove(m->hash, k); /* before the tree frees the key */
-        g_tree_remove(m->tree, k);
-        PROBE_DONE(k);
-        return 0;
-    }
-    mval *v = mem_find(m, k);
-    PROBE_DONE(k);
-    if (!v) {
-        v = calloc(1, sizeof(*v));
-        if (!v) abort();
-        mkey *nk = mkey_new(key);
-        g_tree_insert(m->tree, nk, v);
-        g_hash_table_insert(m->hash, nk, v);
-    }
-    mval_set(v, value);
-    return 0;
-}
 
 static int mem_range(void *impl, rs_bytes from, rs_bytes to, rs_kv_fn fn, void *arg) {
     mstore *m = impl;
@@ -175,7 +239,7 @@ static size_t mem_count(void *impl) { return (size_t)g_tree_nnodes(((mstore *)im
 static int mem_flush(void *impl) { return 0; }
 static void mem_close(void *impl) {
     mstore *m = impl;
-    g_hash_table_destroy(m->hash);
+    free(m->tab);
     g_tree_destroy(m->tree);
     free(m);
 }
@@ -185,16 +249,18 @@ const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_f
 /* ---- record cache and changelog ---- */
 
 struct rs_cache_entry {
-    uint8_t *key, *val; /* val NULL: a cached delete */
-    size_t klen, vlen;
+    uint8_t *key, *val; /* val: a buffer of vcap bytes, reused by updates */
+    size_t klen, vlen, vcap;
+    bool null; /* a cached delete */
     int64_t ts;
     bool dirty;
     rs_cache_entry *next_dirty;
 };
 
 #define ENTRY_OVERHEAD 64
+#define ENTRY_BYTES(e) ((e)->klen + ((e)->null ? 0 : (e)->vlen) + ENTRY_OVERHEAD)
 
-static guint entry_hash(gconstpointer p) { return rs__fnv1a(((const rs_cache_entry *)p)->key, ((const rs_cache_entry *)p)->klen); }
+static guint entry_hash(gconstpointer p) { return key_hash(((const rs_cache_entry *)p)->key, ((const rs_cache_entry *)p)->klen); }
 static gboolean entry_eq(gconstpointer a, gconstpointer b) {
     const rs_cache_entry *x = a, *y = b;
     return x->klen == y->klen && (!x->klen || !memcmp(x->key, y->key, x->klen));
@@ -280,13 +346,24 @@ void rs__kv_store_flush(rs_kv_store *s) {
         e->dirty = false;
         e->next_dirty = NULL;
         write_through(s, (rs_bytes){e->key ? e->key : (const uint8_t *)"", e->klen},
-                      (rs_bytes){e->val ? (e->vlen ? e->val : (const uint8_t *)"") : NULL, e->vlen}, e->ts, false);
+                      (rs_bytes){e->null ? NULL : (e->vlen ? e->val : (const uint8_t *)""), e->null ? 0 : e->vlen},
+                      e->ts, false);
     }
+    s->last = NULL;
     g_hash_table_remove_all(s->cache);
     s->task->cache->used -= s->cache_bytes;
     s->cache_bytes = 0;
     /* the inner store is not flushed to disk here: with the WAL off, that is
      * for a checkpoint (runtime) and for close */
+}
+
+/* the cached entry of key, or NULL; remembers it (a put follows a get) */
+static rs_cache_entry *cache_find(rs_kv_store *s, rs_bytes key) {
+    rs_cache_entry *e = s->last;
+    if (e && e->klen == key.len && (!key.len || !memcmp(e->key, key.data, key.len))) return e;
+    rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
+    if ((e = g_hash_table_lookup(s->cache, &probe))) s->last = e;
+    return e;
 }
 
 int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
@@ -295,15 +372,11 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
         write_through(s, key, value, ts, false);
         return 0;
     }
-    rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
-    rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
-    size_t need = key.len + (value.data ? value.len : 0) + ENTRY_OVERHEAD;
+    rs_cache_entry *e = cache_find(s, key);
     if (e) {
-        size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
+        size_t had = ENTRY_BYTES(e);
         s->cache_bytes -= had;
         s->task->cache->used -= had;
-        free(e->val);
-        e->val = NULL;
     } else {
         e = calloc(1, sizeof(*e));
         if (!e) abort();
@@ -312,11 +385,17 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
         memcpy(e->key, key.data, key.len);
         e->klen = key.len;
         g_hash_table_add(s->cache, e);
+        s->last = e;
     }
+    e->null = !value.data;
     if (value.data) {
-        e->val = malloc(value.len ? value.len : 1);
-        if (!e->val) abort();
-        memcpy(e->val, value.data, value.len);
+        if (!e->val || e->vcap < value.len) {
+            uint8_t *v = realloc(e->val, value.len ? value.len : 1);
+            if (!v) abort();
+            e->val = v;
+            e->vcap = value.len;
+        }
+        if (value.len) memcpy(e->val, value.data, value.len);
     }
     e->vlen = value.data ? value.len : 0;
     e->ts = ts;
@@ -326,6 +405,7 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
         else s->dirty_head = e;
         s->dirty_tail = e;
     }
+    size_t need = ENTRY_BYTES(e);
     s->cache_bytes += need;
     s->task->cache->used += need;
     if (s->task->cache->used > s->task->cache->max) rs__kv_store_flush(s); /* over budget: evict by flushing */
@@ -336,13 +416,13 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
  * holds nothing dirty for the key (callers flush first) */
 void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts) {
     if (s->caching) {
-        rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
-        rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+        rs_cache_entry *e = cache_find(s, key);
         if (e && !e->dirty) {
-            size_t had = e->klen + (e->val ? e->vlen : 0) + ENTRY_OVERHEAD;
+            size_t had = ENTRY_BYTES(e);
             s->cache_bytes -= had;
             s->task->cache->used -= had;
-            g_hash_table_remove(s->cache, &probe);
+            s->last = NULL;
+            g_hash_table_remove(s->cache, e);
         }
     }
     write_through(s, key, RS_NULL_BYTES, ts, true);
@@ -351,10 +431,9 @@ void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts) {
 int rs_kv_get(rs_kv_store *s, rs_bytes key, rs_buf *out) {
     if (!key.data) return 0;
     if (s->caching) {
-        rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
-        rs_cache_entry *e = g_hash_table_lookup(s->cache, &probe);
+        rs_cache_entry *e = cache_find(s, key);
         if (e) {
-            if (!e->val) return 0;
+            if (e->null) return 0;
             rs_buf_append(out, e->val, e->vlen);
             return 1;
         }

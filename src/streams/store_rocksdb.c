@@ -65,6 +65,12 @@ void *rs__rocksdb_store_open(const char *path, size_t budget, char *errstr, size
     s->topt = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_block_cache(s->topt, cache_ref(budget));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->topt, 1);
+    /* point reads of absent keys (every new window, every first word) are
+     * answered by bloom filters instead of index and data blocks of every
+     * level-0 file; the options own the policy */
+    rocksdb_block_based_options_set_filter_policy(s->topt, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->opt, 0.1);
+    rocksdb_options_set_memtable_whole_key_filtering(s->opt, 1);
     rocksdb_options_set_block_based_table_factory(s->opt, s->topt);
     char *err = NULL;
     s->db = rocksdb_open(s->opt, path, &err);

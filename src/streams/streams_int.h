@@ -167,6 +167,7 @@ struct rs_kv_store {
     bool caching;
     GHashTable *cache; /* rs_cache_entry * (keyed by its key bytes) */
     rs_cache_entry *dirty_head, *dirty_tail;
+    rs_cache_entry *last; /* the entry found last (a put follows a get), or NULL */
     size_t cache_bytes;
     int64_t changelog_end; /* next changelog offset known written (checkpoint), -1 unknown */
 };
@@ -194,6 +195,7 @@ struct rs_pctx {
     /* windowed aggregation: open windows by close time (an in-memory store
      * keyed be64(close) ++ store key), rebuilt from the store at start */
     void *wopen;
+    int64_t wnext; /* no index entry closes before this (a lower bound) */
     int64_t wseq;
     rs_buf wb[4]; /* scratch buffers of the window code (S2: not re-entered) */
 };
@@ -232,6 +234,10 @@ struct rs_task {
     rs_metrics m;
     rs_cache_budget *cache; /* shared by the tasks of one thread (or driver) */
     GHashTable *src_of;    /* full topic name -> source node id + 1 (0: none), memoized */
+    const char *last_topic; /* the last name asked of rs__task_source (pointer */
+    char *last_topic_copy;  /* and a copy: a caller's buffer may change) */
+    int last_src;
+    bool wallclock_ts;     /* default.timestamp.extractor=wallclock (read once) */
     char **sink_topic;     /* full topic name per sink node id */
     GArray *wnodes;        /* ids of this task's window nodes (closed after each record) */
     char *state_dir;       /* <state.dir>/<application.id>/<subtopo>_<partition> */
@@ -264,7 +270,8 @@ RS_INTERNAL void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, in
                                  rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__window_late(rs_task *t, const rs_node *nd, const rs_record *r);
 RS_INTERNAL void rs__put64(uint8_t *p, int64_t v);
-/* the open-index keys (GBytes) of a window node due by now, in index order; NULL if none */
+/* the open-index keys (GBytes) of a window node due by now, in index order;
+ * NULL if none (without a scan while now < pc->wnext) */
 RS_INTERNAL GPtrArray *rs__window_due(rs_pctx *pc, int64_t now);
 RS_INTERNAL uint32_t rs__fnv1a(const void *p, size_t n);
 RS_INTERNAL int rs__rm_rf(const char *path);

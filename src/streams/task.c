@@ -32,6 +32,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     t->cache = cache;
     t->puncts = g_array_new(FALSE, FALSE, sizeof(rs_punct));
     t->src_of = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    t->wallclock_ts = !strcmp(rs__config_str(cfg, "default.timestamp.extractor", "record"), "wallclock");
     t->wnodes = g_array_new(FALSE, FALSE, sizeof(int));
     t->sink_topic = calloc(g->nodes->len, sizeof(char *));
     if (!t->sink_topic) abort();
@@ -89,6 +90,7 @@ void rs__task_free(rs_task *t) {
     free(t->pcs);
     g_array_free(t->puncts, TRUE);
     g_hash_table_destroy(t->src_of);
+    g_free(t->last_topic_copy);
     g_array_free(t->wnodes, TRUE);
     free(t->sink_topic);
     g_free(t->app_id);
@@ -273,11 +275,22 @@ static void punctuate(rs_task *t, rs_punctuation_type type, int64_t now) {
 }
 
 int rs__task_source(rs_task *t, const char *topic) {
+    /* the same name as last time (every record of a single-source driver):
+     * a pointer test and a strcmp instead of hashing the name */
+    if (topic == t->last_topic && !strcmp(topic, t->last_topic_copy)) return t->last_src;
     gpointer v;
-    if (g_hash_table_lookup_extended(t->src_of, topic, NULL, &v)) return GPOINTER_TO_INT(v) - 1;
-    int src = rs__source_for(t->topo, t->subtopo, t->app_id, topic);
-    if (g_hash_table_size(t->src_of) < 4096) /* bounded: a pattern may match many names */
-        g_hash_table_insert(t->src_of, g_strdup(topic), GINT_TO_POINTER(src + 1));
+    int src;
+    if (g_hash_table_lookup_extended(t->src_of, topic, NULL, &v)) {
+        src = GPOINTER_TO_INT(v) - 1;
+    } else {
+        src = rs__source_for(t->topo, t->subtopo, t->app_id, topic);
+        if (g_hash_table_size(t->src_of) < 4096) /* bounded: a pattern may match many names */
+            g_hash_table_insert(t->src_of, g_strdup(topic), GINT_TO_POINTER(src + 1));
+    }
+    g_free(t->last_topic_copy);
+    t->last_topic_copy = g_strdup(topic);
+    t->last_topic = topic;
+    t->last_src = src;
     return src;
 }
 
@@ -304,7 +317,7 @@ int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     int64_t ptime = t->stream_time == INT64_MIN ? -1 : t->stream_time;
     if (c->timestamp_fn) r.timestamp = c->timestamp_fn(in, ptime, c->timestamp_ctx);
     else if (t->cfg && t->cfg->ts_fn) r.timestamp = t->cfg->ts_fn(in, ptime, t->cfg->ts_ctx);
-    else if (!strcmp(rs__config_str(t->cfg, "default.timestamp.extractor", "record"), "wallclock"))
+    else if (t->wallclock_ts)
         r.timestamp = t->wall_time;
     if (r.timestamp < 0) { /* invalid timestamp: dropped, as Kafka's extractors do */
         t->m.dropped++;

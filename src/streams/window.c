@@ -58,10 +58,15 @@ static void index_key(rs_buf *b, int64_t close, rs_bytes skey) {
 }
 
 static void index_put(rs_pctx *pc, int64_t close, rs_bytes skey, bool add) {
+    uint8_t small[128];
     rs_buf b;
     rs_buf_init(&b);
-    index_key(&b, close, skey);
-    rs__mem_store_vt.put(pc->wopen, rs_buf_bytes(&b), add ? (rs_bytes){"", 0} : RS_NULL_BYTES);
+    bool heap = skey.len > sizeof(small) - 8;
+    if (heap) index_key(&b, close, skey);
+    else rs__put64(small, close), memcpy(small + 8, skey.data, skey.len);
+    rs_bytes k = heap ? rs_buf_bytes(&b) : (rs_bytes){small, 8 + skey.len};
+    rs__mem_store_vt.put(pc->wopen, k, add ? (rs_bytes){"", 0} : RS_NULL_BYTES);
+    if (add && close < pc->wnext) pc->wnext = close;
     rs_buf_free(&b);
 }
 
@@ -81,6 +86,7 @@ static int rebuild_one(rs_bytes k, rs_bytes v, void *arg) {
 
 void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc) {
     pc->wopen = rs__mem_store_open();
+    pc->wnext = INT64_MIN; /* unknown: the first close scans */
     if (nd->win.kind == RS_WINDOW_COUNT) return;
     rs_kv_store *s = wstore(t, nd);
     void *a[2] = {pc, nd};
@@ -328,13 +334,17 @@ void rs__window_flushed(rs_task *t, const rs_node *nd, const rs_record *sr) {
 /* ---- closing ---- */
 
 typedef struct {
-    int64_t now;
+    int64_t now, next;
     GPtrArray *due; /* GBytes index keys */
 } close_scan;
 
 static int close_hit(rs_bytes k, rs_bytes v, void *arg) {
     close_scan *cs = arg;
-    if (rs__get64(k.data) > cs->now) return 1;
+    int64_t close = rs__get64(k.data);
+    if (close > cs->now) {
+        cs->next = close;
+        return 1;
+    }
     if (!cs->due) cs->due = g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref);
     g_ptr_array_add(cs->due, g_bytes_new(k.data, k.len));
     return 0;
@@ -342,8 +352,12 @@ static int close_hit(rs_bytes k, rs_bytes v, void *arg) {
 
 /* NULL when nothing is due (the common case: no allocation) */
 GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
-    close_scan cs = {now, NULL};
+    if (now < pc->wnext) return NULL; /* nothing closes yet: no scan */
+    close_scan cs = {now, INT64_MAX, NULL};
     rs__mem_store_vt.range(pc->wopen, RS_NULL_BYTES, RS_NULL_BYTES, close_hit, &cs);
+    /* the due entries leave the index (callers); entries added meanwhile
+     * lower wnext again (index_put) */
+    pc->wnext = cs.next;
     return cs.due;
 }
 

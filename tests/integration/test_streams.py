@@ -372,3 +372,57 @@ def test_not_copartitioned_refused(broker_factory, tmp_path):
     assert app.proc.wait(timeout=60) == 1
     app.stop()
     assert "not co-partitioned" in open(str(tmp_path / "app.log")).read()
+
+
+def test_pattern_source_and_user_partitioner(broker_factory, tmp_path):
+    """The routes example: one source over every topic matching
+    routes-in-[a-z]+$ (POSIX ERE) and a sink whose user partitioner puts a
+    record with key k in partition k mod 4 of routes-out (murmur2, the
+    default, would scatter them otherwise). routes-in-9 does not match: its
+    records never come out and the group never commits an offset for it. A
+    key that is not a number gets no partition: dropped."""
+    from confluent_kafka import TopicPartition
+    broker = broker_factory(props=BROKER_PROPS)
+    for t, n in (("routes-in-a", 2), ("routes-in-bb", 2), ("routes-in-9", 1), ("routes-out", 4)):
+        ck_create_topic(broker, t, partitions=n)
+    p = ck_producer(broker, acks="all")
+    want = set()
+    for i in range(40):
+        for t in ("routes-in-a", "routes-in-bb"):
+            p.produce(t, key=str(i).encode(), value=b"v%d" % i)
+            want.add((str(i), "%s:v%d" % (t, i)))
+        p.produce("routes-in-9", key=str(i).encode(), value=b"no")
+    p.produce("routes-in-a", key=b"x", value=b"not a number")
+    assert p.flush(30) == 0
+    app = StreamsApp(broker, str(tmp_path / "s"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_routes"), app_id="routes-test")
+    c = ck_consumer(broker)
+    c.assign([TopicPartition("routes-out", q, 0) for q in range(4)])
+    got = []
+    try:
+        def all_out():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    got.append((m.partition(), m.key().decode(), m.value().decode()))
+            return len(got) >= len(want)
+        wait_until(all_out, 60, "%d records on routes-out (have %d)" % (len(want), len(got)))
+        # the input offsets the app commits after the records it processed
+        g = ck_consumer(broker, **{"group.id": "routes-test"})
+        tps = [TopicPartition("routes-in-a", 0), TopicPartition("routes-in-a", 1),
+               TopicPartition("routes-in-bb", 0), TopicPartition("routes-in-bb", 1)]
+        ends = {(tp.topic, tp.partition): g.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+
+        def committed_to_end():
+            cm = g.committed(tps, timeout=10)
+            return all(x.offset == ends[(x.topic, x.partition)] for x in cm)
+        wait_until(committed_to_end, 30, "the group's offsets at the ends of the matching topics")
+        nine = g.committed([TopicPartition("routes-in-9", 0)], timeout=10)[0]
+        g.close()
+    finally:
+        c.close()
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+    assert sorted((k, v) for _, k, v in got) == sorted(want), "each matching record once, tagged with its topic"
+    wrong = [(q, k) for q, k, _ in got if q != int(k) % 4]
+    assert not wrong, "records outside the partition the partitioner chose: %s" % wrong[:5]
+    assert nine.offset < 0, "routes-in-9 does not match the pattern: never consumed (%s)" % nine

@@ -291,12 +291,35 @@ static void test_alerts(void **state) {
     stop(&f);
 }
 
+/* the pattern source takes matching topics only; under the driver a topic
+ * has one partition, so the partitioner sends numbered keys to 0 and drops
+ * the rest; the value is tagged with the record's source topic */
+static void test_routes(void **state) {
+    (void)state;
+    fixture f = start(rs_ex_routes, RS_STORE_IN_MEMORY);
+    assert_int_equal(rs_driver_pipe_str(f.d, "routes-in-a", "7", "v", 1), 0);
+    assert_int_equal(rs_driver_pipe_str(f.d, "routes-in-zz", "12", "w", 2), 0);
+    assert_int_equal(rs_driver_pipe_str(f.d, "routes-in-9", "1", "no", 3), -1);
+    assert_int_equal(rs_driver_pipe_str(f.d, "routes-in-", "1", "no", 3), -1);
+    assert_int_equal(rs_driver_pipe_str(f.d, "routes-in-a", "x", "dropped", 4), 0);
+    rs_record r;
+    assert_true(rs_driver_read(f.d, "routes-out", &r));
+    assert_true(r.value.len == 13 && !memcmp(r.value.data, "routes-in-a:v", 13));
+    assert_true(rs_driver_read(f.d, "routes-out", &r));
+    assert_true(r.key.len == 2 && !memcmp(r.key.data, "12", 2));
+    assert_true(r.value.len == 14 && !memcmp(r.value.data, "routes-in-zz:w", 14));
+    assert_false(rs_driver_read(f.d, "routes-out", &r));
+    assert_int_equal(rs_driver_metric(f.d, "dropped-records"), 1);
+    stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wordcount),
         cmocka_unit_test(test_stockstats),
         cmocka_unit_test(test_top10),
         cmocka_unit_test(test_alerts),
+        cmocka_unit_test(test_routes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
