@@ -15,6 +15,7 @@ int bk_broker_start(bk_broker_t *b) {
     b->b_node_id = (int32_t)cfg->node_id;
     pthread_rwlock_init(&b->b_topics_lock, NULL);
     pthread_mutex_init(&b->b_catalog_mu, NULL);
+    pthread_mutex_init(&b->b_pid_mu, NULL);
     atomic_init(&b->b_stopping, false);
     /* log.dirs: comma-separated */
     char *dirs = strdup(cfg->log_dirs_str), *save = NULL;
@@ -39,6 +40,7 @@ int bk_broker_start(bk_broker_t *b) {
         rb_error("log.dirs is empty");
         return -1;
     }
+    if (bk_pids_load(b) < 0) return -1;
     if (bk_topics_load(b) < 0) return -1;
     if (bk_groups_start(b) < 0) return -1;
     int nloops = (int)cfg->num_network_threads;
@@ -77,5 +79,6 @@ void bk_broker_stop(bk_broker_t *b) {
     b->b_nmgrs = 0;
     pthread_rwlock_destroy(&b->b_topics_lock);
     pthread_mutex_destroy(&b->b_catalog_mu);
+    pthread_mutex_destroy(&b->b_pid_mu);
     rb_info("rilld stopped cleanly");
 }

@@ -18,6 +18,7 @@
  *      directories of a deleted topic are removed.
  *  B3. A request's response is built in the request's arena and encoded into
  *      the connection's next response slot; slots complete in order (net).
+ *  B5, B6. Producer ids: see txn.c.
  *  B4. ApiVersions advertises exactly the rows of bk_apis[]: served versions,
  *      with old versions we only refuse (UNSUPPORTED_VERSION per request)
  *      included where clients need them in the range (see docs/protocol.md).
@@ -191,6 +192,9 @@ struct bk_broker {
     pthread_mutex_t b_catalog_mu;  /* serialises catalog rewrites */
     atomic_bool b_stopping;
     cg_coord_t *b_coord;           /* the group coordinator (groups.c) */
+    pthread_mutex_t b_pid_mu;      /* producer-id allocation (txn.c, B5) */
+    int64_t b_pid_reserved;        /* first id not reserved on disk */
+    _Atomic int64_t b_pid_next;    /* next id to hand out */
 };
 
 int bk_broker_start(bk_broker_t *b);
@@ -271,6 +275,12 @@ void bk_handle_delete_groups(bk_req_t *r);
 void bk_handle_offset_delete(bk_req_t *r);
 void bk_handle_delete_records(bk_req_t *r);
 void bk_handle_create_partitions(bk_req_t *r);
+void bk_handle_init_producer_id(bk_req_t *r);
+/* Producer ids (txn.c): load the allocator at start; allocate (-1 on failure);
+ * was pid handed out by this broker (B5, B6)? */
+int bk_pids_load(bk_broker_t *b);
+int64_t bk_pid_allocate(bk_broker_t *b);
+bool bk_pid_issued(bk_broker_t *b, int64_t pid);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);

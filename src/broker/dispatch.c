@@ -37,6 +37,7 @@ const bk_api_t bk_apis[] = {
     {19, 0, 0, 7, bk_handle_create_topics, bk_create_topics_error_response},
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},
     {21, 0, 0, 2, bk_handle_delete_records, NULL},
+    {22, 0, 0, 5, bk_handle_init_producer_id, NULL},
     {35, 0, 0, 4, bk_handle_describe_log_dirs, NULL},
     {37, 0, 0, 3, bk_handle_create_partitions, NULL},
     {42, 0, 0, 2, bk_handle_delete_groups, NULL},

@@ -121,6 +121,7 @@ struct st_log {
     st_rcache_t l_rcache[ST_RCACHE];
     int l_rcache_next;
     uint64_t l_stat_syncs;      /* fdatasync rounds that advanced this log */
+    st_ptab_t l_prods;          /* idempotent producer state (producers.c, S9-S12) */
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -271,6 +272,13 @@ int st__log_flush_now(st_log_t *l);
 /* Writes the recovery checkpoint and the log-start-offset checkpoint
  * (flusher thread, close, or a log-start move). */
 int st__ckpt_write(st_mgr_t *m);
+
+/* ---- producer state (producers.c) ---- */
+#define ST_SNAP_EXT ".snapshot"
+/* Writes `<offset>.snapshot` of l's producer state (l_mutex held or l owned). */
+int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms);
+/* Rebuilds l's producer state at open (S11). 0 or -errno. */
+int st__pt_load(st_log_t *l);
 
 /* ---- retention (retention.c) ---- */
 void *st__cleaner_main(void *arg);
