@@ -15,6 +15,7 @@ from rilltest import ck_create_topic, unique
 
 API_INIT_PRODUCER_ID = 22
 NONE = 0
+REQUEST_TIMED_OUT = 7
 INVALID_REQUEST = 42
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -168,3 +169,26 @@ def test_dedup_survives_restart(broker_factory, clean):
         assert pid2 not in seen_pids and pid2 > pid
     assert stored(broker, topic)[-1] == (180, 3)
     assert sum(n for _, n in stored(broker, topic)) == 183
+
+
+def test_duplicate_waits_for_durable_original(broker_factory):
+    """acks=all: a duplicate is not acknowledged before its original is
+    durable. The original goes in with acks=1 while fsyncs are slowed
+    (failpoint st.fsync.delay_ms); its retry with acks=all and a 200 ms
+    timeout must time out, and with a long timeout succeed at the original
+    offset once the sync is done."""
+    broker = broker_factory(env={"RILL_FAILPOINTS": "st.fsync.delay_ms=1500"})
+    topic = ck_create_topic(broker, unique("idem-durable"))
+    with kwire.Conn(broker.port, timeout=30) as c:
+        _, pid, _ = init_producer_id(c)
+        b0 = batch(pid, 0, 0)
+        assert produce(c, topic, b0, acks=1) == (NONE, 0)
+        corr = c.next_corr()
+        c.send(kwire.produce_request(PRODUCE_V, corr, [(topic, [(0, b0)])], acks=-1, timeout_ms=200))
+        got, res = kwire.parse_produce_response(PRODUCE_V, c.recv_frame(10))
+        assert got == corr and res[(topic, 0)]["error"] == REQUEST_TIMED_OUT, res
+        corr = c.next_corr()
+        c.send(kwire.produce_request(PRODUCE_V, corr, [(topic, [(0, b0)])], acks=-1, timeout_ms=20000))
+        got, res = kwire.parse_produce_response(PRODUCE_V, c.recv_frame(25))
+        assert got == corr and (res[(topic, 0)]["error"], res[(topic, 0)]["base_offset"]) == (NONE, 0), res
+    assert stored(broker, topic) == [(0, 3)]
