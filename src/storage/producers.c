@@ -349,11 +349,11 @@ static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
         }
         kp_batch_hdr_t h;
         if (st__hdr_decode(p, &h) != 0) break; /* recovery already bounded the segment */
-        if (h.base_offset >= from && h.producer_id >= 0 && !(h.attributes & KP_ATTR_CONTROL)) {
-            int64_t ts = h.max_timestamp > 0 && h.max_timestamp < now_ms ? h.max_timestamp : now_ms;
+        /* a replayed batch counts as written now: its timestamps are the
+         * client's, and expiring on them could drop a live producer */
+        if (h.base_offset >= from && h.producer_id >= 0 && !(h.attributes & KP_ATTR_CONTROL))
             st_pt_record(&l->l_prods, h.producer_id, h.producer_epoch, h.base_sequence,
-                         st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h), ts);
-        }
+                         st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h), now_ms);
         pos += st__hdr_size(&h);
     }
     st__frd_free(&r);
