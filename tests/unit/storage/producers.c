@@ -118,42 +118,10 @@ static void test_many_producers_and_codec(void **state) {
 
 /* ---- through a log ------------------------------------------------------------- */
 
-typedef struct {
-    char *dir;
-    char pdir[4200];
-    st_mgr_t *m;
-    st_log_t *l;
-    st_log_config_t cfg;
-} fx_t;
-
-static int fx_setup(void **state) {
-    fx_t *f = calloc(1, sizeof(*f));
-    f->dir = stt_mkdtemp();
-    f->cfg = stt_cfg(1500, 100);
-    snprintf(f->pdir, sizeof(f->pdir), "%s/idem-0", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state) {
-    fx_t *f = *state;
-    if (f->l) st_log_close(f->l);
-    if (f->m) st_mgr_close(f->m);
-    stt_rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-static void fx_open(fx_t *f) {
-    assert_int_equal(st_mgr_open(f->dir, &f->m), 0);
-    assert_int_equal(st_log_open(f->m, "idem", 0, &f->cfg, &f->l), 0);
-}
+STT_FIXTURE("idem", 1500, 100)
 
 static void fx_close(fx_t *f, bool clean) {
-    st_log_close(f->l);
-    f->l = NULL;
-    st_mgr_close(f->m);
-    f->m = NULL;
+    stt_fx_close(f);
     if (!clean) {
         char p[4300];
         snprintf(p, sizeof(p), "%s/.kafka_cleanShutdown", f->dir);
