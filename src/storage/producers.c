@@ -336,8 +336,9 @@ static int snap_read(const char *dir, int64_t off, st_ptab_t *t) {
 
 /* Records every producer batch with base offset >= from in segment s. */
 static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
+    if (s->seg_size == 0) return 0;
     st_frd_t r;
-    st__frd_init(&r, s->seg_fd, s->seg_size, 64 * 1024);
+    st__frd_init(&r, s->seg_fd, s->seg_size, 4096); /* headers only: small reads */
     int64_t pos = 0;
     int rc = 0;
     while (pos < s->seg_size) {
