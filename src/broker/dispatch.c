@@ -110,12 +110,16 @@ static void bk_encode_into_slot(rn_slot_t *slot, int16_t key, int16_t ver, int32
 
 void bk_req_respond(bk_req_t *r, void *resp) {
     bool flex = kp_api_flexible(r->r_api, r->r_hdr.api_version);
+    /* completing the slot may drop the last reference to a closed
+     * connection: take its name first */
+    char peer[64] = "";
+    if (rb_log_min_level <= RB_LOG_DEBUG) snprintf(peer, sizeof(peer), "%s", rn_conn_peer(r->r_conn));
     bk_encode_into_slot(r->r_slot, r->r_hdr.api_key, r->r_hdr.api_version, r->r_hdr.correlation_id, r->r_api->resp,
                         flex, resp);
     int64_t us = rb_mono_us() - r->r_start_us;
     if (rb_log_min_level <= RB_LOG_DEBUG)
         rb_debug("%s v%d corr %d from %s answered in %lld us", r->r_api->name, r->r_hdr.api_version,
-                 r->r_hdr.correlation_id, rn_conn_peer(r->r_conn), (long long)us);
+                 r->r_hdr.correlation_id, peer, (long long)us);
     bk_req_free(r);
 }
 
