@@ -276,6 +276,7 @@ void bk_handle_offset_delete(bk_req_t *r);
 void bk_handle_delete_records(bk_req_t *r);
 void bk_handle_create_partitions(bk_req_t *r);
 void bk_handle_init_producer_id(bk_req_t *r);
+void bk_handle_describe_producers(bk_req_t *r);
 /* Producer ids (txn.c): load the allocator at start; allocate (-1 on failure);
  * was pid handed out by this broker (B5, B6)? */
 int bk_pids_load(bk_broker_t *b);

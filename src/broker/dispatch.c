@@ -43,6 +43,7 @@ const bk_api_t bk_apis[] = {
     {42, 0, 0, 2, bk_handle_delete_groups, NULL},
     {47, 0, 0, 0, bk_handle_offset_delete, NULL},
     {60, 0, 0, 1, bk_handle_describe_cluster, NULL},
+    {61, 0, 0, 0, bk_handle_describe_producers, NULL},
 };
 const int bk_napis = (int)RB_ARRAY_LEN(bk_apis);
 

@@ -1,6 +1,7 @@
 /*
- * txn.c — producer ids: InitProducerId v0-v5 for idempotent producers, and the
- * durable producer-id allocator. (Transactions will live here too; until then
+ * txn.c — producer ids: InitProducerId v0-v5 for idempotent producers, the
+ * durable producer-id allocator, and DescribeProducers v0 (each partition's
+ * producer state, as kafka-transactions.sh describe-producers shows it). (Transactions will live here too; until then
  * an InitProducerId with a transactional.id is refused.)
  *
  * Invariants:
@@ -105,5 +106,53 @@ void bk_handle_init_producer_id(bk_req_t *r) {
             resp->producer_epoch = 0;
         }
     }
+    bk_req_respond(r, resp);
+}
+
+/* DescribeProducers v0: per requested partition, the producers the log
+ * holds state for (storage S9-S12). last_timestamp is when the broker last
+ * appended for the producer (Kafka: the batch's max timestamp); there are
+ * no transactions yet, so coordinator_epoch and current_txn_start_offset are
+ * -1. Unknown topics/partitions: UNKNOWN_TOPIC_OR_PARTITION per partition. */
+void bk_handle_describe_producers(bk_req_t *r) {
+    bk_broker_t *b = r->r_broker;
+    kp_describe_producers_req_t *req = r->r_body;
+    kp_describe_producers_resp_t *resp = bk_req_resp_new(r);
+    int32_t nt = req->topics.n < 0 ? 0 : req->topics.n;
+    BK_ALLOC_ARR(r, resp->topics, nt);
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    for (int32_t i = 0; i < nt; i++) {
+        kp_describe_producers_req_topic_request_t *tq = &req->topics.v[i];
+        kp_describe_producers_resp_topic_response_t *tr = &resp->topics.v[i];
+        tr->name = tq->name;
+        bk_topic_t *t = tq->name.len > 0 ? bk_topic_find(b, tq->name.p, (size_t)tq->name.len) : NULL;
+        int32_t np = tq->partition_indexes.n < 0 ? 0 : tq->partition_indexes.n;
+        BK_ALLOC_ARR(r, tr->partitions, np);
+        for (int32_t k = 0; k < np; k++) {
+            kp_describe_producers_resp_partition_response_t *pr = &tr->partitions.v[k];
+            int32_t idx = tq->partition_indexes.v[k];
+            kp_init_defaults(&kp_describe_producers_resp_partition_response_desc, pr);
+            pr->partition_index = idx;
+            if (!t || idx < 0 || idx >= t->t_npartitions) {
+                pr->error_code = RB_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            st_producer_info_t *ps = NULL;
+            int n = 0;
+            st_log_producers(t->t_parts[idx]->p_log, &ps, &n);
+            BK_ALLOC_ARR(r, pr->active_producers, n);
+            for (int j = 0; j < n; j++) {
+                kp_describe_producers_resp_producer_state_t *o = &pr->active_producers.v[j];
+                o->producer_id = ps[j].pid;
+                o->producer_epoch = ps[j].epoch;
+                o->last_sequence = ps[j].last_seq;
+                o->last_timestamp = ps[j].last_ms;
+                o->coordinator_epoch = -1;
+                o->current_txn_start_offset = -1;
+            }
+            free(ps);
+        }
+    }
+    pthread_rwlock_unlock(&b->b_topics_lock);
     bk_req_respond(r, resp);
 }

@@ -686,19 +686,6 @@ void st_log_state(st_log_t *l, st_log_state_t *out) {
     pthread_mutex_unlock(&l->l_mutex);
 }
 
-int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq) {
-    pthread_mutex_lock(&l->l_mutex);
-    const st_prod_t *p = st_pt_find(&l->l_prods, pid);
-    int rc = RB_ERR_NOT_FOUND;
-    if (p && p->p_n > 0) {
-        *epoch = p->p_epoch;
-        *last_seq = p->p_b[p->p_n - 1].pb_last_seq;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&l->l_mutex);
-    return rc;
-}
-
 void st_log_set_config(st_log_t *l, const st_log_config_t *cfg) {
     pthread_mutex_lock(&l->l_mutex);
     l->l_cfg = *cfg;

@@ -174,6 +174,40 @@ void st_pt_free(st_ptab_t *t) {
     memset(t, 0, sizeof(*t));
 }
 
+/* ---- per log ------------------------------------------------------------------- */
+
+int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq) {
+    pthread_mutex_lock(&l->l_mutex);
+    const st_prod_t *p = st_pt_find(&l->l_prods, pid);
+    int rc = RB_ERR_NOT_FOUND;
+    if (p && p->p_n > 0) {
+        *epoch = p->p_epoch;
+        *last_seq = p->p_b[p->p_n - 1].pb_last_seq;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&l->l_mutex);
+    return rc;
+}
+
+int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n) {
+    pthread_mutex_lock(&l->l_mutex);
+    *n = 0;
+    *out = calloc(l->l_prods.pt_n ? l->l_prods.pt_n : 1, sizeof(**out));
+    if (!*out) abort();
+    for (size_t i = 0; i < l->l_prods.pt_nb; i++) {
+        for (const st_prod_t *p = l->l_prods.pt_b[i]; p; p = p->p_next) {
+            if (p->p_n == 0) continue;
+            st_producer_info_t *o = &(*out)[(*n)++];
+            o->pid = p->p_id;
+            o->epoch = p->p_epoch;
+            o->last_seq = p->p_b[p->p_n - 1].pb_last_seq;
+            o->last_ms = p->p_last_ms;
+        }
+    }
+    pthread_mutex_unlock(&l->l_mutex);
+    return 0;
+}
+
 /* ---- snapshots ------------------------------------------------------------------- */
 
 #define SNAP_HDR 20

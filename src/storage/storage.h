@@ -277,6 +277,15 @@ int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset);
 /* The state of one producer in a log: 0 with epoch and the last batch's last
  * sequence, or RB_ERR_NOT_FOUND. Any thread. */
 int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq);
+/* Every producer of the log (DescribeProducers): a malloc'd array the caller
+ * frees, n entries. Any thread. */
+typedef struct {
+    int64_t pid;
+    int16_t epoch;
+    int32_t last_seq;
+    int64_t last_ms;   /* when it last wrote (broker clock) */
+} st_producer_info_t;
+int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

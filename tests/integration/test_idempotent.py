@@ -192,3 +192,61 @@ def test_duplicate_waits_for_durable_original(broker_factory):
         got, res = kwire.parse_produce_response(PRODUCE_V, c.recv_frame(25))
         assert got == corr and (res[(topic, 0)]["error"], res[(topic, 0)]["base_offset"]) == (NONE, 0), res
     assert stored(broker, topic) == [(0, 3)]
+
+
+API_DESCRIBE_PRODUCERS = 61
+
+
+def describe_producers(conn, topics):
+    """topics: [(name, [partition, ...])]. Returns {(topic, partition): (error, {pid: (epoch, last_seq, ts)})}."""
+    def topic(t):
+        return (kwire.compact_string(t[0]) + kwire.compact_array(t[1], kwire.i32) + kwire.TAGS_NONE)
+    body = kwire.compact_array(topics, topic) + kwire.TAGS_NONE
+    r = kwire.Reader(conn.roundtrip(API_DESCRIBE_PRODUCERS, 0, body, header_version=2))
+    r.i32()
+    r.tags()
+    r.i32()  # throttle
+    out = {}
+
+    def prod(r):
+        p = (r.i64(), r.i32(), r.i32(), r.i64(), r.i32(), r.i64())
+        r.tags()
+        assert p[4] == -1 and p[5] == -1  # no transactions
+        return p
+
+    def part(r, name):
+        idx, err = r.i32(), r.i16()
+        r.compact_string()
+        ps = r.compact_array(prod)
+        r.tags()
+        out[(name, idx)] = (err, {p[0]: (p[1], p[2], p[3]) for p in ps})
+
+    def top(r):
+        name = r.compact_string()
+        r.compact_array(lambda r: part(r, name))
+        r.tags()
+    r.compact_array(top)
+    r.tags()
+    return out
+
+
+def test_describe_producers(broker_factory):
+    broker = broker_factory()
+    topic = ck_create_topic(broker, unique("idem-describe"), partitions=2)
+    with kwire.Conn(broker.port) as c:
+        _, p1, _ = init_producer_id(c)
+        _, p2, _ = init_producer_id(c)
+        assert produce(c, topic, batch(p1, 0, 0, n=4)) == (NONE, 0)
+        assert produce(c, topic, batch(p1, 0, 4, n=2)) == (NONE, 4)
+        assert produce(c, topic, batch(p2, 0, 0, n=1)) == (NONE, 6)
+        assert produce(c, topic, batch(p2, 1, 0, n=3)) == (NONE, 7)  # epoch bump
+        assert produce(c, topic, kwire.build_batch([(None, b"plain", [])])) == (NONE, 10)
+        res = describe_producers(c, [(topic, [0, 1, 7]), ("no-such-topic", [0])])
+        err, ps = res[(topic, 0)]
+        assert err == NONE and {k: v[:2] for k, v in ps.items()} == {p1: (0, 5), p2: (1, 2)}
+        assert res[(topic, 1)] == (NONE, {})
+        assert res[(topic, 7)][0] == 3 and res[("no-such-topic", 0)][0] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    broker.restart(clean=False)  # the same after a kill -9 (state rebuilt)
+    with kwire.Conn(broker.port) as c:
+        err, ps = describe_producers(c, [(topic, [0])])[(topic, 0)]
+        assert err == NONE and {k: v[:2] for k, v in ps.items()} == {p1: (0, 5), p2: (1, 2)}
