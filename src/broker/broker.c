@@ -32,6 +32,7 @@ int bk_broker_start(bk_broker_t *b) {
         }
         st_mgr_set_durable_cb(m, bk_fetch_on_durable, b);
         st_mgr_set_retention_check_ms(m, cfg->log_retention_check_interval_ms);
+        st_mgr_set_producer_expiration_ms(m, cfg->producer_id_expiration_ms);
         b->b_mgrs = realloc(b->b_mgrs, sizeof(*b->b_mgrs) * (size_t)(b->b_nmgrs + 1));
         b->b_mgrs[b->b_nmgrs++] = m;
     }

@@ -69,6 +69,8 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Delete the oldest segments while a partition stays at least this big without them (-1: no limit)")  \
     X(log_retention_check_interval_ms, "log.retention.check.interval.ms", BK_CFG_INT, "300000",             \
       "How often the cleaner thread applies retention")                                                    \
+    X(producer_id_expiration_ms, "producer.id.expiration.ms", BK_CFG_INT, "86400000",                       \
+      "Forget an idempotent producer's state in a partition after it has not written for this long")       \
     X(log_index_interval_bytes, "log.index.interval.bytes", BK_CFG_INT, "4096",                             \
       "Bytes of log between two offset-index entries")                                                     \
     X(log_index_size_max_bytes, "log.index.size.max.bytes", BK_CFG_INT, "10485760",                         \

@@ -562,6 +562,7 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
         rc = RB_RECORD_LIST_TOO_LARGE;
         goto out;
     }
+    st__pt_maybe_expire(l, now_ms); /* S12 */
     if (any_pid) { /* S9: check and write in one l_mutex section */
         int64_t df = -1, dl = -1;
         rc = st_pt_check(&l->l_prods, first.producer_id, first.producer_epoch, first.base_sequence, last_seq, &df,

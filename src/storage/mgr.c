@@ -240,6 +240,7 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     pthread_mutex_init(&m->m_del_mutex, NULL);
     pthread_mutex_init(&m->m_cl_mutex, NULL);
     m->m_cl_interval_ms = ST_RETENTION_CHECK_MS_DEFAULT;
+    atomic_init(&m->m_prod_expire_ms, ST_PRODUCER_EXPIRATION_MS);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

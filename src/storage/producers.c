@@ -32,9 +32,11 @@
  *    batch from its offset to the log end; with none, every batch of the log.
  *    Retention never removes snapshots, so state survives segment deletion;
  *    after writing one we keep only the two newest.
- *  - A producer that has not written for ST_PRODUCER_EXPIRATION_MS (Kafka's
- *    producer.id.expiration.ms default, 1 day) is dropped when a snapshot is
- *    written or loaded.
+ *  - A producer that has not written for producer.id.expiration.ms (default
+ *    1 day) is dropped: by an append to the log, at most every
+ *    min(expiration, 10 min) (Kafka's check interval), and when a snapshot is
+ *    written or loaded. A log nobody appends to keeps its (small) table until
+ *    its next open.
  *
  * TODO(compaction): the log cleaner must keep the last batch of every
  * producer (Kafka does) so a rebuild without snapshots still finds it; and a
@@ -189,6 +191,17 @@ int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq)
     return rc;
 }
 
+void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms) {
+    atomic_store(&m->m_prod_expire_ms, ms < 1 ? 1 : ms);
+}
+
+void st__pt_maybe_expire(st_log_t *l, int64_t now_ms) {
+    if (now_ms < l->l_prods_expire_at || l->l_prods.pt_n == 0) return;
+    int64_t exp = atomic_load(&l->l_mgr->m_prod_expire_ms);
+    st_pt_expire(&l->l_prods, now_ms, exp);
+    l->l_prods_expire_at = now_ms + RB_MIN(exp, ST_PRODUCER_EXPIRE_CHECK_MS);
+}
+
 int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n) {
     pthread_mutex_lock(&l->l_mutex);
     *n = 0;
@@ -319,7 +332,7 @@ static void snap_unlink(const char *dir, int64_t off) {
  * is detected by its CRC and rebuilt from the log), then keeps only the
  * ST_SNAP_KEEP newest. Caller holds l_mutex (or owns l exclusively). */
 int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
-    st_pt_expire(&l->l_prods, now_ms, ST_PRODUCER_EXPIRATION_MS);
+    st_pt_expire(&l->l_prods, now_ms, atomic_load(&l->l_mgr->m_prod_expire_ms));
     rb_buf_t b;
     rb_buf_init(&b);
     int rc = st_pt_encode(&l->l_prods, offset, &b);
@@ -425,6 +438,6 @@ int st__pt_load(st_log_t *l) {
         if (i + 1 < l->l_nsegs && l->l_segs[i + 1]->seg_base <= from) continue;
         rc = replay_seg(l, s, from, now);
     }
-    st_pt_expire(&l->l_prods, now, ST_PRODUCER_EXPIRATION_MS);
+    st_pt_expire(&l->l_prods, now, atomic_load(&l->l_mgr->m_prod_expire_ms));
     return rc;
 }

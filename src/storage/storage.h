@@ -70,8 +70,10 @@
  *      crash anywhere leaves state equal to what the surviving log implies.
  *  S12. Retention and DeleteRecords never delete snapshots or state:
  *      producer state outlives its segments until the producer has not
- *      written for ST_PRODUCER_EXPIRATION_MS (Kafka's producer.id.expiration.ms);
- *      then it is dropped (at the next snapshot or open).
+ *      written for producer.id.expiration.ms (st_mgr_set_producer_expiration_ms,
+ *      default 1 day); then it is dropped: by the next append to the log at
+ *      least every min(expiration, 10 min), and when a snapshot is written
+ *      or loaded.
  *
  * Threads: retention runs on the manager's cleaner thread (S8); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -286,6 +288,9 @@ typedef struct {
     int64_t last_ms;   /* when it last wrote (broker clock) */
 } st_producer_info_t;
 int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
+/* producer.id.expiration.ms for every log of the manager (default
+ * ST_PRODUCER_EXPIRATION_MS; >= 1). */
+void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

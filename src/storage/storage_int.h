@@ -122,6 +122,7 @@ struct st_log {
     int l_rcache_next;
     uint64_t l_stat_syncs;      /* fdatasync rounds that advanced this log */
     st_ptab_t l_prods;          /* idempotent producer state (producers.c, S9-S12) */
+    int64_t l_prods_expire_at;  /* wall-clock ms of the next expiry pass on append */
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -173,6 +174,7 @@ struct st_mgr {
     pthread_t m_cl_thread;
     bool m_cl_started, m_cl_stop;
     int64_t m_cl_interval_ms;
+    _Atomic int64_t m_prod_expire_ms; /* producer.id.expiration.ms (producers.c, S12) */
 };
 
 /* ---- batch header (segment.c) ---- */
@@ -279,6 +281,10 @@ int st__ckpt_write(st_mgr_t *m);
 int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms);
 /* Rebuilds l's producer state at open (S11). 0 or -errno. */
 int st__pt_load(st_log_t *l);
+/* On append (l_mutex held): drops expired producers every
+ * min(expiration, ST_PRODUCER_EXPIRE_CHECK_MS). */
+void st__pt_maybe_expire(st_log_t *l, int64_t now_ms);
+#define ST_PRODUCER_EXPIRE_CHECK_MS 600000 /* producer.id.expiration.check.interval.ms default */
 
 /* ---- retention (retention.c) ---- */
 void *st__cleaner_main(void *arg);

@@ -11,7 +11,7 @@ still recognised as a duplicate."""
 import pytest
 
 import kwire
-from rilltest import ck_create_topic, unique
+from rilltest import ck_create_topic, unique, wait_until
 
 API_INIT_PRODUCER_ID = 22
 NONE = 0
@@ -250,3 +250,28 @@ def test_describe_producers(broker_factory):
     with kwire.Conn(broker.port) as c:
         err, ps = describe_producers(c, [(topic, [0])])[(topic, 0)]
         assert err == NONE and {k: v[:2] for k, v in ps.items()} == {p1: (0, 5), p2: (1, 2)}
+
+
+def test_producer_expiry(broker_factory):
+    """producer.id.expiration.ms: a producer idle that long is forgotten by
+    its partition (checked on appends); its next batch with a sequence other
+    than 0 gets UNKNOWN_PRODUCER_ID, sequence 0 starts it afresh. A producer
+    still writing is kept."""
+    broker = broker_factory(props={"producer.id.expiration.ms": 1500})
+    topic = ck_create_topic(broker, unique("idem-expiry"))
+    with kwire.Conn(broker.port) as c:
+        _, idle, _ = init_producer_id(c)
+        _, busy, _ = init_producer_id(c)
+        assert produce(c, topic, batch(idle, 0, 0))[0] == NONE
+        seq = [0]
+
+        def expired():
+            # the busy producer's appends run the expiry check
+            assert produce(c, topic, batch(busy, 0, seq[0], n=1))[0] == NONE
+            seq[0] += 1
+            ps = describe_producers(c, [(topic, [0])])[(topic, 0)][1]
+            assert busy in ps
+            return idle not in ps
+        wait_until(expired, 15, "the idle producer to expire", interval=0.1)
+        assert produce(c, topic, batch(idle, 0, 3))[0] == UNKNOWN_PRODUCER_ID
+        assert produce(c, topic, batch(idle, 0, 0))[0] == NONE
