@@ -17,7 +17,9 @@ import time
 
 import pytest
 
-from rilltest import ck_create_topic, ck_producer, ck_read_partition, unique
+from confluent_kafka import TopicPartition
+
+from rilltest import ck_consumer, ck_create_topic, ck_producer, ck_read_partition, unique
 
 
 class CutProxy:
@@ -131,6 +133,70 @@ class CutProxy:
                 pass
 
 
+class IdemRun:
+    """One librdkafka producer with enable.idempotence=true writing record i
+    (value b"p<partition>-<i>") to partition i % nparts; a fatal error or a
+    failed delivery fails the test."""
+
+    def __init__(self, broker, topic, nparts, timeout, **conf):
+        self.broker, self.topic, self.nparts, self.timeout = broker, topic, nparts, timeout
+        self.errors = []
+        self.acked = 0
+        c = {"enable.idempotence": True, "message.timeout.ms": int(timeout * 1000), "linger.ms": 2,
+             "error_cb": lambda e: self.errors.append(e) if e.fatal() else None}
+        c.update(conf)
+        self.p = ck_producer(broker, **c)
+        self.deadline = time.monotonic() + timeout
+
+    def _dr(self, err, msg):
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.acked += 1
+
+    def produce(self, i):
+        while True:
+            try:
+                self.p.produce(self.topic, value=b"p%d-%08d" % (i % self.nparts, i), partition=i % self.nparts,
+                               on_delivery=self._dr)
+                break
+            except BufferError:
+                self.p.poll(0.05)
+                assert time.monotonic() < self.deadline, "producer queue stuck"
+        if i % 500 == 0:
+            self.p.poll(0)
+        assert not self.errors, self.errors[:3]
+
+    def poll_until_acked(self, n):
+        while self.acked < n and time.monotonic() < self.deadline and not self.errors:
+            self.p.poll(0.001)
+
+    def finish(self, total):
+        """Waits for every delivery, then reads each partition back: each
+        record exactly once, in produce order, nothing after them."""
+        while self.acked + len(self.errors) < total and time.monotonic() < self.deadline and not self.errors:
+            self.p.flush(1)
+        assert not self.errors, "%d delivery/fatal errors, first: %s" % (len(self.errors), self.errors[:3])
+        assert self.acked == total
+        for part in range(self.nparts):
+            want = [b"p%d-%08d" % (part, i) for i in range(part, total, self.nparts)]
+            got = [m.value() for m in ck_read_partition(self.broker, self.topic, part, 0, len(want),
+                                                        timeout=self.timeout)]
+            assert got == want, "partition %d: %d records, first mismatch at %s" % (
+                part, len(got), next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), None))
+            assert high_watermark(self.broker, self.topic, part) == len(want)
+
+
+def high_watermark(broker, topic, part):
+    c = ck_consumer(broker)
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
+    finally:
+        c.close()
+    assert lo == 0
+    return hi
+
+
 def run_cut_producer(broker_factory, total, timeout):
     proxy = CutProxy(lo=2000, hi=120000, rlo=100, rhi=3000, seed=5)
     try:
@@ -140,125 +206,50 @@ def run_cut_producer(broker_factory, total, timeout):
         broker.start()
         proxy.target = broker.port
         proxy.cutting = False  # topic creation and metadata on a calm line
-        nparts = 3
-        topic = ck_create_topic(broker, unique("idem-cuts"), partitions=nparts)
+        topic = ck_create_topic(broker, unique("idem-cuts"), partitions=3)
         proxy.cutting = True
-        errors = []
-        acked = [0]
-
-        def dr(err, msg):
-            if err is not None:
-                errors.append(err)
-            else:
-                acked[0] += 1
-        p = ck_producer(broker, **{"bootstrap.servers": "127.0.0.1:%d" % proxy.port,
-                                   "enable.idempotence": True, "message.timeout.ms": int(timeout * 1000),
-                                   "linger.ms": 2, "batch.num.messages": 500,
-                                   "reconnect.backoff.ms": 1, "reconnect.backoff.max.ms": 50,
-                                   "retry.backoff.ms": 5, "error_cb": lambda e: errors.append(e)
-                                   if e.fatal() else None})
-        deadline = time.monotonic() + timeout
+        run = IdemRun(broker, topic, 3, timeout, **{
+            "bootstrap.servers": "127.0.0.1:%d" % proxy.port, "batch.num.messages": 500,
+            "reconnect.backoff.ms": 1, "reconnect.backoff.max.ms": 50, "retry.backoff.ms": 5})
         for i in range(total):
-            while True:
-                try:
-                    p.produce(topic, value=b"p%d-%08d" % (i % nparts, i), partition=i % nparts, on_delivery=dr)
-                    break
-                except BufferError:
-                    p.poll(0.05)
-                    assert time.monotonic() < deadline, "producer queue stuck"
-            if i % 1000 == 0:
-                p.poll(0)
-            assert not errors, errors[:3]
-        while acked[0] + len(errors) < total and time.monotonic() < deadline and not errors:
-            p.flush(1)
-        assert not errors, "%d delivery/fatal errors, first: %s" % (len(errors), errors[:3])
-        assert acked[0] == total
+            run.produce(i)
+        run.p.flush(0)
+        while run.acked < total and time.monotonic() < run.deadline and not run.errors:
+            run.p.flush(1)
         cuts = dict(proxy.cuts)
         proxy.cutting = False
-        # read back: each record once, in produce order per partition
-        for part in range(nparts):
-            want = [b"p%d-%08d" % (part, i) for i in range(part, total, nparts)]
-            got = [m.value() for m in ck_read_partition(broker, topic, part, 0, len(want), timeout=timeout)]
-            assert got == want, "partition %d: %d records, first mismatch at %s" % (
-                part, len(got), next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), None))
-            # and nothing beyond them (no duplicate stored at the end)
-            assert high_watermark(broker, topic, part) == len(want)
+        run.finish(total)
         assert cuts["c2s"] >= 5 and cuts["s2c"] >= 5, cuts
         dups = broker.log_text().count("duplicate batch of producer")
         assert dups >= 1, "no retried batch reached the broker as a duplicate (cuts %s)" % cuts
         print("records %d, connections %d, cuts %s, duplicate batches answered %d" % (
             total, proxy.conns, cuts, dups))
-        p = None
         broker.check()
-        return cuts
     finally:
         proxy.close()
 
 
 def test_idempotent_through_broker_restarts(broker_factory):
-    total, nparts, timeout = 60000, 3, 120
+    total = 60000
     # small segments: rolls (and roll snapshots) happen during the run
     broker = broker_factory(props={"log.segment.bytes": 200000, "rill.log.level": "debug"})
-    topic = ck_create_topic(broker, unique("idem-restarts"), partitions=nparts)
-    errors = []
-    acked = [0]
-
-    def dr(err, msg):
-        if err is not None:
-            errors.append(err)
-        else:
-            acked[0] += 1
-    p = ck_producer(broker, **{"enable.idempotence": True, "message.timeout.ms": timeout * 1000,
-                               "linger.ms": 2, "batch.num.messages": 200,
-                               "reconnect.backoff.ms": 10, "reconnect.backoff.max.ms": 100,
-                               "retry.backoff.ms": 10,
-                               "error_cb": lambda e: errors.append(e) if e.fatal() else None})
-    deadline = time.monotonic() + timeout
+    topic = ck_create_topic(broker, unique("idem-restarts"), partitions=3)
+    run = IdemRun(broker, topic, 3, 120, **{"batch.num.messages": 200, "reconnect.backoff.ms": 10,
+                                             "reconnect.backoff.max.ms": 100, "retry.backoff.ms": 10})
     restarts = [(total * k // 5, k != 2) for k in range(1, 5)]  # (after this many produced, kill -9?)
     for i in range(total):
         if restarts and i == restarts[0][0]:
             _, kill = restarts.pop(0)
             # let the client get going (acks flowing), then stop the broker
             # under it with batches in flight
-            while acked[0] < i - 3000 and time.monotonic() < deadline and not errors:
-                p.poll(0.001)
+            run.poll_until_acked(i - 3000)
             broker.restart(clean=not kill)
-        while True:
-            try:
-                p.produce(topic, value=b"p%d-%08d" % (i % nparts, i), partition=i % nparts, on_delivery=dr)
-                break
-            except BufferError:
-                p.poll(0.05)
-                assert time.monotonic() < deadline, "producer queue stuck"
-        if i % 500 == 0:
-            p.poll(0)
-        assert not errors, errors[:3]
-    while acked[0] + len(errors) < total and time.monotonic() < deadline and not errors:
-        p.flush(1)
-    assert not errors, "%d delivery/fatal errors, first: %s" % (len(errors), errors[:3])
-    assert acked[0] == total
+        run.produce(i)
+    run.finish(total)
     dups = broker.log_text().count("duplicate batch of producer")  # the log spans every start
-    for part in range(nparts):
-        want = [b"p%d-%08d" % (part, i) for i in range(part, total, nparts)]
-        got = [m.value() for m in ck_read_partition(broker, topic, part, 0, len(want), timeout=timeout)]
-        assert got == want, "partition %d: %d records, first mismatch at %s" % (
-            part, len(got), next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), None))
-        assert high_watermark(broker, topic, part) == len(want)
     assert dups >= 1, "no batch was resent across a restart: the test did not test dedup"
     print("records %d, restarts 4 (3 kill -9, 1 SIGTERM), duplicate batches answered %d" % (total, dups))
     broker.check()
-
-
-def high_watermark(broker, topic, part):
-    from confluent_kafka import TopicPartition
-    from rilltest import ck_consumer
-    c = ck_consumer(broker)
-    try:
-        lo, hi = c.get_watermark_offsets(TopicPartition(topic, part), timeout=10)
-    finally:
-        c.close()
-    assert lo == 0
-    return hi
 
 
 def test_idempotent_through_cut_connections(broker_factory):

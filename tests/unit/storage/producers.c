@@ -3,8 +3,9 @@
  * (storage.h S9), snapshot encoding, and through a real log: duplicates
  * answered with their original offsets and stored once, state surviving
  * a clean reopen, an unclean reopen without snapshots (rebuilt from the log),
- * a damaged snapshot, a snapshot past the recovered log end, and retention
- * deleting the segments that held the producer's batches (S11, S12).
+ * a damaged snapshot, a snapshot past the recovered log end, and DeleteRecords
+ * and retention deleting the segments that held the producer's batches
+ * (S11, S12).
  */
 #include "st_test.h"
 
@@ -294,20 +295,22 @@ static void test_snapshot_past_end(void **state) {
     assert_int_equal(b, offs[38]);
 }
 
-/* Retention / DeleteRecords removing every segment holding the producer's
- * batches keeps its state, also across a reopen (S12). */
-static void test_state_outlives_segments(void **state) {
-    fx_t *f = *state;
+/* Writes pid 1's 40 batches, then plain records so that its batches sit in
+ * sealed segments only, all durable; returns the log end offset. */
+static int64_t fill_then_plain(fx_t *f, int64_t *offs) {
     fx_open(f);
-    int64_t offs[40];
     write_and_check_dups(f, offs);
-    /* plain records so the producer's batches sit in sealed segments only */
     for (int i = 0; i < 30; i++) stt_append(f->l, 1, 4, 0, 10, rb_now_ms());
     st_log_state_t s;
     st_log_state(f->l, &s);
     assert_int_equal(stt_durable(f->l, s.log_end_offset), 0);
-    int64_t low = -1;
-    assert_int_equal(st_log_delete_records(f->l, s.log_end_offset, &low), 0);
+    return s.log_end_offset;
+}
+
+/* After the deletion: every segment holding pid 1's batches is gone, and its
+ * state is intact now, after a clean reopen and after an unclean one. */
+static void expect_state_outlived(fx_t *f, const int64_t *offs) {
+    st_log_state_t s;
     st_log_state(f->l, &s);
     assert_true(s.log_start_offset > offs[39]);
     expect_dups(f, offs);
@@ -319,6 +322,28 @@ static void test_state_outlives_segments(void **state) {
     expect_dups(f, offs);
 }
 
+/* DeleteRecords removing every segment holding the producer's batches keeps
+ * its state (S12). */
+static void test_state_outlives_segments(void **state) {
+    fx_t *f = *state;
+    int64_t offs[40], low = -1;
+    int64_t leo = fill_then_plain(f, offs);
+    assert_int_equal(st_log_delete_records(f->l, leo, &low), 0);
+    expect_state_outlived(f, offs);
+}
+
+/* The same through retention (by size): the cleaner's deletion path. */
+static void test_state_outlives_retention(void **state) {
+    fx_t *f = *state;
+    int64_t offs[40];
+    fill_then_plain(f, offs);
+    st_log_config_t c = f->cfg;
+    c.retention_bytes = 1; /* keep only what cannot go: the active segment */
+    st_log_set_config(f->l, &c);
+    assert_true(st_log_retention_run(f->l, rb_now_ms()) > 0);
+    expect_state_outlived(f, offs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seq_add_wraps),
@@ -327,6 +352,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_log_dups_and_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_past_end, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_state_outlives_segments, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_state_outlives_retention, fx_setup, fx_teardown),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);
