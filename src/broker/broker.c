@@ -15,6 +15,7 @@ int bk_broker_start(bk_broker_t *b) {
     b->b_node_id = (int32_t)cfg->node_id;
     pthread_rwlock_init(&b->b_topics_lock, NULL);
     pthread_mutex_init(&b->b_catalog_mu, NULL);
+    pthread_mutex_init(&b->b_pid_mu, NULL);
     atomic_init(&b->b_stopping, false);
     /* log.dirs: comma-separated */
     char *dirs = strdup(cfg->log_dirs_str), *save = NULL;
@@ -33,6 +34,7 @@ int bk_broker_start(bk_broker_t *b) {
         st_mgr_set_retention_check_ms(m, cfg->log_retention_check_interval_ms);
         st_mgr_set_cleaner(m, cfg->log_cleaner_enable != 0, cfg->log_cleaner_dedupe_buffer_size,
                            cfg->log_cleaner_backoff_ms);
+        st_mgr_set_producer_expiration_ms(m, cfg->producer_id_expiration_ms);
         b->b_mgrs = realloc(b->b_mgrs, sizeof(*b->b_mgrs) * (size_t)(b->b_nmgrs + 1));
         b->b_mgrs[b->b_nmgrs++] = m;
     }
@@ -42,6 +44,7 @@ int bk_broker_start(bk_broker_t *b) {
         return -1;
     }
     if (bk_dyncfg_load(b) < 0) return -1;
+    if (bk_pids_load(b) < 0) return -1;
     if (bk_topics_load(b) < 0) return -1;
     if (bk_groups_start(b) < 0) return -1;
     int nloops = (int)cfg->num_network_threads;
@@ -81,5 +84,6 @@ void bk_broker_stop(bk_broker_t *b) {
     bk_dyncfg_free(b);
     pthread_rwlock_destroy(&b->b_topics_lock);
     pthread_mutex_destroy(&b->b_catalog_mu);
+    pthread_mutex_destroy(&b->b_pid_mu);
     rb_info("rilld stopped cleanly");
 }

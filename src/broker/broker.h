@@ -18,6 +18,7 @@
  *      directories of a deleted topic are removed.
  *  B3. A request's response is built in the request's arena and encoded into
  *      the connection's next response slot; slots complete in order (net).
+ *  B5, B6. Producer ids: see txn.c.
  *  B4. ApiVersions advertises exactly the rows of bk_apis[]: served versions,
  *      with old versions we only refuse (UNSUPPORTED_VERSION per request)
  *      included where clients need them in the range (see docs/protocol.md).
@@ -76,6 +77,8 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Memory budget of the cleaner's key->offset map per log dir (larger logs take several passes)")       \
     X(log_cleaner_backoff_ms, "log.cleaner.backoff.ms", BK_CFG_INT, "15000",                                \
       "How often the cleaner looks for logs to compact")                                                   \
+    X(producer_id_expiration_ms, "producer.id.expiration.ms", BK_CFG_INT, "86400000",                       \
+      "Forget an idempotent producer's state in a partition after it has not written for this long")       \
     X(log_index_interval_bytes, "log.index.interval.bytes", BK_CFG_INT, "4096",                             \
       "Bytes of log between two offset-index entries")                                                     \
     X(log_index_size_max_bytes, "log.index.size.max.bytes", BK_CFG_INT, "10485760",                         \
@@ -243,6 +246,9 @@ struct bk_broker {
     atomic_bool b_stopping;
     cg_coord_t *b_coord;           /* the group coordinator (groups.c) */
     struct bk_dyncfg *b_dyn;       /* dynamic broker configs (configs.c) */
+    pthread_mutex_t b_pid_mu;      /* producer-id allocation (txn.c, B5) */
+    int64_t b_pid_reserved;        /* first id not reserved on disk */
+    _Atomic int64_t b_pid_next;    /* next id to hand out */
 };
 
 int bk_broker_start(bk_broker_t *b);
@@ -332,6 +338,13 @@ void bk_handle_incremental_alter_configs(bk_req_t *r);
  * load) and applies them over the static ones. 0 or -1. */
 int bk_dyncfg_load(bk_broker_t *b);
 void bk_dyncfg_free(bk_broker_t *b);
+void bk_handle_init_producer_id(bk_req_t *r);
+void bk_handle_describe_producers(bk_req_t *r);
+/* Producer ids (txn.c): load the allocator at start; allocate (-1 on failure);
+ * was pid handed out by this broker (B5, B6)? */
+int bk_pids_load(bk_broker_t *b);
+int64_t bk_pid_allocate(bk_broker_t *b);
+bool bk_pid_issued(bk_broker_t *b, int64_t pid);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);

@@ -170,6 +170,7 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         {"log.retention.hours", cfg->log_retention_hours, -1, INT32_MAX},
         {"log.retention.bytes", cfg->log_retention_bytes, -1, INT64_MAX},
         {"log.retention.check.interval.ms", cfg->log_retention_check_interval_ms, 1, INT64_MAX},
+        {"producer.id.expiration.ms", cfg->producer_id_expiration_ms, 1, INT64_MAX},
         {"log.flush.interval.messages", cfg->log_flush_interval_messages, 1, INT64_MAX},
         {"log.cleaner.dedupe.buffer.size", cfg->log_cleaner_dedupe_buffer_size, 65536, INT64_MAX},
         {"log.cleaner.backoff.ms", cfg->log_cleaner_backoff_ms, 1, INT64_MAX},

@@ -37,6 +37,7 @@ const bk_api_t bk_apis[] = {
     {19, 0, 0, 7, bk_handle_create_topics, bk_create_topics_error_response},
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},
     {21, 0, 0, 2, bk_handle_delete_records, NULL},
+    {22, 0, 0, 5, bk_handle_init_producer_id, NULL},
     {32, 0, 0, 4, bk_handle_describe_configs, NULL},
     {33, 0, 0, 2, bk_handle_alter_configs, NULL},
     {35, 0, 0, 4, bk_handle_describe_log_dirs, NULL},
@@ -45,6 +46,7 @@ const bk_api_t bk_apis[] = {
     {44, 0, 0, 1, bk_handle_incremental_alter_configs, NULL},
     {47, 0, 0, 0, bk_handle_offset_delete, NULL},
     {60, 0, 0, 1, bk_handle_describe_cluster, NULL},
+    {61, 0, 0, 0, bk_handle_describe_producers, NULL},
 };
 const int bk_napis = (int)RB_ARRAY_LEN(bk_apis);
 
@@ -112,12 +114,16 @@ static void bk_encode_into_slot(rn_slot_t *slot, int16_t key, int16_t ver, int32
 
 void bk_req_respond(bk_req_t *r, void *resp) {
     bool flex = kp_api_flexible(r->r_api, r->r_hdr.api_version);
+    /* completing the slot may drop the last reference to a closed
+     * connection: take its name first */
+    char peer[64] = "";
+    if (rb_log_min_level <= RB_LOG_DEBUG) snprintf(peer, sizeof(peer), "%s", rn_conn_peer(r->r_conn));
     bk_encode_into_slot(r->r_slot, r->r_hdr.api_key, r->r_hdr.api_version, r->r_hdr.correlation_id, r->r_api->resp,
                         flex, resp);
     int64_t us = rb_mono_us() - r->r_start_us;
     if (rb_log_min_level <= RB_LOG_DEBUG)
         rb_debug("%s v%d corr %d from %s answered in %lld us", r->r_api->name, r->r_hdr.api_version,
-                 r->r_hdr.correlation_id, rn_conn_peer(r->r_conn), (long long)us);
+                 r->r_hdr.correlation_id, peer, (long long)us);
     bk_req_free(r);
 }
 

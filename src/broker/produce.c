@@ -3,6 +3,12 @@
  * it, answer per acks. acks=0: no response (an error closes the connection,
  * as Kafka does); acks=1: after the append (in the page cache); acks=all:
  * after the flusher has fdatasync'd it (docs/durability.md D1-D3).
+ * Idempotent batches (producer id >= 0) are checked against the partition's
+ * producer state inside st_log_append (storage S13): a duplicate of one of the
+ * producer's last 5 batches is answered with its original offsets and no
+ * error, after the original is durable under acks=all (S14); a gap answers
+ * OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch INVALID_PRODUCER_EPOCH, a
+ * producer id we never issued (B6) or whose state expired UNKNOWN_PRODUCER_ID.
  */
 #include "broker/broker.h"
 
@@ -305,11 +311,16 @@ void bk_handle_produce(bk_req_t *r) {
                              "Produce v3+ requests must contain exactly one record batch per partition (got %d)",
                              info.nbatches);
                 }
-                if (!err && (info.any_transactional || info.producer_id >= 0)) {
-                    /* idempotent/transactional batches need producer state
-                     * (InitProducerId), which is not served yet */
-                    err = RB_UNKNOWN_PRODUCER_ID;
-                    snprintf(msg, sizeof(msg), "idempotent and transactional producers are not supported yet");
+                if (!err && info.any_transactional) {
+                    /* Kafka: transactional records need a transactional id
+                     * (and we serve no transactions yet) */
+                    err = RB_INVALID_RECORD;
+                    snprintf(msg, sizeof(msg), "transactional batch in a produce without a transactional id");
+                }
+                if (!err && info.producer_id >= 0 && !bk_pid_issued(b, info.producer_id)) {
+                    err = RB_UNKNOWN_PRODUCER_ID; /* B6 */
+                    snprintf(msg, sizeof(msg), "producer id %lld was never issued by this broker",
+                             (long long)info.producer_id);
                 }
                 if (!err && !t->t_logcfg.log_append_time)
                     err = bk_check_timestamps(pd->records.p, (size_t)pd->records.len, now, t->t_ts_diff_max_ms,
@@ -325,8 +336,21 @@ void bk_handle_produce(bk_req_t *r) {
                     int64_t base = -1, last = -1, lat = -1;
                     err = st_log_append(p->p_log, (uint8_t *)recs, rlen, &info, now,
                                         &base, &last, &lat);
+                    if (err == RB_DUPLICATE_SEQUENCE_NUMBER) {
+                        /* a retry of one of the producer's last 5 batches: stored
+                         * once, answered with its original offsets and no error
+                         * (Kafka); acks=all still waits for the original to be
+                         * durable (the sync wait below) */
+                        rb_debug("produce %s-%d: duplicate batch of producer %lld at offset %lld", t->t_name,
+                                 pd->index, (long long)info.producer_id, (long long)base);
+                        err = 0;
+                    } else if (err == RB_OUT_OF_ORDER_SEQUENCE_NUMBER || err == RB_INVALID_PRODUCER_EPOCH ||
+                               err == RB_UNKNOWN_PRODUCER_ID) {
+                        snprintf(msg, sizeof(msg), "producer %lld: %s", (long long)info.producer_id,
+                                 rb_err_name(err));
+                    }
                     if (err) {
-                        snprintf(msg, sizeof(msg), "append to %s-%d failed", t->t_name, pd->index);
+                        if (!msg[0]) snprintf(msg, sizeof(msg), "append to %s-%d failed", t->t_name, pd->index);
                     } else {
                         st_log_state_t st;
                         st_log_state(p->p_log, &st);

@@ -321,8 +321,12 @@ static void rn_slot_finish(rn_slot_t *s) {
         return;
     }
     c->c_unsent += s->s_chain.total;
+    /* a failed write closes c and frees this slot, and may drop the last
+     * reference: keep c alive across the flush, as the event loop does */
+    c->c_refs++;
     rn_conn_flush(c);
     if (!c->c_closed) rn_conn_update_events(c);
+    rn_conn_unref(c);
 }
 
 void rn_slot_complete(rn_slot_t *s, rb_chain_t *resp) {

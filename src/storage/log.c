@@ -423,6 +423,8 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     if (l->l_clean_off > l->l_leo) l->l_clean_off = l->l_leo;
     rc = st__log_drop_below_start(l); /* a crash between checkpoint and unlink */
     if (rc < 0) goto fail;
+    rc = st__pt_load(l); /* producer state: snapshot + replay (S15) */
+    if (rc < 0) goto fail;
 
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *o = m->m_logs; o; o = o->l_next) {
@@ -467,6 +469,7 @@ int st_log_open(st_mgr_t *m, const char *topic, int32_t partition, const st_log_
 void st__log_free(st_log_t *l) {
     for (int i = 0; i < l->l_nsegs; i++) st__seg_unref(l->l_segs[i]);
     free(l->l_segs);
+    st_pt_free(&l->l_prods);
     st_waiter_t *w = l->l_waiters;
     while (w) {
         st_waiter_t *n = w->w_next;
@@ -507,6 +510,7 @@ static int log_roll(st_log_t *l) {
     old->seg_next_off = l->l_leo;
     st__idx_seal(old);
     l->l_dirsync_gen++;
+    st__pt_snapshot(l, l->l_leo, rb_now_ms()); /* S15: state for everything below the new segment */
     rb_debug("storage: %s: rolled to segment %" PRId64, l->l_dir, ns->seg_base);
     return 0;
 }
@@ -549,10 +553,14 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
     /* frame the blob (kp_batch_validate accepted it; this is a cheap re-check) */
     int nb = 0;
     int64_t span = 0, max_batch = 0;
+    kp_batch_hdr_t first;
+    bool any_pid = false;
     for (size_t p = 0; p < len;) {
         kp_batch_hdr_t h;
         if (kp_batch_hdr_parse(records + p, len - p, &h) != 0 || h.magic != 2 || h.last_offset_delta < 0)
             return RB_CORRUPT_MESSAGE;
+        if (nb == 0) first = h;
+        if (h.producer_id >= 0) any_pid = true;
         int64_t sz = st__hdr_size(&h);
         span += (int64_t)h.last_offset_delta + 1;
         max_batch = RB_MAX(max_batch, sz);
@@ -560,6 +568,8 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
         nb++;
     }
     if (nb == 0) return RB_CORRUPT_MESSAGE;
+    if (any_pid && (nb != 1 || first.base_sequence < 0)) return RB_INVALID_RECORD;
+    int32_t last_seq = any_pid ? st_seq_add(first.base_sequence, first.last_offset_delta) : -1;
 
     pthread_mutex_lock(&l->l_mutex);
     int rc = RB_KAFKA_STORAGE_ERROR;
@@ -567,6 +577,19 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
     if (max_batch > l->l_cfg.segment_bytes || len > INT32_MAX) {
         rc = RB_RECORD_LIST_TOO_LARGE;
         goto out;
+    }
+    st__pt_maybe_expire(l, now_ms); /* S16 */
+    if (any_pid) { /* S13: check and write in one l_mutex section */
+        int64_t df = -1, dl = -1;
+        rc = st_pt_check(&l->l_prods, first.producer_id, first.producer_epoch, first.base_sequence, last_seq, &df,
+                         &dl);
+        if (rc == RB_DUPLICATE_SEQUENCE_NUMBER) {
+            *base_offset = df;
+            *last_offset = dl;
+            *log_append_time = -1;
+        }
+        if (rc) goto out;
+        rc = RB_KAFKA_STORAGE_ERROR;
     }
     st_seg_t *s = l->l_segs[l->l_nsegs - 1];
     if (log_need_roll(l, s, len, nb, span, now_ms)) {
@@ -628,6 +651,9 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
     *base_offset = l->l_leo;
     *last_offset = next - 1;
     *log_append_time = l->l_cfg.log_append_time ? now_ms : -1;
+    if (any_pid) /* S14: only once written */
+        st_pt_record(&l->l_prods, first.producer_id, first.producer_epoch, first.base_sequence, last_seq, l->l_leo,
+                     next - 1, now_ms);
     l->l_leo = next;
     if (!l->l_queued) {
         l->l_queued = true;
@@ -738,6 +764,7 @@ void st_log_close(st_log_t *l) {
     st_waiter_t *w = l->l_waiters;
     l->l_waiters = NULL;
     int64_t hw = l->l_hw, start = l->l_start, clean = l->l_clean_off;
+    if (!l->l_fatal) st__pt_snapshot(l, l->l_leo, rb_now_ms()); /* S15 */
     pthread_mutex_unlock(&l->l_mutex);
     st__waiters_call(w, RB_KAFKA_STORAGE_ERROR); /* offsets never appended */
     st__mgr_remember(m, l->l_topic, l->l_partition, hw, start, clean);

@@ -258,6 +258,7 @@ int st_mgr_open(const char *dir, st_mgr_t **out) {
     m->m_cc_enable = true;
     m->m_cc_buffer = ST_DEDUPE_BYTES_DEFAULT;
     m->m_cc_backoff_ms = ST_CLEANER_BACKOFF_MS_DEFAULT;
+    atomic_init(&m->m_prod_expire_ms, ST_PRODUCER_EXPIRATION_MS);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

@@ -7,10 +7,11 @@
  * index_interval_bytes) and `.timeindex` (i64 max timestamp so far, u32
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
  * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
- * per-dir `cleaner-offset-checkpoint` and the `.kafka_cleanShutdown` marker;
- * one flusher thread per manager that group-commits fdatasync for all logs,
- * and one cleaner thread per manager that applies retention and compacts
- * logs whose cleanup policy includes compact (compact.c).
+ * per-dir `cleaner-offset-checkpoint`, the `.kafka_cleanShutdown` marker and
+ * the producer-state `.snapshot` files; one flusher thread per manager that
+ * group-commits fdatasync for all logs, and one cleaner thread per manager
+ * that applies retention and compacts logs whose cleanup policy includes
+ * compact (compact.c).
  *
  * Durability invariants (docs/durability.md numbers them for the whole broker):
  *  S1. Batches are stored verbatim except for the base offset (not covered by
@@ -81,6 +82,29 @@
  *      reads and the flusher wait for the cleaner only for short l_mutex
  *      sections; retention and DeleteRecords wait (m_del_mutex) only during
  *      the swap itself.
+ *
+ *  S13. Idempotent producer state (producers.c) is checked and updated under
+ *      l_mutex in the same section as the batch's write: a batch with a
+ *      producer id is written only if its sequence follows the producer's
+ *      last one (or starts a new epoch at 0); a retry of one of the last 5
+ *      batches is not written again and answers its original offsets
+ *      (RB_DUPLICATE_SEQUENCE_NUMBER from st_log_append); nothing is written
+ *      for any other outcome.
+ *  S14. State is recorded only after the write succeeded, so a failed append
+ *      leaves no trace in it; the broker answers a duplicate under acks=all
+ *      only once the original's offsets are below the high watermark (S2).
+ *  S15. `<offset>.snapshot` files hold the state for every batch below
+ *      offset; one is written at each roll and at close. They are a cache:
+ *      at open a snapshot past the log end or failing its CRC is removed and
+ *      the state is the newest valid snapshot plus a replay of the producer
+ *      batches from its offset to the log end (all batches if none), so a
+ *      crash anywhere leaves state equal to what the surviving log implies.
+ *  S16. Retention and DeleteRecords never delete snapshots or state:
+ *      producer state outlives its segments until the producer has not
+ *      written for producer.id.expiration.ms (st_mgr_set_producer_expiration_ms,
+ *      default 1 day); then it is dropped: by the next append to the log at
+ *      least every min(expiration, 10 min), and when a snapshot is written
+ *      or loaded.
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -179,7 +203,11 @@ int st_log_delete(st_log_t *l);
  * (last offset assigned) and *log_append_time (-1 unless LogAppendTime), or
  * RB_KAFKA_STORAGE_ERROR, RB_RECORD_LIST_TOO_LARGE (a batch larger than
  * segment_bytes, as Kafka), RB_CORRUPT_MESSAGE (the blob does not frame into
- * whole magic-2 batches; nothing written). With LogAppendTime the batch gets
+ * whole magic-2 batches; nothing written). A batch with a producer id (only
+ * alone in its blob; else RB_INVALID_RECORD) is checked against the producer
+ * state (S9): RB_DUPLICATE_SEQUENCE_NUMBER with base_offset, last_offset set to
+ * the original (nothing written), RB_OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * RB_INVALID_PRODUCER_EPOCH, RB_UNKNOWN_PRODUCER_ID (nothing written). With LogAppendTime the batch gets
  * the timestamp-type bit and max_timestamp = now_ms, its CRC recomputed; the
  * base timestamp is left as is (Kafka's in-place path does the same; readers
  * use max_timestamp for every record of such a batch). */
@@ -273,6 +301,62 @@ typedef struct {
 int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t map_budget, st_clean_stats_t *stats);
 /* First offset not yet cleaned (the cleaner checkpoint; log start if never). */
 int64_t st_log_cleaner_offset(st_log_t *l);
+
+/* ---- idempotent producer state (producers.c; S13-S16) ----
+ * Per partition: producer id -> epoch, the last ST_PROD_WINDOW batches'
+ * sequence ranges and offsets, the time it last wrote. st_log_append keeps it;
+ * the table functions are public so tests can exercise the sequence rules. */
+#define ST_PROD_WINDOW 5
+#define ST_PRODUCER_EXPIRATION_MS (24LL * 3600 * 1000) /* producer.id.expiration.ms default */
+typedef struct {
+    int32_t pb_first_seq, pb_last_seq;
+    int64_t pb_first_off, pb_last_off;
+} st_pbatch_t;
+typedef struct st_prod {
+    int64_t p_id;
+    int16_t p_epoch;
+    int p_n;                          /* batches in p_b, oldest first */
+    st_pbatch_t p_b[ST_PROD_WINDOW];
+    int64_t p_last_ms;                /* last write (wall clock ms), for expiry */
+    struct st_prod *p_next;
+} st_prod_t;
+typedef struct {
+    st_prod_t **pt_b;
+    size_t pt_nb, pt_n;
+} st_ptab_t;
+/* seq + delta, wrapping from INT32_MAX to 0 as Kafka's sequences do (delta >= 0). */
+int32_t st_seq_add(int32_t seq, int32_t delta);
+const st_prod_t *st_pt_find(const st_ptab_t *t, int64_t pid);
+/* The sequence rule (producers.c's header): 0 (append), RB_DUPLICATE_SEQUENCE_NUMBER
+ * (dup_first, dup_last = the original's offsets), RB_OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * RB_INVALID_PRODUCER_EPOCH or RB_UNKNOWN_PRODUCER_ID. */
+int st_pt_check(const st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, int32_t last_seq,
+                int64_t *dup_first, int64_t *dup_last);
+/* Records an appended batch (a new epoch resets the window). Aborts on OOM. */
+void st_pt_record(st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, int32_t last_seq, int64_t first_off,
+                  int64_t last_off, int64_t now_ms);
+/* Drops producers idle for max_idle_ms or more. */
+void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms);
+void st_pt_free(st_ptab_t *t);
+/* Snapshot encoding (the `.snapshot` file's content) and decoding (adds to t;
+ * RB_CORRUPT_MESSAGE for anything malformed). */
+int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out);
+int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset);
+/* The state of one producer in a log: 0 with epoch and the last batch's last
+ * sequence, or RB_ERR_NOT_FOUND. Any thread. */
+int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq);
+/* Every producer of the log (DescribeProducers): a malloc'd array the caller
+ * frees, n entries. Any thread. */
+typedef struct {
+    int64_t pid;
+    int16_t epoch;
+    int32_t last_seq;
+    int64_t last_ms;   /* when it last wrote (broker clock) */
+} st_producer_info_t;
+int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
+/* producer.id.expiration.ms for every log of the manager (default
+ * ST_PRODUCER_EXPIRATION_MS; >= 1). */
+void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

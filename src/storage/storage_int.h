@@ -127,6 +127,8 @@ struct st_log {
     int l_rcache_next;
     uint64_t l_stat_syncs;      /* fdatasync rounds that advanced this log */
     int64_t l_clean_off;        /* cleaner checkpoint: first dirty offset (-1: never cleaned) */
+    st_ptab_t l_prods;          /* idempotent producer state (producers.c, S13-S16) */
+    int64_t l_prods_expire_at;  /* wall-clock ms of the next expiry pass on append */
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -183,6 +185,7 @@ struct st_mgr {
     int64_t m_cc_buffer;          /* key map budget */
     int64_t m_cc_backoff_ms;
     atomic_uint_fast64_t m_cc_passes; /* statistics: passes that rewrote segments */
+    _Atomic int64_t m_prod_expire_ms; /* producer.id.expiration.ms (producers.c, S16) */
 };
 
 /* ---- batch header (segment.c) ---- */
@@ -282,6 +285,17 @@ int st__log_flush_now(st_log_t *l);
 /* Writes the recovery checkpoint and the log-start-offset checkpoint
  * (flusher thread, close, or a log-start move). */
 int st__ckpt_write(st_mgr_t *m);
+
+/* ---- producer state (producers.c) ---- */
+#define ST_SNAP_EXT ".snapshot"
+/* Writes `<offset>.snapshot` of l's producer state (l_mutex held or l owned). */
+int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms);
+/* Rebuilds l's producer state at open (S15). 0 or -errno. */
+int st__pt_load(st_log_t *l);
+/* On append (l_mutex held): drops expired producers every
+ * min(expiration, ST_PRODUCER_EXPIRE_CHECK_MS). */
+void st__pt_maybe_expire(st_log_t *l, int64_t now_ms);
+#define ST_PRODUCER_EXPIRE_CHECK_MS 600000 /* producer.id.expiration.check.interval.ms default */
 
 /* ---- retention (retention.c) ---- */
 void *st__cleaner_main(void *arg);

@@ -214,6 +214,7 @@ static void hold_cb(void *ctx, st_log_t *l, int64_t hw) {
     hold_t *h = ctx;
     pthread_mutex_lock(&h->mu);
     h->last_hw = hw;
+    pthread_cond_broadcast(&h->cv);
     if (h->hold) {
         h->held = true;
         pthread_cond_broadcast(&h->cv);
@@ -233,6 +234,9 @@ static void test_hw_bound(void **state) {
     stt_append(l, 1, 4, 1000, 50, 1000);
     assert_int_equal(stt_durable(l, 4), 0);
     pthread_mutex_lock(&h.mu);
+    /* sync waiters run before the durable callback of the same flusher round:
+     * let that callback (hw 4) pass before holding the next one */
+    while (h.last_hw < 4) pthread_cond_wait(&h.cv, &h.mu);
     h.hold = true;
     pthread_mutex_unlock(&h.mu);
     stt_append(l, 1, 4, 2000, 50, 1000); /* the flusher syncs it and parks in the callback */

@@ -11,43 +11,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-typedef struct {
-    char *dir;
-    st_mgr_t *m;
-    st_log_t *l;
-    st_log_config_t cfg;
-    char pdir[4096];
-} fx_t;
-
-static int fx_setup(void **state) {
-    fx_t *f = calloc(1, sizeof(*f));
-    f->dir = stt_mkdtemp();
-    f->cfg = stt_cfg(2000, 100);
-    snprintf(f->pdir, sizeof(f->pdir), "%s/rec-0", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state) {
-    fx_t *f = *state;
-    if (f->l) st_log_close(f->l);
-    if (f->m) st_mgr_close(f->m);
-    stt_rmdir(f->dir);
-    free(f);
-    return 0;
-}
-
-static void fx_open(fx_t *f) {
-    assert_int_equal(st_mgr_open(f->dir, &f->m), 0);
-    assert_int_equal(st_log_open(f->m, "rec", 0, &f->cfg, &f->l), 0);
-}
-
-static void fx_close(fx_t *f) {
-    st_log_close(f->l);
-    f->l = NULL;
-    st_mgr_close(f->m);
-    f->m = NULL;
-}
+STT_FIXTURE("rec", 2000, 100)
+static void fx_close(fx_t *f) { stt_fx_close(f); }
 
 static void rm_marker(fx_t *f) {
     char p[4200];
