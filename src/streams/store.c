@@ -36,11 +36,8 @@ static mkey *mkey_new(rs_bytes b) {
     return k;
 }
 
-/* a value is updated in place: the tree keeps the same mval */
-typedef struct {
-    size_t len, cap;
-    uint8_t *data;
-} mval;
+/* a value is updated in place: the tree keeps the same slot */
+typedef rs_slot mval;
 
 static void mval_free(gpointer p) {
     mval *v = p;
@@ -48,7 +45,7 @@ static void mval_free(gpointer p) {
     free(v);
 }
 
-static void mval_set(mval *v, rs_bytes b) {
+void rs__slot_set(rs_slot *v, rs_bytes b) {
     if (b.len > v->cap || !v->data) {
         uint8_t *d = realloc(v->data, b.len ? b.len : 1);
         if (!d) abort();
@@ -58,6 +55,7 @@ static void mval_set(mval *v, rs_bytes b) {
     if (b.len) memcpy(v->data, b.data, b.len);
     v->len = b.len;
 }
+#define mval_set rs__slot_set
 
 /* The tree gives byte order for ranges; an open-addressing hash table
  * (linear probing, backward-shift deletion) over the same key objects
@@ -173,6 +171,30 @@ static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
     return 1;
 }
 
+/* one lookup: the slot of key, made (empty) when absent */
+static int mem_slot(void *impl, rs_bytes key, rs_slot **out) {
+    mstore *m = impl;
+    if (m->last_k && key_is(m->last_k, key)) {
+        *out = m->last_v;
+        return 1;
+    }
+    uint32_t h = key_hash(key.data, key.len);
+    mslot *sl = &m->tab[slot_of(m, h, key)];
+    if (sl->k) {
+        m->last_k = sl->k;
+        *out = m->last_v = sl->v;
+        return 1;
+    }
+    mval *v = calloc(1, sizeof(*v));
+    if (!v) abort();
+    mkey *nk = mkey_new(key);
+    g_tree_insert(m->tree, nk, v);
+    tab_add(m, h, nk, v);
+    m->last_k = nk;
+    *out = m->last_v = v;
+    return 0;
+}
+
 static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
     mstore *m = impl;
     if (!value.data) {
@@ -244,7 +266,7 @@ static void mem_close(void *impl) {
     free(m);
 }
 
-const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close};
+const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close, mem_slot};
 
 /* ---- record cache and changelog ---- */
 
@@ -317,8 +339,9 @@ void rs__kv_store_free(rs_kv_store *s) {
 
 /* writes through: inner store, changelog, then (unless quiet) the owner's
  * children */
-static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
-    s->vt->put(s->impl, key, value);
+/* what follows a write to the inner store: the changelog, then (unless
+ * quiet) the owner's children */
+static void written(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
     rs_task *t = s->task;
     rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
@@ -335,6 +358,11 @@ static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t 
         else rs__forward(t, s->def->owner, &r);
         t->cur = saved;
     }
+}
+
+static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
+    s->vt->put(s->impl, key, value);
+    written(s, key, value, ts, quiet);
 }
 
 void rs__kv_store_flush(rs_kv_store *s) {
@@ -366,27 +394,28 @@ static rs_cache_entry *cache_find(rs_kv_store *s, rs_bytes key) {
     return e;
 }
 
-int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
-    if (!key.data) return -1;
-    if (!s->caching) {
-        write_through(s, key, value, ts, false);
-        return 0;
-    }
-    rs_cache_entry *e = cache_find(s, key);
-    if (e) {
-        size_t had = ENTRY_BYTES(e);
-        s->cache_bytes -= had;
-        s->task->cache->used -= had;
-    } else {
-        e = calloc(1, sizeof(*e));
-        if (!e) abort();
-        e->key = malloc(key.len ? key.len : 1);
-        if (!e->key) abort();
-        memcpy(e->key, key.data, key.len);
-        e->klen = key.len;
-        g_hash_table_add(s->cache, e);
-        s->last = e;
-    }
+/* a new cached entry for key (clean, no value yet) */
+static rs_cache_entry *cache_add(rs_kv_store *s, rs_bytes key) {
+    rs_cache_entry *e = calloc(1, sizeof(*e));
+    if (!e) abort();
+    e->key = malloc(key.len ? key.len : 1);
+    if (!e->key) abort();
+    memcpy(e->key, key.data, key.len);
+    e->klen = key.len;
+    e->null = true;
+    g_hash_table_add(s->cache, e);
+    s->task->cache->used += ENTRY_BYTES(e);
+    s->cache_bytes += ENTRY_BYTES(e);
+    s->last = e;
+    return e;
+}
+
+/* the entry takes value (null: a delete) at ts and joins the dirty list;
+ * the store flushes when the thread's cache is over budget */
+static void cache_set(rs_kv_store *s, rs_cache_entry *e, rs_bytes value, int64_t ts) {
+    size_t had = ENTRY_BYTES(e);
+    s->cache_bytes -= had;
+    s->task->cache->used -= had;
     e->null = !value.data;
     if (value.data) {
         if (!e->val || e->vcap < value.len) {
@@ -409,7 +438,53 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
     s->cache_bytes += need;
     s->task->cache->used += need;
     if (s->task->cache->used > s->task->cache->max) rs__kv_store_flush(s); /* over budget: evict by flushing */
+}
+
+int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
+    if (!key.data) return -1;
+    if (!s->caching) {
+        write_through(s, key, value, ts, false);
+        return 0;
+    }
+    rs_cache_entry *e = cache_find(s, key);
+    if (!e) e = cache_add(s, key);
+    cache_set(s, e, value, ts);
     return 0;
+}
+
+int rs__kv_aggregate(rs_kv_store *s, const rs_node *nd, rs_bytes skey, rs_bytes key, rs_bytes value, int64_t ts,
+                     rs_buf *out) {
+    out->len = 0;
+    rs_bytes ob;
+    int found;
+    if (s->caching) {
+        rs_cache_entry *e = cache_find(s, skey);
+        if (e) { /* the aggregate is read where the cache holds it */
+            found = !e->null;
+            ob = (rs_bytes){e->val ? e->val : (const uint8_t *)"", e->vlen};
+            rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+            cache_set(s, e, rs_buf_bytes(out), ts);
+            return found;
+        }
+    } else if (s->vt->slot) { /* one lookup; the new value is written once */
+        rs_slot *sl;
+        found = s->vt->slot(s->impl, skey, &sl);
+        ob = (rs_bytes){sl->data ? sl->data : (const uint8_t *)"", sl->len};
+        rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+        rs__slot_set(sl, rs_buf_bytes(out));
+        /* downstream gets the scratch copy: it may write this store again */
+        written(s, skey, rs_buf_bytes(out), ts, false);
+        return found;
+    }
+    rs_buf old;
+    rs_buf_init(&old);
+    found = s->vt->get(s->impl, skey, &old) == 1;
+    ob = rs_buf_bytes(&old);
+    rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+    rs_buf_free(&old);
+    if (s->caching) cache_set(s, cache_add(s, skey), rs_buf_bytes(out), ts);
+    else write_through(s, skey, rs_buf_bytes(out), ts, false);
+    return found;
 }
 
 /* a delete that nobody downstream hears of (window retention); the cache

@@ -134,6 +134,13 @@ RS_INTERNAL int64_t rs__config_int(const rs_config *c, const char *name, int64_t
 RS_INTERNAL const char *rs__config_str(const rs_config *c, const char *name, const char *dflt);
 
 /* ---- stores ---- */
+/* a value held by a store that an update may rewrite in place */
+typedef struct rs_slot {
+    size_t len, cap;
+    uint8_t *data;
+} rs_slot;
+RS_INTERNAL void rs__slot_set(rs_slot *v, rs_bytes b);
+
 typedef struct rs_kv_vt {
     int (*get)(void *impl, rs_bytes key, rs_buf *out);
     int (*put)(void *impl, rs_bytes key, rs_bytes value); /* null value deletes */
@@ -141,6 +148,9 @@ typedef struct rs_kv_vt {
     size_t (*count)(void *impl);
     int (*flush)(void *impl);
     void (*close)(void *impl);
+    /* optional (NULL: get then put): the value slot of key found or made by
+     * one lookup; 1 found, 0 made (empty: the caller must set it) */
+    int (*slot)(void *impl, rs_bytes key, rs_slot **out);
 } rs_kv_vt;
 
 RS_INTERNAL void *rs__mem_store_open(void);
@@ -177,6 +187,13 @@ RS_INTERNAL void rs__kv_store_free(rs_kv_store *s);
 RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
 RS_INTERNAL void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts);
+/* one aggregation step of node nd for record key and value on store key
+ * skey, as a get, an rs__agg_step and a put would do it (same store,
+ * changelog and downstream effects) with one lookup and no copy of the old
+ * value; out: scratch, holds the new value after. Returns 1 if skey had a
+ * value. */
+RS_INTERNAL int rs__kv_aggregate(rs_kv_store *s, const rs_node *nd, rs_bytes skey, rs_bytes key, rs_bytes value,
+                                 int64_t ts, rs_buf *out);
 
 /* ---- tasks ---- */
 /* Where a task writes records: a sink node, a changelog (store != NULL: the

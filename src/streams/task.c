@@ -172,15 +172,9 @@ static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
         return;
     }
     rs_kv_store *s = t->stores[g_array_index(nd->stores, int, 0)];
-    rs_buf old, out;
-    rs_buf_init(&old);
+    rs_buf out;
     rs_buf_init(&out);
-    rs_bytes ob;
-    int found = rs_kv_get(s, r->key, &old) == 1;
-    if (found) ob = rs_buf_bytes(&old);
-    rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
-    rs__kv_put_ts(s, r->key, rs_buf_bytes(&out), r->timestamp);
-    rs_buf_free(&old);
+    rs__kv_aggregate(s, nd, r->key, r->key, r->value, r->timestamp, &out);
     rs_buf_free(&out);
 }
 

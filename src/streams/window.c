@@ -17,18 +17,20 @@
  *  W2. Every window in the store has exactly one entry in the open index
  *      (pc->wopen), keyed be64(close) ++ store key.
  */
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "streams/streams_int.h"
 
 void rs__put64(uint8_t *p, int64_t v) {
-    for (int i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8)) p[i] = (uint8_t)v;
+    uint64_t b = htobe64((uint64_t)v);
+    memcpy(p, &b, 8);
 }
 int64_t rs__get64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return (int64_t)v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (int64_t)be64toh(v);
 }
 
 static rs_kv_store *wstore(rs_task *t, const rs_node *nd) { return t->stores[g_array_index(nd->stores, int, 0)]; }
@@ -111,28 +113,27 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
     int64_t ts = r->timestamp, st = t->stream_time, size = nd->win.size, adv = nd->win.advance;
     int64_t lo = ts - size + 1 < 0 ? 0 : ts - size + 1;
     lo = (lo + adv - 1) / adv * adv;
-    rs_kv_store *s = wstore(t, nd);
-    rs_buf *skp = &pc->wb[0], *oldp = &pc->wb[1], *outp = &pc->wb[2];
-#define sk (*skp)
-#define old (*oldp)
-#define out (*outp)
-    bool any = false;
-    for (int64_t start = lo; start <= ts; start += adv) {
-        int64_t end = start + size;
-        if (end + nd->win.grace <= st) continue; /* W1: closed */
-        any = true;
-        store_key(&sk, r->key, start, 0, false);
-        old.len = out.len = 0;
-        int found = rs_kv_get(s, rs_buf_bytes(&sk), &old) == 1;
-        rs_bytes ob = rs_buf_bytes(&old);
-        rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
-        rs__kv_put_ts(s, rs_buf_bytes(&sk), rs_buf_bytes(&out), ts);
-        if (!found) index_put(pc, end + nd->win.grace, rs_buf_bytes(&sk), true);
+    /* the first window still open: W1 closes end + grace <= stream time */
+    __int128 open_from = (__int128)st - nd->win.grace - size + 1;
+    if (open_from > lo) lo += (int64_t)((open_from - lo + adv - 1) / adv * adv);
+    if (lo > ts) {
+        rs__window_late(t, nd, r);
+        return;
     }
-    if (!any) rs__window_late(t, nd, r);
-#undef sk
-#undef old
-#undef out
+    rs_kv_store *s = wstore(t, nd);
+    /* the store key key ++ be64(start): the key written once, the start
+     * rewritten per window */
+    rs_buf *skp = &pc->wb[0];
+    skp->len = 0;
+    rs_buf_append(skp, r->key.data, r->key.len);
+    rs_buf_append(skp, "\0\0\0\0\0\0\0\0", 8);
+    rs_bytes sk = rs_buf_bytes(skp);
+    uint8_t *sp = skp->data + r->key.len;
+    for (int64_t start = lo; start <= ts; start += adv) {
+        rs__put64(sp, start);
+        if (!rs__kv_aggregate(s, nd, sk, r->key, r->value, ts, &pc->wb[2]))
+            index_put(pc, start + size + nd->win.grace, sk, true);
+    }
 }
 
 /* ---- session windows ---- */
