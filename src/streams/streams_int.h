@@ -208,7 +208,9 @@ struct rs_pctx {
     bool inited; /* init ran: close must run */
     /* emitter of map-like nodes: copies of emitted key/values */
     rs_buf ebuf;
-    GArray *eoffs; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+    size_t *eq, eqn, eqcap; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+    bool emit_one;  /* map / map_values: emissions after the first are dropped */
+    bool emit_vals; /* map_values / flat_map_values: emitted keys are ignored */
     /* windowed aggregation: open windows by close time (an in-memory store
      * keyed be64(close) ++ store key), rebuilt from the store at start */
     void *wopen;

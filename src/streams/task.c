@@ -61,7 +61,10 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         pc->task = t;
         pc->node = (int)i;
         if (nd->subtopo != subtopo) continue;
-        if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
+        if (nd->kind == RS_N_MAP) {
+            pc->emit_one = nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES;
+            pc->emit_vals = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
+        }
         if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
         pc->inited = nd->kind == RS_N_PROCESS;
         if (nd->kind == RS_N_WINDOW_AGG) {
@@ -80,7 +83,7 @@ void rs__task_free(rs_task *t) {
         rs_pctx *pc = &t->pcs[i];
         if (pc->inited && nd->pdef.close) nd->pdef.close(pc->state);
         rs_buf_free(&pc->ebuf);
-        if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
+        free(pc->eq);
         if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
         for (int k = 0; k < 4; k++) rs_buf_free(&pc->wb[k]);
         g_free(t->sink_topic[i]);
@@ -107,14 +110,21 @@ void rs__forward(rs_task *t, int node, const rs_record *r) {
 
 void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
     rs_pctx *pc = e->pc;
-    size_t q[4];
+    if (pc->emit_one && pc->eqn) return; /* map: exactly one */
+    if (pc->eqn + 4 > pc->eqcap) {
+        pc->eqcap = pc->eqcap ? pc->eqcap * 2 : 16;
+        pc->eq = realloc(pc->eq, pc->eqcap * sizeof(size_t));
+        if (!pc->eq) abort();
+    }
+    size_t *q = pc->eq + pc->eqn;
+    pc->eqn += 4;
+    if (pc->emit_vals) key = RS_NULL_BYTES; /* the input's key is kept */
     q[0] = pc->ebuf.len;
     q[1] = key.data ? key.len : SIZE_MAX;
     if (key.data) rs_buf_append(&pc->ebuf, key.data, key.len);
     q[2] = pc->ebuf.len;
     q[3] = value.data ? value.len : SIZE_MAX;
     if (value.data) rs_buf_append(&pc->ebuf, value.data, value.len);
-    g_array_append_vals(pc->eoffs, q, 4);
 }
 
 static rs_bytes slice_at(const rs_buf *b, size_t off, size_t len) {
@@ -125,15 +135,13 @@ static rs_bytes slice_at(const rs_buf *b, size_t off, size_t len) {
 static void run_map(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
     rs_emitter e = {pc};
     pc->ebuf.len = 0; /* S2: this node is not re-entered, the buffer is ours */
-    g_array_set_size(pc->eoffs, 0);
+    pc->eqn = 0;
     ((rs_map_fn)nd->fn)(r, &e, nd->ctx);
-    bool keep_key = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
-    size_t n = pc->eoffs->len / 4;
-    if ((nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES) && n > 1) n = 1; /* map: exactly one */
+    size_t n = pc->eqn / 4;
     for (size_t i = 0; i < n; i++) {
-        size_t *q = &g_array_index(pc->eoffs, size_t, i * 4);
+        const size_t *q = pc->eq + i * 4;
         rs_record o = *r;
-        if (!keep_key) o.key = slice_at(&pc->ebuf, q[0], q[1]);
+        if (!pc->emit_vals) o.key = slice_at(&pc->ebuf, q[0], q[1]);
         o.value = slice_at(&pc->ebuf, q[2], q[3]);
         rs__forward(t, nd->id, &o);
     }

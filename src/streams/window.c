@@ -37,11 +37,21 @@ static rs_kv_store *wstore(rs_task *t, const rs_node *nd) { return t->stores[g_a
 
 void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start, int64_t end, rs_bytes value,
                  int64_t ts) {
-    rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
-    k->len = 0;
-    rs_windowed_key wk = {key, start, end};
-    rs_windowed_key_encode(&wk, k);
-    rs_record o = {.key = rs_buf_bytes(k), .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
+    uint8_t small[128]; /* the windowed key key ++ be64(start) ++ be64(end) */
+    rs_bytes kb;
+    if (key.len <= sizeof(small) - 16) {
+        if (key.len) memcpy(small, key.data, key.len);
+        rs__put64(small + key.len, start);
+        rs__put64(small + key.len + 8, end);
+        kb = (rs_bytes){small, key.len + 16};
+    } else {
+        rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
+        k->len = 0;
+        rs_windowed_key wk = {key, start, end};
+        rs_windowed_key_encode(&wk, k);
+        kb = rs_buf_bytes(k);
+    }
+    rs_record o = {.key = kb, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (t->cur) o.topic = t->cur->topic, o.partition = t->cur->partition, o.offset = t->cur->offset;
     rs__forward(t, nd->id, &o);
 }
