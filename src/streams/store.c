@@ -83,20 +83,30 @@ uint32_t rs__fnv1a(const void *p, size_t n) {
 }
 
 /* store keys hash 8 bytes at a time (multiply and xor-shift mixing, as
- * splitmix64's finalizer): a byte-wise FNV cost ~1 ns per key byte */
+ * splitmix64's finalizer): a byte-wise FNV cost ~1 ns per key byte. The
+ * tail is read as one word overlapping the last full one (or, under 8
+ * bytes, as two overlapping 4-byte halves): no variable-length copy. Only
+ * in-memory tables use it (nothing persisted), so it may change. */
 static guint key_hash(const void *p, size_t n) {
     const uint8_t *b = p;
     uint64_t h = 0x9E3779B97F4A7C15ull ^ n, w;
-    for (; n >= 8; b += 8, n -= 8) {
-        memcpy(&w, b, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
+    if (n >= 8) {
+        const uint8_t *last = b + n - 8;
+        for (; b < last; b += 8) {
+            memcpy(&w, b, 8);
+            h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+            h ^= h >> 31;
+        }
+        memcpy(&w, last, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, b, 4);
+        memcpy(&y, b + n - 4, 4);
+        w = (uint64_t)x << 32 | y;
+    } else {
+        w = n ? (uint64_t)b[0] << 16 | (uint64_t)b[n / 2] << 8 | b[n - 1] : 0;
     }
-    if (n) {
-        w = 0;
-        memcpy(&w, b, n);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-    }
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
     h = (h ^ (h >> 30)) * 0x94D049BB133111EBull;
     return (guint)(h ^ (h >> 32));
 }
