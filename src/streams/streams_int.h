@@ -215,9 +215,20 @@ struct rs_pctx {
      * keyed be64(close) ++ store key), rebuilt from the store at start */
     void *wopen;
     int64_t wnext; /* no index entry closes before this (a lower bound) */
+    /* time windows: the open index as buckets by close time instead (every
+     * window of a start closes together), ascending; each bucket's keys
+     * packed as (u32 length, store key) in arrival order */
+    GArray *wbuckets; /* rs_wbucket */
+    GPtrArray *wspare; /* rs_buf * of emptied buckets, reused */
     int64_t wseq;
     rs_buf wb[4]; /* scratch buffers of the window code (S2: not re-entered) */
 };
+
+typedef struct rs_wbucket {
+    int64_t close;
+    rs_buf *keys;
+} rs_wbucket;
+RS_INTERNAL void rs__window_index_free(rs_pctx *pc); /* wopen and buckets */
 
 struct rs_emitter {
     rs_pctx *pc;
@@ -236,6 +247,7 @@ typedef struct rs_metrics {
 
 struct rs_task {
     const rs_topology *topo;
+    rs_node *const *nodes; /* the topology's nodes by id (S1: fixed) */
     const rs_config *cfg;
     char *app_id;
     int subtopo;

@@ -20,6 +20,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     if (!t) abort();
     const rs_graph *g = topo->g;
     t->topo = topo;
+    t->nodes = (rs_node *const *)g->nodes->pdata;
     t->cfg = cfg;
     t->app_id = g_strdup(app_id);
     t->subtopo = subtopo;
@@ -84,7 +85,7 @@ void rs__task_free(rs_task *t) {
         if (pc->inited && nd->pdef.close) nd->pdef.close(pc->state);
         rs_buf_free(&pc->ebuf);
         free(pc->eq);
-        if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
+        rs__window_index_free(pc);
         for (int k = 0; k < 4; k++) rs_buf_free(&pc->wb[k]);
         g_free(t->sink_topic[i]);
     }
@@ -104,8 +105,9 @@ void rs__task_free(rs_task *t) {
 static void process_node(rs_task *t, int id, const rs_record *r);
 
 void rs__forward(rs_task *t, int node, const rs_record *r) {
-    GArray *ch = NODE(t->topo, node)->children;
-    for (guint i = 0; i < ch->len; i++) process_node(t, g_array_index(ch, int, i), r);
+    const GArray *ch = t->nodes[node]->children;
+    const int *c = (const int *)(const void *)ch->data;
+    for (guint i = 0; i < ch->len; i++) process_node(t, c[i], r);
 }
 
 void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
@@ -187,7 +189,7 @@ static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
 }
 
 static void process_node(rs_task *t, int id, const rs_record *r) {
-    rs_node *nd = NODE(t->topo, id);
+    rs_node *nd = t->nodes[id];
     rs_pctx *pc = &t->pcs[id];
     switch (nd->kind) {
     case RS_N_SOURCE:
@@ -331,7 +333,7 @@ int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     process_node(t, src, &r);
     for (guint i = 0; i < t->wnodes->len; i++) {
         int w = g_array_index(t->wnodes, int, i);
-        rs__window_close(t, NODE(t->topo, w), &t->pcs[w]);
+        rs__window_close(t, t->nodes[w], &t->pcs[w]);
     }
     t->cur = NULL;
     punctuate(t, RS_PUNCT_STREAM_TIME, t->stream_time);
@@ -349,7 +351,7 @@ void rs__task_reinit_windows(rs_task *t) {
     for (guint i = 0; i < g->nodes->len; i++) {
         rs_node *nd = NODE(t->topo, (int)i);
         if (nd->subtopo != t->subtopo || nd->kind != RS_N_WINDOW_AGG) continue;
-        if (t->pcs[i].wopen) rs__mem_store_vt.close(t->pcs[i].wopen);
+        rs__window_index_free(&t->pcs[i]);
         rs__window_init(t, nd, &t->pcs[i]);
     }
 }

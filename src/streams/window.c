@@ -14,8 +14,11 @@
  *  W1. A window is closed once stream time >= its close time (time windows:
  *      end + grace; sessions: end + gap + grace + 1); a closed window is
  *      never updated again, is emitted once (emit_final) and leaves the store.
- *  W2. Every window in the store has exactly one entry in the open index
- *      (pc->wopen), keyed be64(close) ++ store key.
+ *  W2. Every window in the store has exactly one entry in the open index:
+ *      pc->wopen keyed be64(close) ++ store key (sessions, sliding), or for
+ *      time windows its key in the bucket of its close time (pc->wbuckets);
+ *      a closing bucket is sorted, so windows close in the same order
+ *      (close, store key) either way.
  */
 #include <endian.h>
 #include <stdlib.h>
@@ -82,6 +85,53 @@ static void index_put(rs_pctx *pc, int64_t close, rs_bytes skey, bool add) {
     rs_buf_free(&b);
 }
 
+/* time windows: skey joins the bucket of close (made in order when new;
+ * closes mostly grow, so the search starts at the end) */
+static void bucket_add(rs_pctx *pc, int64_t close, rs_bytes skey) {
+    GArray *a = pc->wbuckets;
+    guint i = a->len;
+    while (i > 0 && g_array_index(a, rs_wbucket, i - 1).close > close) i--;
+    if (i == 0 || g_array_index(a, rs_wbucket, i - 1).close != close) {
+        rs_buf *b;
+        if (pc->wspare->len) {
+            b = g_ptr_array_steal_index_fast(pc->wspare, pc->wspare->len - 1);
+        } else {
+            b = calloc(1, sizeof(*b));
+            if (!b) abort();
+        }
+        b->len = 0;
+        rs_wbucket nb = {close, b};
+        g_array_insert_val(a, i, nb);
+        i++;
+    }
+    rs_buf *b = g_array_index(a, rs_wbucket, i - 1).keys;
+    uint32_t l = (uint32_t)skey.len;
+    rs_buf_append(b, &l, 4);
+    rs_buf_append(b, skey.data, skey.len);
+}
+
+void rs__window_index_free(rs_pctx *pc) {
+    if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
+    pc->wopen = NULL;
+    if (pc->wbuckets) {
+        for (guint i = 0; i < pc->wbuckets->len; i++) {
+            rs_buf *b = g_array_index(pc->wbuckets, rs_wbucket, i).keys;
+            rs_buf_free(b);
+            free(b);
+        }
+        g_array_free(pc->wbuckets, TRUE);
+        pc->wbuckets = NULL;
+    }
+    if (pc->wspare) {
+        for (guint i = 0; i < pc->wspare->len; i++) {
+            rs_buf_free(g_ptr_array_index(pc->wspare, i));
+            free(g_ptr_array_index(pc->wspare, i));
+        }
+        g_ptr_array_free(pc->wspare, TRUE);
+        pc->wspare = NULL;
+    }
+}
+
 static int64_t close_time(const rs_node *nd, rs_bytes skey) {
     const uint8_t *p = (const uint8_t *)skey.data + skey.len;
     if (nd->win.kind == RS_WINDOW_TIME) return rs__get64(p - 8) + nd->win.size + nd->win.grace;
@@ -92,13 +142,19 @@ static int rebuild_one(rs_bytes k, rs_bytes v, void *arg) {
     void **a = arg;
     const rs_node *nd = a[1];
     if (nd->win.kind == RS_WINDOW_SLIDING) rs__sliding_index(a[0], nd, k);
-    else if (k.len >= (nd->win.kind == RS_WINDOW_TIME ? 8u : 16u)) index_put(a[0], close_time(nd, k), k, true);
+    else if (nd->win.kind == RS_WINDOW_TIME && k.len >= 8) bucket_add(a[0], close_time(nd, k), k);
+    else if (nd->win.kind == RS_WINDOW_SESSION && k.len >= 16) index_put(a[0], close_time(nd, k), k, true);
     return 0;
 }
 
 void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    rs__window_index_free(pc);
     pc->wopen = rs__mem_store_open();
     pc->wnext = INT64_MIN; /* unknown: the first close scans */
+    if (nd->win.kind == RS_WINDOW_TIME) {
+        pc->wbuckets = g_array_new(FALSE, FALSE, sizeof(rs_wbucket));
+        pc->wspare = g_ptr_array_new();
+    }
     if (nd->win.kind == RS_WINDOW_COUNT) return;
     rs_kv_store *s = wstore(t, nd);
     void *a[2] = {pc, nd};
@@ -142,7 +198,7 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
     for (int64_t start = lo; start <= ts; start += adv) {
         rs__put64(sp, start);
         if (!rs__kv_aggregate(s, nd, sk, r->key, r->value, ts, &pc->wb[2]))
-            index_put(pc, start + size + nd->win.grace, sk, true);
+            bucket_add(pc, start + size + nd->win.grace, sk);
     }
 }
 
@@ -372,10 +428,74 @@ GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
     return cs.due;
 }
 
+/* store keys of a bucket, (u32 length, bytes) packed */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} kref;
+
+static int kref_cmp(const void *a, const void *b) {
+    const kref *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = n ? memcmp(x->p, y->p, n) : 0;
+    if (c) return c;
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* W1 for one closing window: emit-final emits it, then it leaves the store */
+static void close_one(rs_task *t, rs_node *nd, rs_kv_store *s, rs_bytes skey, rs_buf *v) {
+    size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
+    const uint8_t *sp = (const uint8_t *)skey.data;
+    int64_t start, end;
+    if (nd->win.kind == RS_WINDOW_TIME) start = rs__get64(sp + klen), end = start + nd->win.size;
+    else end = rs__get64(sp + klen), start = rs__get64(sp + klen + 8);
+    v->len = 0;
+    if (nd->win.emit_final && rs_kv_get(s, skey, v) == 1)
+        rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(v),
+                        nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
+    rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
+}
+
+static void time_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    GArray *a = pc->wbuckets;
+    if (!a->len || g_array_index(a, rs_wbucket, 0).close > t->stream_time) return;
+    rs_kv_store *s = wstore(t, nd);
+    rs__kv_store_flush(s); /* pending updates go out before windows leave */
+    rs_buf *v = &pc->wb[1];
+    GArray *refs = g_array_new(FALSE, FALSE, sizeof(kref));
+    /* a bucket is detached before its windows close: the store flush and
+     * forwarding may add windows (later closes) to the index */
+    while (a->len && g_array_index(a, rs_wbucket, 0).close <= t->stream_time) {
+        rs_buf *b = g_array_index(a, rs_wbucket, 0).keys;
+        g_array_remove_index(a, 0);
+        g_array_set_size(refs, 0);
+        for (size_t o = 0; o + 4 <= b->len;) {
+            uint32_t l;
+            memcpy(&l, b->data + o, 4);
+            kref r = {b->data + o + 4, l};
+            g_array_append_val(refs, r);
+            o += 4 + (size_t)l;
+        }
+        g_array_sort(refs, kref_cmp);
+        for (guint i = 0; i < refs->len; i++) {
+            kref *r = &g_array_index(refs, kref, i);
+            if (i && !kref_cmp(r, r - 1)) continue; /* W2: once */
+            close_one(t, nd, s, (rs_bytes){r->p, r->n}, v);
+        }
+        b->len = 0;
+        g_ptr_array_add(pc->wspare, b);
+    }
+    g_array_free(refs, TRUE);
+}
+
 void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     if (nd->win.kind == RS_WINDOW_COUNT || t->stream_time == INT64_MIN) return;
     if (nd->win.kind == RS_WINDOW_SLIDING) {
         rs__sliding_close(t, nd, pc);
+        return;
+    }
+    if (nd->win.kind == RS_WINDOW_TIME) {
+        time_close(t, nd, pc);
         return;
     }
     GPtrArray *due = rs__window_due(pc, t->stream_time);
@@ -387,17 +507,7 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     for (guint i = 0; i < due->len; i++) {
         gsize il;
         const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(due, i), &il);
-        rs_bytes skey = {ik + 8, il - 8};
-        size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
-        const uint8_t *sp = (const uint8_t *)skey.data;
-        int64_t start, end;
-        if (nd->win.kind == RS_WINDOW_TIME) start = rs__get64(sp + klen), end = start + nd->win.size;
-        else end = rs__get64(sp + klen), start = rs__get64(sp + klen + 8);
-        v.len = 0;
-        if (nd->win.emit_final && rs_kv_get(s, skey, &v) == 1)
-            rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(&v),
-                 nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
-        rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
+        close_one(t, nd, s, (rs_bytes){ik + 8, il - 8}, &v);
         rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
     }
     rs_buf_free(&v);
