@@ -39,15 +39,29 @@ static mkey *mkey_new(rs_bytes b) {
 /* a value is updated in place: the tree keeps the same slot */
 typedef rs_slot mval;
 
-static void mval_free(gpointer p) {
-    mval *v = p;
-    free(v->data);
+/* A key and its value are one allocation: the value slot, then the key
+ * (the tree's key destructor frees both; the tree has no value destructor) */
+static mval *entry_new(rs_bytes key, mkey **k) {
+    mval *v = malloc(sizeof(mval) + sizeof(mkey) + key.len);
+    if (!v) abort();
+    v->len = 0;
+    v->cap = sizeof(v->inl);
+    v->data = v->inl;
+    *k = (mkey *)(void *)(v + 1);
+    (*k)->len = key.len;
+    if (key.len) memcpy((*k)->data, key.data, key.len);
+    return v;
+}
+
+static void mentry_free(gpointer key) {
+    mval *v = (mval *)key - 1;
+    if (v->data != v->inl) free(v->data);
     free(v);
 }
 
 void rs__slot_set(rs_slot *v, rs_bytes b) {
-    if (b.len > v->cap || !v->data) {
-        uint8_t *d = realloc(v->data, b.len ? b.len : 1);
+    if (b.len > v->cap) {
+        uint8_t *d = v->data == v->inl ? malloc(b.len) : realloc(v->data, b.len);
         if (!d) abort();
         v->data = d;
         v->cap = b.len;
@@ -128,7 +142,7 @@ static bool key_is(const mkey *k, rs_bytes b) { return k->len == b.len && bytes_
 void *rs__mem_store_open(void) {
     mstore *m = calloc(1, sizeof(*m));
     if (!m) abort();
-    m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
+    m->tree = g_tree_new_full(mkey_cmp, NULL, mentry_free, NULL);
     m->mask = 15;
     m->tab = calloc(m->mask + 1, sizeof(mslot));
     if (!m->tab) abort();
@@ -201,9 +215,8 @@ static int mem_slot(void *impl, rs_bytes key, rs_slot **out) {
         *out = m->last_v = sl->v;
         return 1;
     }
-    mval *v = calloc(1, sizeof(*v));
-    if (!v) abort();
-    mkey *nk = mkey_new(key);
+    mkey *nk;
+    mval *v = entry_new(key, &nk);
     g_tree_insert(m->tree, nk, v);
     tab_add(m, h, nk, v);
     m->last_k = nk;
@@ -226,9 +239,8 @@ static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
     }
     mval *v = mem_find(m, key);
     if (!v) {
-        v = calloc(1, sizeof(*v));
-        if (!v) abort();
-        mkey *nk = mkey_new(key);
+        mkey *nk;
+        v = entry_new(key, &nk);
         g_tree_insert(m->tree, nk, v);
         tab_add(m, key_hash(key.data, key.len), nk, v);
     }

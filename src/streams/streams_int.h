@@ -137,7 +137,8 @@ RS_INTERNAL const char *rs__config_str(const rs_config *c, const char *name, con
 /* a value held by a store that an update may rewrite in place */
 typedef struct rs_slot {
     size_t len, cap;
-    uint8_t *data;
+    uint8_t *data; /* inl while the value fits (no allocation of its own) */
+    _Alignas(8) uint8_t inl[40];
 } rs_slot;
 RS_INTERNAL void rs__slot_set(rs_slot *v, rs_bytes b);
 
