@@ -249,6 +249,9 @@ typedef struct rs_metrics {
 struct rs_task {
     const rs_topology *topo;
     rs_node *const *nodes; /* the topology's nodes by id (S1: fixed) */
+    GArray **fwd; /* per node of this sub-topology: the nodes a forward runs
+                   * (children, with pure pass-through nodes - to_stream,
+                   * merge - replaced by their own, in the same order) */
     const rs_config *cfg;
     char *app_id;
     int subtopo;

@@ -13,6 +13,16 @@
 
 static rs_node *NODE(const rs_topology *t, int id) { return g_ptr_array_index(t->g->nodes, id); }
 
+static void flat_children(rs_task *t, int node, GArray *out) {
+    const GArray *ch = t->nodes[node]->children;
+    for (guint i = 0; i < ch->len; i++) {
+        int c = g_array_index(ch, int, i);
+        rs_node_kind k = t->nodes[c]->kind;
+        if (k == RS_N_TOSTREAM || k == RS_N_MERGE) flat_children(t, c, out);
+        else g_array_append_val(out, c);
+    }
+}
+
 rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
                       int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
                       const char *state_dir, rs_cache_budget *cache, char *errstr, size_t errlen) {
@@ -39,6 +49,13 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     if (!t->sink_topic) abort();
     for (guint i = 0; i < g->nodes->len; i++)
         if (NODE(topo, (int)i)->kind == RS_N_SINK) t->sink_topic[i] = rs__full_topic(app_id, NODE(topo, (int)i), 0);
+    t->fwd = calloc(g->nodes->len, sizeof(GArray *));
+    if (!t->fwd) abort();
+    for (guint i = 0; i < g->nodes->len; i++) {
+        if (t->nodes[i]->subtopo != subtopo) continue;
+        t->fwd[i] = g_array_new(FALSE, FALSE, sizeof(int));
+        flat_children(t, (int)i, t->fwd[i]);
+    }
     t->pcs = calloc(g->nodes->len, sizeof(rs_pctx));
     t->stores = calloc(g->stores->len ? g->stores->len : 1, sizeof(rs_kv_store *));
     if (!t->pcs || !t->stores) abort();
@@ -88,7 +105,9 @@ void rs__task_free(rs_task *t) {
         rs__window_index_free(pc);
         for (int k = 0; k < 4; k++) rs_buf_free(&pc->wb[k]);
         g_free(t->sink_topic[i]);
+        if (t->fwd[i]) g_array_free(t->fwd[i], TRUE);
     }
+    free(t->fwd);
     for (guint i = 0; i < g->stores->len; i++) rs__kv_store_free(t->stores[i]);
     free(t->stores);
     free(t->pcs);
@@ -105,9 +124,9 @@ void rs__task_free(rs_task *t) {
 static void process_node(rs_task *t, int id, const rs_record *r);
 
 void rs__forward(rs_task *t, int node, const rs_record *r) {
-    const GArray *ch = t->nodes[node]->children;
-    const int *c = (const int *)(const void *)ch->data;
-    for (guint i = 0; i < ch->len; i++) process_node(t, c[i], r);
+    const GArray *f = t->fwd[node];
+    const int *c = (const int *)(const void *)f->data;
+    for (guint i = 0; i < f->len; i++) process_node(t, c[i], r);
 }
 
 void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
