@@ -6,7 +6,10 @@
  * the same windowed statistics over the same in-memory input and encoding
  * the same output records. One process, one thread: events/s = per core.
  *
- *   bench_streams_stockstats [events] [tickers]   (defaults 300000, 100)
+ *   bench_streams_stockstats [events] [tickers] [memory [row]]   (defaults 300000, 100)
+ *
+ * "memory" skips the RocksDB rows; a row number runs only that row of the
+ * table (both for profiling).
  *
  * Input: trades in time order, 0-4 ms apart (about 500 trades/s), tickers
  * drawn by xorshift; every trade updates 5 windows. Without a record cache
@@ -242,8 +245,11 @@ int main(int argc, char **argv) {
     double cpu[NRUNS] = {0};
     size_t outs[NRUNS] = {0};
     const char *verdict[NRUNS] = {0};
+    /* a fourth argument N runs only row N of runs[] (profiling) */
+    int only = argc > 4 ? atoi(argv[4]) : -1;
     for (int i = 0; i < NRUNS; i++) {
         if (!rocks && runs[i].type != RS_STORE_IN_MEMORY) continue;
+        if (only >= 0 && i != only) continue;
         bool cached = strcmp(runs[i].cache, "0") != 0;
         uint64_t h = 0;
         GPtrArray *keep = cached ? g_ptr_array_new_with_free_func((GDestroyNotify)g_bytes_unref) : NULL;

@@ -36,21 +36,32 @@ static mkey *mkey_new(rs_bytes b) {
     return k;
 }
 
-/* a value is updated in place: the tree keeps the same mval */
-typedef struct {
-    size_t len, cap;
-    uint8_t *data;
-} mval;
+/* a value is updated in place: the tree keeps the same slot */
+typedef rs_slot mval;
 
-static void mval_free(gpointer p) {
-    mval *v = p;
-    free(v->data);
+/* A key and its value are one allocation: the value slot, then the key
+ * (the tree's key destructor frees both; the tree has no value destructor) */
+static mval *entry_new(rs_bytes key, mkey **k) {
+    mval *v = malloc(sizeof(mval) + sizeof(mkey) + key.len);
+    if (!v) abort();
+    v->len = 0;
+    v->cap = sizeof(v->inl);
+    v->data = v->inl;
+    *k = (mkey *)(void *)(v + 1);
+    (*k)->len = key.len;
+    if (key.len) memcpy((*k)->data, key.data, key.len);
+    return v;
+}
+
+static void mentry_free(gpointer key) {
+    mval *v = (mval *)key - 1;
+    if (v->data != v->inl) free(v->data);
     free(v);
 }
 
-static void mval_set(mval *v, rs_bytes b) {
-    if (b.len > v->cap || !v->data) {
-        uint8_t *d = realloc(v->data, b.len ? b.len : 1);
+void rs__slot_set(rs_slot *v, rs_bytes b) {
+    if (b.len > v->cap) {
+        uint8_t *d = v->data == v->inl ? malloc(b.len) : realloc(v->data, b.len);
         if (!d) abort();
         v->data = d;
         v->cap = b.len;
@@ -58,6 +69,7 @@ static void mval_set(mval *v, rs_bytes b) {
     if (b.len) memcpy(v->data, b.data, b.len);
     v->len = b.len;
 }
+#define mval_set rs__slot_set
 
 /* The tree gives byte order for ranges; an open-addressing hash table
  * (linear probing, backward-shift deletion) over the same key objects
@@ -85,32 +97,52 @@ uint32_t rs__fnv1a(const void *p, size_t n) {
 }
 
 /* store keys hash 8 bytes at a time (multiply and xor-shift mixing, as
- * splitmix64's finalizer): a byte-wise FNV cost ~1 ns per key byte */
+ * splitmix64's finalizer): a byte-wise FNV cost ~1 ns per key byte. The
+ * tail is read as one word overlapping the last full one (or, under 8
+ * bytes, as two overlapping 4-byte halves): no variable-length copy. Only
+ * in-memory tables use it (nothing persisted), so it may change. */
 static guint key_hash(const void *p, size_t n) {
     const uint8_t *b = p;
     uint64_t h = 0x9E3779B97F4A7C15ull ^ n, w;
-    for (; n >= 8; b += 8, n -= 8) {
-        memcpy(&w, b, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-        h ^= h >> 31;
+    if (n >= 8) {
+        const uint8_t *last = b + n - 8;
+        for (; b < last; b += 8) {
+            memcpy(&w, b, 8);
+            h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+            h ^= h >> 31;
+        }
+        memcpy(&w, last, 8);
+    } else if (n >= 4) {
+        uint32_t x, y;
+        memcpy(&x, b, 4);
+        memcpy(&y, b + n - 4, 4);
+        w = (uint64_t)x << 32 | y;
+    } else {
+        w = n ? (uint64_t)b[0] << 16 | (uint64_t)b[n / 2] << 8 | b[n - 1] : 0;
     }
-    if (n) {
-        w = 0;
-        memcpy(&w, b, n);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-    }
+    h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
     h = (h ^ (h >> 30)) * 0x94D049BB133111EBull;
     return (guint)(h ^ (h >> 32));
 }
 
-static bool key_is(const mkey *k, rs_bytes b) {
-    return k->len == b.len && (!b.len || !memcmp(k->data, b.data, b.len));
+/* equal bytes; keys of up to 16 bytes (a ticker and a window start) are
+ * compared as two overlapping words, without a call */
+static inline bool bytes_eq(const uint8_t *a, const uint8_t *b, size_t n) {
+    if (n >= 8 && n <= 16) {
+        uint64_t x, y, u, v;
+        memcpy(&x, a, 8), memcpy(&y, b, 8);
+        memcpy(&u, a + n - 8, 8), memcpy(&v, b + n - 8, 8);
+        return x == y && u == v;
+    }
+    return !n || !memcmp(a, b, n);
 }
+
+static bool key_is(const mkey *k, rs_bytes b) { return k->len == b.len && bytes_eq(k->data, b.data, b.len); }
 
 void *rs__mem_store_open(void) {
     mstore *m = calloc(1, sizeof(*m));
     if (!m) abort();
-    m->tree = g_tree_new_full(mkey_cmp, NULL, free, mval_free);
+    m->tree = g_tree_new_full(mkey_cmp, NULL, mentry_free, NULL);
     m->mask = 15;
     m->tab = calloc(m->mask + 1, sizeof(mslot));
     if (!m->tab) abort();
@@ -173,6 +205,25 @@ static int mem_get(void *impl, rs_bytes key, rs_buf *out) {
     return 1;
 }
 
+/* one lookup: the slot of key, made (empty) when absent */
+static int mem_slot(void *impl, rs_bytes key, rs_slot **out) {
+    mstore *m = impl;
+    uint32_t h = key_hash(key.data, key.len);
+    mslot *sl = &m->tab[slot_of(m, h, key)];
+    if (sl->k) {
+        m->last_k = sl->k;
+        *out = m->last_v = sl->v;
+        return 1;
+    }
+    mkey *nk;
+    mval *v = entry_new(key, &nk);
+    g_tree_insert(m->tree, nk, v);
+    tab_add(m, h, nk, v);
+    m->last_k = nk;
+    *out = m->last_v = v;
+    return 0;
+}
+
 static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
     mstore *m = impl;
     if (!value.data) {
@@ -188,9 +239,8 @@ static int mem_put(void *impl, rs_bytes key, rs_bytes value) {
     }
     mval *v = mem_find(m, key);
     if (!v) {
-        v = calloc(1, sizeof(*v));
-        if (!v) abort();
-        mkey *nk = mkey_new(key);
+        mkey *nk;
+        v = entry_new(key, &nk);
         g_tree_insert(m->tree, nk, v);
         tab_add(m, key_hash(key.data, key.len), nk, v);
     }
@@ -244,7 +294,7 @@ static void mem_close(void *impl) {
     free(m);
 }
 
-const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close};
+const rs_kv_vt rs__mem_store_vt = {mem_get, mem_put, mem_range, mem_count, mem_flush, mem_close, mem_slot};
 
 /* ---- record cache and changelog ---- */
 
@@ -263,7 +313,7 @@ struct rs_cache_entry {
 static guint entry_hash(gconstpointer p) { return key_hash(((const rs_cache_entry *)p)->key, ((const rs_cache_entry *)p)->klen); }
 static gboolean entry_eq(gconstpointer a, gconstpointer b) {
     const rs_cache_entry *x = a, *y = b;
-    return x->klen == y->klen && (!x->klen || !memcmp(x->key, y->key, x->klen));
+    return x->klen == y->klen && bytes_eq(x->key, y->key, x->klen);
 }
 static void entry_free(gpointer p) {
     rs_cache_entry *e = p;
@@ -317,8 +367,9 @@ void rs__kv_store_free(rs_kv_store *s) {
 
 /* writes through: inner store, changelog, then (unless quiet) the owner's
  * children */
-static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
-    s->vt->put(s->impl, key, value);
+/* what follows a write to the inner store: the changelog, then (unless
+ * quiet) the owner's children */
+static void written(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
     rs_task *t = s->task;
     rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
@@ -335,6 +386,11 @@ static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t 
         else rs__forward(t, s->def->owner, &r);
         t->cur = saved;
     }
+}
+
+static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
+    s->vt->put(s->impl, key, value);
+    written(s, key, value, ts, quiet);
 }
 
 void rs__kv_store_flush(rs_kv_store *s) {
@@ -360,33 +416,34 @@ void rs__kv_store_flush(rs_kv_store *s) {
 /* the cached entry of key, or NULL; remembers it (a put follows a get) */
 static rs_cache_entry *cache_find(rs_kv_store *s, rs_bytes key) {
     rs_cache_entry *e = s->last;
-    if (e && e->klen == key.len && (!key.len || !memcmp(e->key, key.data, key.len))) return e;
+    if (e && e->klen == key.len && bytes_eq(e->key, key.data, key.len)) return e;
     rs_cache_entry probe = {.key = (uint8_t *)key.data, .klen = key.len};
     if ((e = g_hash_table_lookup(s->cache, &probe))) s->last = e;
     return e;
 }
 
-int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
-    if (!key.data) return -1;
-    if (!s->caching) {
-        write_through(s, key, value, ts, false);
-        return 0;
-    }
-    rs_cache_entry *e = cache_find(s, key);
-    if (e) {
-        size_t had = ENTRY_BYTES(e);
-        s->cache_bytes -= had;
-        s->task->cache->used -= had;
-    } else {
-        e = calloc(1, sizeof(*e));
-        if (!e) abort();
-        e->key = malloc(key.len ? key.len : 1);
-        if (!e->key) abort();
-        memcpy(e->key, key.data, key.len);
-        e->klen = key.len;
-        g_hash_table_add(s->cache, e);
-        s->last = e;
-    }
+/* a new cached entry for key (clean, no value yet) */
+static rs_cache_entry *cache_add(rs_kv_store *s, rs_bytes key) {
+    rs_cache_entry *e = calloc(1, sizeof(*e));
+    if (!e) abort();
+    e->key = malloc(key.len ? key.len : 1);
+    if (!e->key) abort();
+    memcpy(e->key, key.data, key.len);
+    e->klen = key.len;
+    e->null = true;
+    g_hash_table_add(s->cache, e);
+    s->task->cache->used += ENTRY_BYTES(e);
+    s->cache_bytes += ENTRY_BYTES(e);
+    s->last = e;
+    return e;
+}
+
+/* the entry takes value (null: a delete) at ts and joins the dirty list;
+ * the store flushes when the thread's cache is over budget */
+static void cache_set(rs_kv_store *s, rs_cache_entry *e, rs_bytes value, int64_t ts) {
+    size_t had = ENTRY_BYTES(e);
+    s->cache_bytes -= had;
+    s->task->cache->used -= had;
     e->null = !value.data;
     if (value.data) {
         if (!e->val || e->vcap < value.len) {
@@ -409,7 +466,53 @@ int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
     s->cache_bytes += need;
     s->task->cache->used += need;
     if (s->task->cache->used > s->task->cache->max) rs__kv_store_flush(s); /* over budget: evict by flushing */
+}
+
+int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts) {
+    if (!key.data) return -1;
+    if (!s->caching) {
+        write_through(s, key, value, ts, false);
+        return 0;
+    }
+    rs_cache_entry *e = cache_find(s, key);
+    if (!e) e = cache_add(s, key);
+    cache_set(s, e, value, ts);
     return 0;
+}
+
+int rs__kv_aggregate(rs_kv_store *s, const rs_node *nd, rs_bytes skey, rs_bytes key, rs_bytes value, int64_t ts,
+                     rs_buf *out) {
+    out->len = 0;
+    rs_bytes ob;
+    int found;
+    if (s->caching) {
+        rs_cache_entry *e = cache_find(s, skey);
+        if (e) { /* the aggregate is read where the cache holds it */
+            found = !e->null;
+            ob = (rs_bytes){e->val ? e->val : (const uint8_t *)"", e->vlen};
+            rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+            cache_set(s, e, rs_buf_bytes(out), ts);
+            return found;
+        }
+    } else if (s->vt->slot) { /* one lookup; the new value is written once */
+        rs_slot *sl;
+        found = s->vt->slot(s->impl, skey, &sl);
+        ob = (rs_bytes){sl->data ? sl->data : (const uint8_t *)"", sl->len};
+        rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+        rs__slot_set(sl, rs_buf_bytes(out));
+        /* downstream gets the scratch copy: it may write this store again */
+        written(s, skey, rs_buf_bytes(out), ts, false);
+        return found;
+    }
+    rs_buf old;
+    rs_buf_init(&old);
+    found = s->vt->get(s->impl, skey, &old) == 1;
+    ob = rs_buf_bytes(&old);
+    rs__agg_step(nd, key, value, found ? &ob : NULL, out);
+    rs_buf_free(&old);
+    if (s->caching) cache_set(s, cache_add(s, skey), rs_buf_bytes(out), ts);
+    else write_through(s, skey, rs_buf_bytes(out), ts, false);
+    return found;
 }
 
 /* a delete that nobody downstream hears of (window retention); the cache

@@ -171,4 +171,4 @@ static void r_close(void *impl) {
     free(s);
 }
 
-const rs_kv_vt rs__rocksdb_store_vt = {r_get, r_put, r_range, r_count, r_flush, r_close};
+const rs_kv_vt rs__rocksdb_store_vt = {r_get, r_put, r_range, r_count, r_flush, r_close, NULL};

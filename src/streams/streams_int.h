@@ -134,6 +134,14 @@ RS_INTERNAL int64_t rs__config_int(const rs_config *c, const char *name, int64_t
 RS_INTERNAL const char *rs__config_str(const rs_config *c, const char *name, const char *dflt);
 
 /* ---- stores ---- */
+/* a value held by a store that an update may rewrite in place */
+typedef struct rs_slot {
+    size_t len, cap;
+    uint8_t *data; /* inl while the value fits (no allocation of its own) */
+    _Alignas(8) uint8_t inl[40];
+} rs_slot;
+RS_INTERNAL void rs__slot_set(rs_slot *v, rs_bytes b);
+
 typedef struct rs_kv_vt {
     int (*get)(void *impl, rs_bytes key, rs_buf *out);
     int (*put)(void *impl, rs_bytes key, rs_bytes value); /* null value deletes */
@@ -141,6 +149,9 @@ typedef struct rs_kv_vt {
     size_t (*count)(void *impl);
     int (*flush)(void *impl);
     void (*close)(void *impl);
+    /* optional (NULL: get then put): the value slot of key found or made by
+     * one lookup; 1 found, 0 made (empty: the caller must set it) */
+    int (*slot)(void *impl, rs_bytes key, rs_slot **out);
 } rs_kv_vt;
 
 RS_INTERNAL void *rs__mem_store_open(void);
@@ -177,6 +188,13 @@ RS_INTERNAL void rs__kv_store_free(rs_kv_store *s);
 RS_INTERNAL int rs__kv_put_ts(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts);
 RS_INTERNAL void rs__kv_store_flush(rs_kv_store *s);
 RS_INTERNAL void rs__kv_delete_quiet(rs_kv_store *s, rs_bytes key, int64_t ts);
+/* one aggregation step of node nd for record key and value on store key
+ * skey, as a get, an rs__agg_step and a put would do it (same store,
+ * changelog and downstream effects) with one lookup and no copy of the old
+ * value; out: scratch, holds the new value after. Returns 1 if skey had a
+ * value. */
+RS_INTERNAL int rs__kv_aggregate(rs_kv_store *s, const rs_node *nd, rs_bytes skey, rs_bytes key, rs_bytes value,
+                                 int64_t ts, rs_buf *out);
 
 /* ---- tasks ---- */
 /* Where a task writes records: a sink node, a changelog (store != NULL: the
@@ -191,14 +209,27 @@ struct rs_pctx {
     bool inited; /* init ran: close must run */
     /* emitter of map-like nodes: copies of emitted key/values */
     rs_buf ebuf;
-    GArray *eoffs; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+    size_t *eq, eqn, eqcap; /* size_t quadruples: key off, key len (SIZE_MAX null), value off, value len */
+    bool emit_one;  /* map / map_values: emissions after the first are dropped */
+    bool emit_vals; /* map_values / flat_map_values: emitted keys are ignored */
     /* windowed aggregation: open windows by close time (an in-memory store
      * keyed be64(close) ++ store key), rebuilt from the store at start */
     void *wopen;
     int64_t wnext; /* no index entry closes before this (a lower bound) */
+    /* time windows: the open index as buckets by close time instead (every
+     * window of a start closes together), ascending; each bucket's keys
+     * packed as (u32 length, store key) in arrival order */
+    GArray *wbuckets; /* rs_wbucket */
+    GPtrArray *wspare; /* rs_buf * of emptied buckets, reused */
     int64_t wseq;
     rs_buf wb[4]; /* scratch buffers of the window code (S2: not re-entered) */
 };
+
+typedef struct rs_wbucket {
+    int64_t close;
+    rs_buf *keys;
+} rs_wbucket;
+RS_INTERNAL void rs__window_index_free(rs_pctx *pc); /* wopen and buckets */
 
 struct rs_emitter {
     rs_pctx *pc;
@@ -217,6 +248,10 @@ typedef struct rs_metrics {
 
 struct rs_task {
     const rs_topology *topo;
+    rs_node *const *nodes; /* the topology's nodes by id (S1: fixed) */
+    GArray **fwd; /* per node of this sub-topology: the nodes a forward runs
+                   * (children, with pure pass-through nodes - to_stream,
+                   * merge - replaced by their own, in the same order) */
     const rs_config *cfg;
     char *app_id;
     int subtopo;

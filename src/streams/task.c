@@ -13,6 +13,16 @@
 
 static rs_node *NODE(const rs_topology *t, int id) { return g_ptr_array_index(t->g->nodes, id); }
 
+static void flat_children(rs_task *t, int node, GArray *out) {
+    const GArray *ch = t->nodes[node]->children;
+    for (guint i = 0; i < ch->len; i++) {
+        int c = g_array_index(ch, int, i);
+        rs_node_kind k = t->nodes[c]->kind;
+        if (k == RS_N_TOSTREAM || k == RS_N_MERGE) flat_children(t, c, out);
+        else g_array_append_val(out, c);
+    }
+}
+
 rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char *app_id, int subtopo,
                       int32_t partition, rs_sink_cb sink, void *sink_arg, int64_t wall_time,
                       const char *state_dir, rs_cache_budget *cache, char *errstr, size_t errlen) {
@@ -20,6 +30,7 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     if (!t) abort();
     const rs_graph *g = topo->g;
     t->topo = topo;
+    t->nodes = (rs_node *const *)g->nodes->pdata;
     t->cfg = cfg;
     t->app_id = g_strdup(app_id);
     t->subtopo = subtopo;
@@ -38,6 +49,13 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
     if (!t->sink_topic) abort();
     for (guint i = 0; i < g->nodes->len; i++)
         if (NODE(topo, (int)i)->kind == RS_N_SINK) t->sink_topic[i] = rs__full_topic(app_id, NODE(topo, (int)i), 0);
+    t->fwd = calloc(g->nodes->len, sizeof(GArray *));
+    if (!t->fwd) abort();
+    for (guint i = 0; i < g->nodes->len; i++) {
+        if (t->nodes[i]->subtopo != subtopo) continue;
+        t->fwd[i] = g_array_new(FALSE, FALSE, sizeof(int));
+        flat_children(t, (int)i, t->fwd[i]);
+    }
     t->pcs = calloc(g->nodes->len, sizeof(rs_pctx));
     t->stores = calloc(g->stores->len ? g->stores->len : 1, sizeof(rs_kv_store *));
     if (!t->pcs || !t->stores) abort();
@@ -61,7 +79,10 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         pc->task = t;
         pc->node = (int)i;
         if (nd->subtopo != subtopo) continue;
-        if (nd->kind == RS_N_MAP || nd->kind == RS_N_KEY) pc->eoffs = g_array_new(FALSE, FALSE, sizeof(size_t));
+        if (nd->kind == RS_N_MAP) {
+            pc->emit_one = nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES;
+            pc->emit_vals = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
+        }
         if (nd->kind == RS_N_PROCESS && nd->pdef.init) pc->state = nd->pdef.init(pc, nd->pdef.ctx);
         pc->inited = nd->kind == RS_N_PROCESS;
         if (nd->kind == RS_N_WINDOW_AGG) {
@@ -80,11 +101,13 @@ void rs__task_free(rs_task *t) {
         rs_pctx *pc = &t->pcs[i];
         if (pc->inited && nd->pdef.close) nd->pdef.close(pc->state);
         rs_buf_free(&pc->ebuf);
-        if (pc->eoffs) g_array_free(pc->eoffs, TRUE);
-        if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
+        free(pc->eq);
+        rs__window_index_free(pc);
         for (int k = 0; k < 4; k++) rs_buf_free(&pc->wb[k]);
         g_free(t->sink_topic[i]);
+        if (t->fwd[i]) g_array_free(t->fwd[i], TRUE);
     }
+    free(t->fwd);
     for (guint i = 0; i < g->stores->len; i++) rs__kv_store_free(t->stores[i]);
     free(t->stores);
     free(t->pcs);
@@ -101,20 +124,28 @@ void rs__task_free(rs_task *t) {
 static void process_node(rs_task *t, int id, const rs_record *r);
 
 void rs__forward(rs_task *t, int node, const rs_record *r) {
-    GArray *ch = NODE(t->topo, node)->children;
-    for (guint i = 0; i < ch->len; i++) process_node(t, g_array_index(ch, int, i), r);
+    const GArray *f = t->fwd[node];
+    const int *c = (const int *)(const void *)f->data;
+    for (guint i = 0; i < f->len; i++) process_node(t, c[i], r);
 }
 
 void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
     rs_pctx *pc = e->pc;
-    size_t q[4];
+    if (pc->emit_one && pc->eqn) return; /* map: exactly one */
+    if (pc->eqn + 4 > pc->eqcap) {
+        pc->eqcap = pc->eqcap ? pc->eqcap * 2 : 16;
+        pc->eq = realloc(pc->eq, pc->eqcap * sizeof(size_t));
+        if (!pc->eq) abort();
+    }
+    size_t *q = pc->eq + pc->eqn;
+    pc->eqn += 4;
+    if (pc->emit_vals) key = RS_NULL_BYTES; /* the input's key is kept */
     q[0] = pc->ebuf.len;
     q[1] = key.data ? key.len : SIZE_MAX;
     if (key.data) rs_buf_append(&pc->ebuf, key.data, key.len);
     q[2] = pc->ebuf.len;
     q[3] = value.data ? value.len : SIZE_MAX;
     if (value.data) rs_buf_append(&pc->ebuf, value.data, value.len);
-    g_array_append_vals(pc->eoffs, q, 4);
 }
 
 static rs_bytes slice_at(const rs_buf *b, size_t off, size_t len) {
@@ -125,15 +156,13 @@ static rs_bytes slice_at(const rs_buf *b, size_t off, size_t len) {
 static void run_map(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
     rs_emitter e = {pc};
     pc->ebuf.len = 0; /* S2: this node is not re-entered, the buffer is ours */
-    g_array_set_size(pc->eoffs, 0);
+    pc->eqn = 0;
     ((rs_map_fn)nd->fn)(r, &e, nd->ctx);
-    bool keep_key = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
-    size_t n = pc->eoffs->len / 4;
-    if ((nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES) && n > 1) n = 1; /* map: exactly one */
+    size_t n = pc->eqn / 4;
     for (size_t i = 0; i < n; i++) {
-        size_t *q = &g_array_index(pc->eoffs, size_t, i * 4);
+        const size_t *q = pc->eq + i * 4;
         rs_record o = *r;
-        if (!keep_key) o.key = slice_at(&pc->ebuf, q[0], q[1]);
+        if (!pc->emit_vals) o.key = slice_at(&pc->ebuf, q[0], q[1]);
         o.value = slice_at(&pc->ebuf, q[2], q[3]);
         rs__forward(t, nd->id, &o);
     }
@@ -172,20 +201,14 @@ static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
         return;
     }
     rs_kv_store *s = t->stores[g_array_index(nd->stores, int, 0)];
-    rs_buf old, out;
-    rs_buf_init(&old);
+    rs_buf out;
     rs_buf_init(&out);
-    rs_bytes ob;
-    int found = rs_kv_get(s, r->key, &old) == 1;
-    if (found) ob = rs_buf_bytes(&old);
-    rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
-    rs__kv_put_ts(s, r->key, rs_buf_bytes(&out), r->timestamp);
-    rs_buf_free(&old);
+    rs__kv_aggregate(s, nd, r->key, r->key, r->value, r->timestamp, &out);
     rs_buf_free(&out);
 }
 
 static void process_node(rs_task *t, int id, const rs_record *r) {
-    rs_node *nd = NODE(t->topo, id);
+    rs_node *nd = t->nodes[id];
     rs_pctx *pc = &t->pcs[id];
     switch (nd->kind) {
     case RS_N_SOURCE:
@@ -329,7 +352,7 @@ int rs__task_process(rs_task *t, const char *topic, const rs_record *in) {
     process_node(t, src, &r);
     for (guint i = 0; i < t->wnodes->len; i++) {
         int w = g_array_index(t->wnodes, int, i);
-        rs__window_close(t, NODE(t->topo, w), &t->pcs[w]);
+        rs__window_close(t, t->nodes[w], &t->pcs[w]);
     }
     t->cur = NULL;
     punctuate(t, RS_PUNCT_STREAM_TIME, t->stream_time);
@@ -347,7 +370,7 @@ void rs__task_reinit_windows(rs_task *t) {
     for (guint i = 0; i < g->nodes->len; i++) {
         rs_node *nd = NODE(t->topo, (int)i);
         if (nd->subtopo != t->subtopo || nd->kind != RS_N_WINDOW_AGG) continue;
-        if (t->pcs[i].wopen) rs__mem_store_vt.close(t->pcs[i].wopen);
+        rs__window_index_free(&t->pcs[i]);
         rs__window_init(t, nd, &t->pcs[i]);
     }
 }

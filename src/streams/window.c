@@ -14,32 +14,47 @@
  *  W1. A window is closed once stream time >= its close time (time windows:
  *      end + grace; sessions: end + gap + grace + 1); a closed window is
  *      never updated again, is emitted once (emit_final) and leaves the store.
- *  W2. Every window in the store has exactly one entry in the open index
- *      (pc->wopen), keyed be64(close) ++ store key.
+ *  W2. Every window in the store has exactly one entry in the open index:
+ *      pc->wopen keyed be64(close) ++ store key (sessions, sliding), or for
+ *      time windows its key in the bucket of its close time (pc->wbuckets);
+ *      a closing bucket is sorted, so windows close in the same order
+ *      (close, store key) either way.
  */
+#include <endian.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "streams/streams_int.h"
 
 void rs__put64(uint8_t *p, int64_t v) {
-    for (int i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8)) p[i] = (uint8_t)v;
+    uint64_t b = htobe64((uint64_t)v);
+    memcpy(p, &b, 8);
 }
 int64_t rs__get64(const uint8_t *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
-    return (int64_t)v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (int64_t)be64toh(v);
 }
 
 static rs_kv_store *wstore(rs_task *t, const rs_node *nd) { return t->stores[g_array_index(nd->stores, int, 0)]; }
 
 void rs__window_emit(rs_task *t, const rs_node *nd, rs_bytes key, int64_t start, int64_t end, rs_bytes value,
                  int64_t ts) {
-    rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
-    k->len = 0;
-    rs_windowed_key wk = {key, start, end};
-    rs_windowed_key_encode(&wk, k);
-    rs_record o = {.key = rs_buf_bytes(k), .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
+    uint8_t small[128]; /* the windowed key key ++ be64(start) ++ be64(end) */
+    rs_bytes kb;
+    if (key.len <= sizeof(small) - 16) {
+        if (key.len) memcpy(small, key.data, key.len);
+        rs__put64(small + key.len, start);
+        rs__put64(small + key.len + 8, end);
+        kb = (rs_bytes){small, key.len + 16};
+    } else {
+        rs_buf *k = &t->pcs[nd->id].wb[3]; /* S2: the node is not re-entered while forwarding */
+        k->len = 0;
+        rs_windowed_key wk = {key, start, end};
+        rs_windowed_key_encode(&wk, k);
+        kb = rs_buf_bytes(k);
+    }
+    rs_record o = {.key = kb, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (t->cur) o.topic = t->cur->topic, o.partition = t->cur->partition, o.offset = t->cur->offset;
     rs__forward(t, nd->id, &o);
 }
@@ -70,6 +85,53 @@ static void index_put(rs_pctx *pc, int64_t close, rs_bytes skey, bool add) {
     rs_buf_free(&b);
 }
 
+/* time windows: skey joins the bucket of close (made in order when new;
+ * closes mostly grow, so the search starts at the end) */
+static void bucket_add(rs_pctx *pc, int64_t close, rs_bytes skey) {
+    GArray *a = pc->wbuckets;
+    guint i = a->len;
+    while (i > 0 && g_array_index(a, rs_wbucket, i - 1).close > close) i--;
+    if (i == 0 || g_array_index(a, rs_wbucket, i - 1).close != close) {
+        rs_buf *b;
+        if (pc->wspare->len) {
+            b = g_ptr_array_steal_index_fast(pc->wspare, pc->wspare->len - 1);
+        } else {
+            b = calloc(1, sizeof(*b));
+            if (!b) abort();
+        }
+        b->len = 0;
+        rs_wbucket nb = {close, b};
+        g_array_insert_val(a, i, nb);
+        i++;
+    }
+    rs_buf *b = g_array_index(a, rs_wbucket, i - 1).keys;
+    uint32_t l = (uint32_t)skey.len;
+    rs_buf_append(b, &l, 4);
+    rs_buf_append(b, skey.data, skey.len);
+}
+
+void rs__window_index_free(rs_pctx *pc) {
+    if (pc->wopen) rs__mem_store_vt.close(pc->wopen);
+    pc->wopen = NULL;
+    if (pc->wbuckets) {
+        for (guint i = 0; i < pc->wbuckets->len; i++) {
+            rs_buf *b = g_array_index(pc->wbuckets, rs_wbucket, i).keys;
+            rs_buf_free(b);
+            free(b);
+        }
+        g_array_free(pc->wbuckets, TRUE);
+        pc->wbuckets = NULL;
+    }
+    if (pc->wspare) {
+        for (guint i = 0; i < pc->wspare->len; i++) {
+            rs_buf_free(g_ptr_array_index(pc->wspare, i));
+            free(g_ptr_array_index(pc->wspare, i));
+        }
+        g_ptr_array_free(pc->wspare, TRUE);
+        pc->wspare = NULL;
+    }
+}
+
 static int64_t close_time(const rs_node *nd, rs_bytes skey) {
     const uint8_t *p = (const uint8_t *)skey.data + skey.len;
     if (nd->win.kind == RS_WINDOW_TIME) return rs__get64(p - 8) + nd->win.size + nd->win.grace;
@@ -80,13 +142,19 @@ static int rebuild_one(rs_bytes k, rs_bytes v, void *arg) {
     void **a = arg;
     const rs_node *nd = a[1];
     if (nd->win.kind == RS_WINDOW_SLIDING) rs__sliding_index(a[0], nd, k);
-    else if (k.len >= (nd->win.kind == RS_WINDOW_TIME ? 8u : 16u)) index_put(a[0], close_time(nd, k), k, true);
+    else if (nd->win.kind == RS_WINDOW_TIME && k.len >= 8) bucket_add(a[0], close_time(nd, k), k);
+    else if (nd->win.kind == RS_WINDOW_SESSION && k.len >= 16) index_put(a[0], close_time(nd, k), k, true);
     return 0;
 }
 
 void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    rs__window_index_free(pc);
     pc->wopen = rs__mem_store_open();
     pc->wnext = INT64_MIN; /* unknown: the first close scans */
+    if (nd->win.kind == RS_WINDOW_TIME) {
+        pc->wbuckets = g_array_new(FALSE, FALSE, sizeof(rs_wbucket));
+        pc->wspare = g_ptr_array_new();
+    }
     if (nd->win.kind == RS_WINDOW_COUNT) return;
     rs_kv_store *s = wstore(t, nd);
     void *a[2] = {pc, nd};
@@ -111,28 +179,27 @@ static void time_process(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *
     int64_t ts = r->timestamp, st = t->stream_time, size = nd->win.size, adv = nd->win.advance;
     int64_t lo = ts - size + 1 < 0 ? 0 : ts - size + 1;
     lo = (lo + adv - 1) / adv * adv;
-    rs_kv_store *s = wstore(t, nd);
-    rs_buf *skp = &pc->wb[0], *oldp = &pc->wb[1], *outp = &pc->wb[2];
-#define sk (*skp)
-#define old (*oldp)
-#define out (*outp)
-    bool any = false;
-    for (int64_t start = lo; start <= ts; start += adv) {
-        int64_t end = start + size;
-        if (end + nd->win.grace <= st) continue; /* W1: closed */
-        any = true;
-        store_key(&sk, r->key, start, 0, false);
-        old.len = out.len = 0;
-        int found = rs_kv_get(s, rs_buf_bytes(&sk), &old) == 1;
-        rs_bytes ob = rs_buf_bytes(&old);
-        rs__agg_step(nd, r->key, r->value, found ? &ob : NULL, &out);
-        rs__kv_put_ts(s, rs_buf_bytes(&sk), rs_buf_bytes(&out), ts);
-        if (!found) index_put(pc, end + nd->win.grace, rs_buf_bytes(&sk), true);
+    /* the first window still open: W1 closes end + grace <= stream time */
+    __int128 open_from = (__int128)st - nd->win.grace - size + 1;
+    if (open_from > lo) lo += (int64_t)((open_from - lo + adv - 1) / adv * adv);
+    if (lo > ts) {
+        rs__window_late(t, nd, r);
+        return;
     }
-    if (!any) rs__window_late(t, nd, r);
-#undef sk
-#undef old
-#undef out
+    rs_kv_store *s = wstore(t, nd);
+    /* the store key key ++ be64(start): the key written once, the start
+     * rewritten per window */
+    rs_buf *skp = &pc->wb[0];
+    skp->len = 0;
+    rs_buf_append(skp, r->key.data, r->key.len);
+    rs_buf_append(skp, "\0\0\0\0\0\0\0\0", 8);
+    rs_bytes sk = rs_buf_bytes(skp);
+    uint8_t *sp = skp->data + r->key.len;
+    for (int64_t start = lo; start <= ts; start += adv) {
+        rs__put64(sp, start);
+        if (!rs__kv_aggregate(s, nd, sk, r->key, r->value, ts, &pc->wb[2]))
+            bucket_add(pc, start + size + nd->win.grace, sk);
+    }
 }
 
 /* ---- session windows ---- */
@@ -361,10 +428,74 @@ GPtrArray *rs__window_due(rs_pctx *pc, int64_t now) {
     return cs.due;
 }
 
+/* store keys of a bucket, (u32 length, bytes) packed */
+typedef struct {
+    const uint8_t *p;
+    size_t n;
+} kref;
+
+static int kref_cmp(const void *a, const void *b) {
+    const kref *x = a, *y = b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = n ? memcmp(x->p, y->p, n) : 0;
+    if (c) return c;
+    return x->n < y->n ? -1 : x->n > y->n;
+}
+
+/* W1 for one closing window: emit-final emits it, then it leaves the store */
+static void close_one(rs_task *t, rs_node *nd, rs_kv_store *s, rs_bytes skey, rs_buf *v) {
+    size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
+    const uint8_t *sp = (const uint8_t *)skey.data;
+    int64_t start, end;
+    if (nd->win.kind == RS_WINDOW_TIME) start = rs__get64(sp + klen), end = start + nd->win.size;
+    else end = rs__get64(sp + klen), start = rs__get64(sp + klen + 8);
+    v->len = 0;
+    if (nd->win.emit_final && rs_kv_get(s, skey, v) == 1)
+        rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(v),
+                        nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
+    rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
+}
+
+static void time_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
+    GArray *a = pc->wbuckets;
+    if (!a->len || g_array_index(a, rs_wbucket, 0).close > t->stream_time) return;
+    rs_kv_store *s = wstore(t, nd);
+    rs__kv_store_flush(s); /* pending updates go out before windows leave */
+    rs_buf *v = &pc->wb[1];
+    GArray *refs = g_array_new(FALSE, FALSE, sizeof(kref));
+    /* a bucket is detached before its windows close: the store flush and
+     * forwarding may add windows (later closes) to the index */
+    while (a->len && g_array_index(a, rs_wbucket, 0).close <= t->stream_time) {
+        rs_buf *b = g_array_index(a, rs_wbucket, 0).keys;
+        g_array_remove_index(a, 0);
+        g_array_set_size(refs, 0);
+        for (size_t o = 0; o + 4 <= b->len;) {
+            uint32_t l;
+            memcpy(&l, b->data + o, 4);
+            kref r = {b->data + o + 4, l};
+            g_array_append_val(refs, r);
+            o += 4 + (size_t)l;
+        }
+        g_array_sort(refs, kref_cmp);
+        for (guint i = 0; i < refs->len; i++) {
+            kref *r = &g_array_index(refs, kref, i);
+            if (i && !kref_cmp(r, r - 1)) continue; /* W2: once */
+            close_one(t, nd, s, (rs_bytes){r->p, r->n}, v);
+        }
+        b->len = 0;
+        g_ptr_array_add(pc->wspare, b);
+    }
+    g_array_free(refs, TRUE);
+}
+
 void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     if (nd->win.kind == RS_WINDOW_COUNT || t->stream_time == INT64_MIN) return;
     if (nd->win.kind == RS_WINDOW_SLIDING) {
         rs__sliding_close(t, nd, pc);
+        return;
+    }
+    if (nd->win.kind == RS_WINDOW_TIME) {
+        time_close(t, nd, pc);
         return;
     }
     GPtrArray *due = rs__window_due(pc, t->stream_time);
@@ -376,17 +507,7 @@ void rs__window_close(rs_task *t, rs_node *nd, rs_pctx *pc) {
     for (guint i = 0; i < due->len; i++) {
         gsize il;
         const uint8_t *ik = g_bytes_get_data(g_ptr_array_index(due, i), &il);
-        rs_bytes skey = {ik + 8, il - 8};
-        size_t klen = skey.len - (nd->win.kind == RS_WINDOW_TIME ? 8 : 16);
-        const uint8_t *sp = (const uint8_t *)skey.data;
-        int64_t start, end;
-        if (nd->win.kind == RS_WINDOW_TIME) start = rs__get64(sp + klen), end = start + nd->win.size;
-        else end = rs__get64(sp + klen), start = rs__get64(sp + klen + 8);
-        v.len = 0;
-        if (nd->win.emit_final && rs_kv_get(s, skey, &v) == 1)
-            rs__window_emit(t, nd, (rs_bytes){sp, klen}, start, end, rs_buf_bytes(&v),
-                 nd->win.kind == RS_WINDOW_TIME ? end - 1 : end);
-        rs__kv_delete_quiet(s, skey, t->stream_time); /* W1: retention ends at close */
+        close_one(t, nd, s, (rs_bytes){ik + 8, il - 8}, &v);
         rs__mem_store_vt.put(pc->wopen, (rs_bytes){ik, il}, RS_NULL_BYTES);
     }
     rs_buf_free(&v);

@@ -1,6 +1,7 @@
 /* windows.c (test) — windowed aggregation through the test driver:
  * tumbling and hopping windows, grace and late records (metric and side
- * topic), emit changes vs emit final and retention, session windows merging,
+ * topic), emit changes vs emit final and retention, close order and the
+ * changelog replaying to the store (cached and not), session windows merging,
  * count (length) windows, sliding windows; hopping, session and sliding
  * results checked against brute-force computations over random input. */
 #include <setjmp.h>
@@ -159,6 +160,75 @@ static void test_emit_final(void **state) {
     check(&w[1], "b", 1000, 2000, 1);
     assert_int_equal(rs_kv_count(rs_driver_kv_store(f.d, "fin")), 1); /* only c's window */
     teardown(&f);
+}
+
+/* windows of one close time close in key order whatever order they opened
+ * in; the changelog carries every store write (updates and the deletes at
+ * close) and replays to the store's content; with and without the cache */
+static int collect_kv(rs_bytes k, rs_bytes v, void *arg) {
+    g_hash_table_insert(arg, g_bytes_new(k.data, k.len), g_bytes_new(v.data, v.len));
+    return 0;
+}
+
+static void test_close_order_changelog(void **state) {
+    (void)state;
+    for (int cached = 0; cached < 2; cached++) {
+        rs_builder *b = rs_builder_new();
+        rs_windows w = {.kind = RS_WINDOW_TIME, .size = 1000, .advance = 500, .emit_final = true};
+        rs_table *c = rs_grouped_windowed_count(rs_stream_group_by_key(rs_stream_from_topic(b, "in")), &w,
+                                                &(rs_materialized){.store_name = "ord", .type = RS_STORE_IN_MEMORY});
+        rs_stream_to(rs_table_to_stream(c, NULL), "out", NULL);
+        char err[256];
+        rs_topology *t = rs_builder_build(b, err, sizeof(err));
+        assert_non_null(t);
+        rs_config *cfg = rs_config_new();
+        assert_int_equal(rs_config_set(cfg, "cache.max.bytes.buffering", cached ? "10485760" : "0", NULL, 0), 0);
+        rs_driver *d = rs_driver_new(t, cfg, 0, err, sizeof(err));
+        rs_config_free(cfg);
+        assert_non_null(d);
+        pipe_at(d, "c", 100);
+        pipe_at(d, "b", 200);
+        pipe_at(d, "a", 300);
+        pipe_at(d, "b", 600); /* windows 0 and 500 */
+        pipe_at(d, "z", 5000); /* closes 0 (a, b, c) then 500 (b) */
+        wrec o[16];
+        assert_int_equal(read_all(d, "out", o, 16), 4);
+        check(&o[0], "a", 0, 1000, 1);
+        check(&o[1], "b", 0, 1000, 2);
+        check(&o[2], "c", 0, 1000, 1);
+        check(&o[3], "b", 500, 1500, 1);
+        /* 7 window updates (z opens 4500 and 5000) and 4 deletes */
+        GHashTable *replay = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
+                                                   (GDestroyNotify)g_bytes_unref);
+        rs_record r;
+        int n = 0, dels = 0;
+        while (rs_driver_read(d, "rill-streams-test-ord-changelog", &r)) {
+            GBytes *k = g_bytes_new(r.key.data, r.key.len);
+            if (r.value.data) g_hash_table_replace(replay, k, g_bytes_new(r.value.data, r.value.len));
+            else g_hash_table_remove(replay, k), g_bytes_unref(k), dels++;
+            n++;
+        }
+        assert_int_equal(n, 11);
+        assert_int_equal(dels, 4);
+        GHashTable *store = g_hash_table_new_full(g_bytes_hash, g_bytes_equal, (GDestroyNotify)g_bytes_unref,
+                                                  (GDestroyNotify)g_bytes_unref);
+        rs_kv_range(rs_driver_kv_store(d, "ord"), RS_NULL_BYTES, RS_NULL_BYTES, collect_kv, store);
+        assert_int_equal(g_hash_table_size(store), 2);
+        assert_int_equal(g_hash_table_size(replay), 2);
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, store);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            GBytes *rv = g_hash_table_lookup(replay, k);
+            assert_non_null(rv);
+            assert_true(g_bytes_equal(rv, v));
+        }
+        g_hash_table_destroy(store);
+        g_hash_table_destroy(replay);
+        rs_driver_free(d);
+        rs_topology_free(t);
+        rs_builder_free(b);
+    }
 }
 
 static void test_session(void **state) {
@@ -370,7 +440,7 @@ static void test_random_vs_brute_force(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tumbling_hopping), cmocka_unit_test(test_grace_late_side_topic),
-        cmocka_unit_test(test_emit_final),       cmocka_unit_test(test_session),
+        cmocka_unit_test(test_emit_final),       cmocka_unit_test(test_close_order_changelog),       cmocka_unit_test(test_session),
         cmocka_unit_test(test_count_windows),    cmocka_unit_test(test_sliding_changes),
         cmocka_unit_test(test_window_cache),     cmocka_unit_test(test_random_vs_brute_force),
     };
