@@ -143,6 +143,26 @@ static void test_group_by_count(void **state) {
         expect_none(d, "region-counts");
         assert_int_equal(store_int(d, "per-region", "eu"), 0);
         assert_int_equal(store_int(d, "per-region", "us"), 2);
+        /* the repartition topic carried: 3 additions; for the move a
+         * subtraction from eu, then an addition to us; for the same region
+         * one record with both (flags 3, be32 length of the new value); the
+         * delete a subtraction */
+        char topic[96];
+        snprintf(topic, sizeof(topic), "%s-per-region-repartition", rs_config_get(c, "application.id"));
+        const struct {
+            const char *k, *v;
+            size_t n;
+        } want[] = {{"eu", "\x01" "alice", 6}, {"eu", "\x01" "bob", 4},   {"us", "\x01" "carol", 6},
+                    {"eu", "\x02" "alice", 6}, {"us", "\x01" "alice", 6}, {"us", "\x03\x00\x00\x00\x05" "alicealice", 15},
+                    {"eu", "\x02" "bob", 4}};
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+            rs_record r;
+            assert_true(rs_driver_read(d, topic, &r));
+            assert_true(bytes_eq(r.key, want[i].k));
+            assert_int_equal(r.value.len, want[i].n);
+            assert_memory_equal(r.value.data, want[i].v, want[i].n);
+        }
+        expect_none(d, topic);
         rs_driver_free(d);
         rs_config_free(c);
         rs_topology_free(t);
