@@ -314,7 +314,9 @@ static void test_group_by_reduce_aggregate(void **state) {
 
 static bool is_big(const rs_record *r, void *ctx) {
     (void)ctx;
-    const char *colon = memchr(r->value.data, ':', r->value.len);
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%.*s", (int)r->value.len, (const char *)r->value.data);
+    const char *colon = strchr(buf, ':');
     return colon && atoi(colon + 1) >= 10;
 }
 
