@@ -272,6 +272,22 @@ rs_grouped *rs_stream_group_by(rs_stream *s, rs_key_fn fn, void *ctx, const char
     return rs_stream_group_by_key(k);
 }
 
+/* parent -> sink <store>-repartition | source of it (returned): the cut
+ * between two sub-topologies */
+static int repartition(rs_builder *b, int parent, const char *store_name) {
+    int snk = add_node(b, RS_N_SINK, "KSTREAM-SINK-", NULL, parent);
+    rs_node *sn = NODE(b->g, snk);
+    sn->topic = g_strdup_printf("%s-repartition", store_name);
+    sn->internal_topic = true;
+    int src = add_node(b, RS_N_SOURCE, "KSTREAM-SOURCE-", NULL, -1);
+    rs_node *so = NODE(b->g, src);
+    so->topics = xcalloc(1, sizeof(char *));
+    so->topics[0] = g_strdup(sn->topic);
+    so->ntopics = 1;
+    so->internal_topic = true;
+    return src;
+}
+
 /* The aggregate node; a grouped stream whose key changed first goes through
  * sink -> <store>-repartition -> source, as Kafka Streams does. */
 static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn, void *fn2, void *fn3, void *ctx,
@@ -286,19 +302,7 @@ static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn,
     int parent = g->node;
     char *store_name = (m && m->store_name) ? g_strdup(m->store_name)
                        : g_strdup_printf("KSTREAM-AGGREGATE-STATE-STORE-%010d", b->g->next_index++);
-    if (g->repartition) {
-        int snk = add_node(b, RS_N_SINK, "KSTREAM-SINK-", NULL, parent);
-        rs_node *sn = NODE(b->g, snk);
-        sn->topic = g_strdup_printf("%s-repartition", store_name);
-        sn->internal_topic = true;
-        int src = add_node(b, RS_N_SOURCE, "KSTREAM-SOURCE-", NULL, -1);
-        rs_node *so = NODE(b->g, src);
-        so->topics = xcalloc(1, sizeof(char *));
-        so->topics[0] = g_strdup(sn->topic);
-        so->ntopics = 1;
-        so->internal_topic = true;
-        parent = src;
-    }
+    if (g->repartition) parent = repartition(b, parent, store_name);
     int id = add_node(b, w ? RS_N_WINDOW_AGG : RS_N_AGGREGATE, "KSTREAM-AGGREGATE-", NULL, parent);
     rs_node *nd = NODE(b->g, id);
     nd->op = op;
@@ -425,16 +429,7 @@ static rs_table *table_aggregate(rs_grouped_table *gt, int op, const char *kind,
     char *prefix = g_strdup_printf("KTABLE-%s-", kind);
     char *store_name = (m && m->store_name) ? g_strdup(m->store_name)
                        : g_strdup_printf("KTABLE-%s-STATE-STORE-%010d", kind, b->g->next_index++);
-    int snk = add_node(b, RS_N_SINK, "KSTREAM-SINK-", NULL, gt->node);
-    rs_node *sn = NODE(b->g, snk);
-    sn->topic = g_strdup_printf("%s-repartition", store_name);
-    sn->internal_topic = true;
-    int src = add_node(b, RS_N_SOURCE, "KSTREAM-SOURCE-", NULL, -1);
-    rs_node *so = NODE(b->g, src);
-    so->topics = xcalloc(1, sizeof(char *));
-    so->topics[0] = g_strdup(sn->topic);
-    so->ntopics = 1;
-    so->internal_topic = true;
+    int src = repartition(b, gt->node, store_name);
     int id = add_node(b, RS_N_TAGG, prefix, NULL, src);
     g_free(prefix);
     rs_node *nd = NODE(b->g, id);
