@@ -1,7 +1,8 @@
 /* tables.c (test) — librill-streams tables forwarding changes (new and old
  * values) through the test driver: KTable.groupBy then count / reduce
  * (adder, subtractor) / aggregate (initializer, adder, subtractor), a row
- * moving between groups, a deleted row, table filter / mapValues, the
+ * moving between groups, a deleted row, a stream count grouped again, table
+ * filter / mapValues, the
  * describe text of the new nodes, and malformed repartition records. Each
  * stateful test runs with the record cache, without it, and on RocksDB. */
 #include <setjmp.h>
@@ -310,6 +311,49 @@ static void test_group_by_reduce_aggregate(void **state) {
     }
 }
 
+/* ---- a stream aggregation's result grouped again ---- */
+
+/* (word, count) -> (decimal count, word) */
+static void by_count(const rs_record *r, rs_emitter *e, void *ctx) {
+    (void)ctx;
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%lld", (long long)i64(r->value));
+    rs_emit(e, rs_str(buf), r->key);
+}
+
+/* how many words have been seen n times: the counts table sends old values */
+static void test_stream_count_grouped_again(void **state) {
+    (void)state;
+    for (size_t mi = 0; mi < NMODES; mi++) {
+        const mode *md = &MODES[mi];
+        rs_builder *b = rs_builder_new();
+        rs_materialized mw = {.store_name = "word-counts", .no_caching = md->no_caching};
+        rs_table *words = rs_grouped_count(rs_stream_group_by_key(rs_stream_from_topic(b, "words")), &mw);
+        rs_materialized mh = {.store_name = "histogram", .no_caching = md->no_caching};
+        rs_table *hist = rs_grouped_table_count(rs_table_group_by(words, by_count, NULL, NULL), &mh);
+        rs_stream_to(rs_table_to_stream(hist, NULL), "hist-out", NULL);
+        rs_topology *t = build(b);
+        rs_builder_free(b);
+        rs_config *c;
+        rs_driver *d = driver(t, &c, md);
+        pipe_row(d, "words", "a", "x", 1);
+        expect_int(d, "hist-out", "1", 1);
+        pipe_row(d, "words", "b", "x", 2);
+        expect_int(d, "hist-out", "1", 2);
+        pipe_row(d, "words", "a", "x", 3); /* a: 1 -> 2 */
+        expect_int(d, "hist-out", "1", 1);
+        expect_int(d, "hist-out", "2", 1);
+        pipe_row(d, "words", "a", "x", 4); /* a: 2 -> 3 */
+        expect_int(d, "hist-out", "2", 0);
+        expect_int(d, "hist-out", "3", 1);
+        expect_none(d, "hist-out");
+        assert_int_equal(store_int(d, "histogram", "1"), 1);
+        rs_driver_free(d);
+        rs_config_free(c);
+        rs_topology_free(t);
+    }
+}
+
 /* ---- table filter and map_values ---- */
 
 static bool is_big(const rs_record *r, void *ctx) {
@@ -471,6 +515,7 @@ int main(void) {
         cmocka_unit_test(test_group_by_count),
         cmocka_unit_test(test_group_by_count_coalesced),
         cmocka_unit_test(test_group_by_reduce_aggregate),
+        cmocka_unit_test(test_stream_count_grouped_again),
         cmocka_unit_test(test_table_filter_map_values),
         cmocka_unit_test(test_describe_and_malformed),
     };
