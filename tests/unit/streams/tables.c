@@ -463,6 +463,26 @@ static void test_describe_and_malformed(void **state) {
         "\n";
     if (strcmp(text, want)) fail_msg("describe:\n%s", text);
     free(text);
+    /* filter, map_values and reduce nodes and a generated reduce store */
+    {
+        rs_builder *b2 = rs_builder_new();
+        rs_table *o = rs_table_from(b2, "orders", NULL, &(rs_materialized){.store_name = "orders"});
+        rs_table *f = rs_table_map_values(rs_table_filter_not(o, is_big, NULL, NULL), upper, NULL, "shout");
+        rs_grouped_table_reduce(rs_table_group_by(f, region_amount, NULL, NULL), add_i64, sub_i64, NULL, NULL);
+        rs_topology *t2 = build(b2);
+        rs_builder_free(b2);
+        char *d2 = rs_topology_describe(t2);
+        const char *parts[] = {
+            "    Processor: KTABLE-FILTER-0000000002 (stores: [])\n      --> shout\n",
+            "    Processor: shout (stores: [])\n      --> KTABLE-SELECT-0000000003\n      <-- KTABLE-FILTER-0000000002\n",
+            "    Sink: KSTREAM-SINK-0000000005 (topic: KTABLE-REDUCE-STATE-STORE-0000000004-repartition)\n",
+            "    Processor: KTABLE-REDUCE-0000000007 (stores: [KTABLE-REDUCE-STATE-STORE-0000000004])\n      --> none\n",
+        };
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+            if (!strstr(d2, parts[i])) fail_msg("describe lacks\n%s\nin\n%s", parts[i], d2);
+        free(d2);
+        rs_topology_free(t2);
+    }
 
     /* records on the repartition topic that are not changes are skipped
      * and counted; a good one after them still counts */
