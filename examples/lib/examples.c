@@ -280,3 +280,20 @@ void rs_ex_routes(rs_builder *b, const rs_materialized *m) {
     rs_stream_to(rs_stream_map_values(in, tag_topic, NULL, NULL), "routes-out",
                  &(rs_produced){.partitioner = by_number});
 }
+
+/* ---- a table grouped again: users per region ---- */
+
+static void user_to_region(const rs_record *r, rs_emitter *e, void *ctx) {
+    (void)ctx;
+    rs_emit(e, r->value, r->key); /* (user, region) -> (region, user) */
+}
+
+void rs_ex_regions(rs_builder *b, const rs_materialized *m) {
+    rs_materialized mu = m ? *m : (rs_materialized){0};
+    mu.store_name = "regions-users-store";
+    rs_table *users = rs_table_from(b, "regions-users", NULL, &mu);
+    rs_materialized mc = m ? *m : (rs_materialized){0};
+    mc.store_name = "regions-counts";
+    rs_table *counts = rs_grouped_table_count(rs_table_group_by(users, user_to_region, NULL, NULL), &mc);
+    rs_stream_to(rs_table_to_stream(counts, NULL), "regions-output", NULL);
+}

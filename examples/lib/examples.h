@@ -25,6 +25,10 @@
  *              partition a user partitioner picks: the key's decimal value
  *              mod the partition count (a key that is not a number: no
  *              partition, the record is dropped).
+ *  regions     regions-users, a table user -> region (a null value deletes
+ *              the user) -> group_by region -> users per region (count,
+ *              int64; moving a user subtracts from the old region) ->
+ *              regions-output.
  */
 #ifndef RILL_EXAMPLES_H
 #define RILL_EXAMPLES_H
@@ -45,6 +49,7 @@ void rs_ex_top10(rs_builder *b, const rs_materialized *m);
 void rs_ex_alerts(rs_builder *b, const rs_materialized *m);
 void rs_ex_clicks(rs_builder *b, const rs_materialized *m);
 void rs_ex_routes(rs_builder *b, const rs_materialized *m);
+void rs_ex_regions(rs_builder *b, const rs_materialized *m);
 
 /* the example programs' main: runs topo against --bootstrap until a signal */
 int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *, const rs_materialized *));

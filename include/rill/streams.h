@@ -159,6 +159,7 @@ typedef struct rs_builder rs_builder;
 typedef struct rs_stream rs_stream;   /* KStream */
 typedef struct rs_table rs_table;     /* KTable */
 typedef struct rs_grouped rs_grouped; /* KGroupedStream */
+typedef struct rs_grouped_table rs_grouped_table; /* KGroupedTable */
 typedef struct rs_topology rs_topology;
 
 /* Emitting from map / flat_map / select_key callbacks: the slices are copied. */
@@ -251,8 +252,58 @@ RS_API rs_table *rs_grouped_aggregate(rs_grouped *g, rs_initializer_fn init, rs_
                                       const rs_materialized *m);
 RS_API rs_stream *rs_table_to_stream(rs_table *t, const char *name);
 RS_API rs_table *rs_stream_to_table(rs_stream *s, const rs_materialized *m);
-/* the store holding a table's contents (for rs_driver_kv_store) */
+/* the store holding a table's contents (for rs_driver_kv_store); NULL for
+ * a table made by rs_table_filter / rs_table_map_values (not materialized) */
 RS_API const char *rs_table_store_name(const rs_table *t);
+
+/* ---------------------------------------------------------------- table operations */
+
+/* Tables forward changes, as Kafka Streams' Change<V>: the new value (null:
+ * the key was deleted) and, when an operation downstream needs it, the old
+ * one (a table then reads its store's previous value before each write: the
+ * cost of Kafka's sendOldValues). With the record cache, one change per key
+ * and commit: old = the value before the first coalesced update. to_stream
+ * forwards the new values only. Windowed tables forward no old values (they
+ * cannot be grouped again).
+ *
+ * filter / filter_not: the predicate sees the new value; a row that does not
+ * match is forwarded as a tombstone (so a row that stops matching is deleted
+ * downstream); with old values sent, a change where neither old nor new
+ * matches is not forwarded at all (as Kafka). A null value (delete) is never
+ * passed to the predicate: it stays a delete.
+ * map_values: fn emits one value for each non-null value (the key is kept;
+ * no emission = null). Neither is materialized (rs_table_store_name: NULL). */
+RS_API rs_table *rs_table_filter(rs_table *t, rs_predicate_fn fn, void *ctx, const char *name);
+RS_API rs_table *rs_table_filter_not(rs_table *t, rs_predicate_fn fn, void *ctx, const char *name);
+RS_API rs_table *rs_table_map_values(rs_table *t, rs_map_fn fn, void *ctx, const char *name);
+
+/* KTable.groupBy: fn maps a row (key, value) to a new (key, value) with
+ * exactly one rs_emit (none, or a null key: the row is left out of every
+ * group). Changes go through the internal repartition topic
+ * <application.id>-<store>-repartition, partitioned by the new key: an
+ * update whose old and new rows map to the same key is one record carrying
+ * both (the aggregate subtracts then adds in one step, one output); when the
+ * key moves, two records - the subtraction to the old key, then the
+ * addition to the new key - each to its key's partition, so each group's
+ * partition sees exactly its own changes in source order. A delete of the
+ * source row (tombstone) is a subtraction only.
+ *
+ * The aggregations keep one row per group key:
+ *  count: int64 big-endian, +1 for an added row, -1 for a subtracted one (a
+ *    group whose count falls to 0 keeps the value 0, as Kafka);
+ *  reduce: the first added value, then adder(agg, value) for an addition
+ *    and subtractor(agg, value) for a subtraction;
+ *  aggregate: initializer() for a new group, then adder(key, value, agg)
+ *    and subtractor(key, value, agg).
+ * An update with both applies the subtractor first, then the adder. The
+ * results are tables (forwarding changes, so they can be grouped again).
+ * NULL on a windowed table, or a NULL function. */
+RS_API rs_grouped_table *rs_table_group_by(rs_table *t, rs_map_fn fn, void *ctx, const char *name);
+RS_API rs_table *rs_grouped_table_count(rs_grouped_table *g, const rs_materialized *m);
+RS_API rs_table *rs_grouped_table_reduce(rs_grouped_table *g, rs_reducer_fn adder, rs_reducer_fn subtractor,
+                                         void *ctx, const rs_materialized *m);
+RS_API rs_table *rs_grouped_table_aggregate(rs_grouped_table *g, rs_initializer_fn init, rs_aggregator_fn adder,
+                                            rs_aggregator_fn subtractor, void *ctx, const rs_materialized *m);
 
 /* ---------------------------------------------------------------- windows */
 

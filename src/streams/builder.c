@@ -246,6 +246,7 @@ static bool key_changed(const rs_graph *g, int id) {
     case RS_N_AGGREGATE:
     case RS_N_WINDOW_AGG:
     case RS_N_TABLE:
+    case RS_N_TAGG:
         return false;
     default:
         break;
@@ -271,6 +272,22 @@ rs_grouped *rs_stream_group_by(rs_stream *s, rs_key_fn fn, void *ctx, const char
     return rs_stream_group_by_key(k);
 }
 
+/* parent -> sink <store>-repartition | source of it (returned): the cut
+ * between two sub-topologies */
+static int repartition(rs_builder *b, int parent, const char *store_name) {
+    int snk = add_node(b, RS_N_SINK, "KSTREAM-SINK-", NULL, parent);
+    rs_node *sn = NODE(b->g, snk);
+    sn->topic = g_strdup_printf("%s-repartition", store_name);
+    sn->internal_topic = true;
+    int src = add_node(b, RS_N_SOURCE, "KSTREAM-SOURCE-", NULL, -1);
+    rs_node *so = NODE(b->g, src);
+    so->topics = xcalloc(1, sizeof(char *));
+    so->topics[0] = g_strdup(sn->topic);
+    so->ntopics = 1;
+    so->internal_topic = true;
+    return src;
+}
+
 /* The aggregate node; a grouped stream whose key changed first goes through
  * sink -> <store>-repartition -> source, as Kafka Streams does. */
 static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn, void *fn2, void *fn3, void *ctx,
@@ -285,19 +302,7 @@ static rs_table *aggregate(rs_grouped *g, const rs_windows *w, int op, void *fn,
     int parent = g->node;
     char *store_name = (m && m->store_name) ? g_strdup(m->store_name)
                        : g_strdup_printf("KSTREAM-AGGREGATE-STATE-STORE-%010d", b->g->next_index++);
-    if (g->repartition) {
-        int snk = add_node(b, RS_N_SINK, "KSTREAM-SINK-", NULL, parent);
-        rs_node *sn = NODE(b->g, snk);
-        sn->topic = g_strdup_printf("%s-repartition", store_name);
-        sn->internal_topic = true;
-        int src = add_node(b, RS_N_SOURCE, "KSTREAM-SOURCE-", NULL, -1);
-        rs_node *so = NODE(b->g, src);
-        so->topics = xcalloc(1, sizeof(char *));
-        so->topics[0] = g_strdup(sn->topic);
-        so->ntopics = 1;
-        so->internal_topic = true;
-        parent = src;
-    }
+    if (g->repartition) parent = repartition(b, parent, store_name);
     int id = add_node(b, w ? RS_N_WINDOW_AGG : RS_N_AGGREGATE, "KSTREAM-AGGREGATE-", NULL, parent);
     rs_node *nd = NODE(b->g, id);
     nd->op = op;
@@ -364,8 +369,95 @@ rs_table *rs_stream_to_table(rs_stream *s, const rs_materialized *m) {
 }
 
 const char *rs_table_store_name(const rs_table *t) {
-    if (!t || !t->b->g) return NULL;
+    if (!t || !t->b->g || t->store < 0) return NULL;
     return ((rs_store_def *)g_ptr_array_index(t->b->g->stores, t->store))->name;
+}
+
+/* ---- table operations ---- */
+
+static bool table_op(rs_node_kind k) { return k == RS_N_TFILTER || k == RS_N_TMAP; }
+
+static rs_table *table_unary(rs_table *t, rs_node_kind kind, const char *prefix, const char *name, void *fn,
+                             void *ctx) {
+    if (!t || !t->b->g || !fn) return NULL;
+    int id = add_node(t->b, kind, prefix, name, t->node);
+    NODE(t->b->g, id)->fn = fn;
+    NODE(t->b->g, id)->ctx = ctx;
+    return table_handle(t->b, id, -1);
+}
+
+rs_table *rs_table_filter(rs_table *t, rs_predicate_fn fn, void *ctx, const char *name) {
+    return table_unary(t, RS_N_TFILTER, "KTABLE-FILTER-", name, (void *)fn, ctx);
+}
+rs_table *rs_table_filter_not(rs_table *t, rs_predicate_fn fn, void *ctx, const char *name) {
+    rs_table *r = table_unary(t, RS_N_TFILTER, "KTABLE-FILTER-", name, (void *)fn, ctx);
+    if (r) NODE(r->b->g, r->node)->negate = true;
+    return r;
+}
+rs_table *rs_table_map_values(rs_table *t, rs_map_fn fn, void *ctx, const char *name) {
+    return table_unary(t, RS_N_TMAP, "KTABLE-MAPVALUES-", name, (void *)fn, ctx);
+}
+
+/* KTable.groupBy: the table (and every table operation between it and the
+ * node that owns its store) sends old values from now on (S5) */
+rs_grouped_table *rs_table_group_by(rs_table *t, rs_map_fn fn, void *ctx, const char *name) {
+    if (!t || !t->b->g || !fn) return NULL;
+    rs_graph *g = t->b->g;
+    int p = t->node;
+    while (table_op(NODE(g, p)->kind)) p = g_array_index(NODE(g, p)->parents, int, 0);
+    if (NODE(g, p)->kind == RS_N_WINDOW_AGG) return NULL; /* no old values there */
+    for (p = t->node;; p = g_array_index(NODE(g, p)->parents, int, 0)) {
+        NODE(g, p)->send_old = true;
+        if (!table_op(NODE(g, p)->kind)) break;
+    }
+    int id = add_node(t->b, RS_N_TSELECT, "KTABLE-SELECT-", name, t->node);
+    NODE(g, id)->fn = (void *)fn;
+    NODE(g, id)->ctx = ctx;
+    rs_grouped_table *gt = xcalloc(1, sizeof(*gt));
+    gt->b = t->b;
+    gt->node = id;
+    g_ptr_array_add(t->b->handles, gt);
+    return gt;
+}
+
+/* sink -> <store>-repartition -> source -> the table aggregate node, as
+ * Kafka's KGroupedTableImpl */
+static rs_table *table_aggregate(rs_grouped_table *gt, int op, const char *kind, void *fn, void *fn2, void *fn3,
+                                 void *ctx, const rs_materialized *m) {
+    if (!gt || !gt->b->g) return NULL;
+    rs_builder *b = gt->b;
+    char *prefix = g_strdup_printf("KTABLE-%s-", kind);
+    char *store_name = (m && m->store_name) ? g_strdup(m->store_name)
+                       : g_strdup_printf("KTABLE-%s-STATE-STORE-%010d", kind, b->g->next_index++);
+    int src = repartition(b, gt->node, store_name);
+    int id = add_node(b, RS_N_TAGG, prefix, NULL, src);
+    g_free(prefix);
+    rs_node *nd = NODE(b->g, id);
+    nd->op = op;
+    nd->fn = fn;
+    nd->fn2 = fn2;
+    nd->fn3 = fn3;
+    nd->ctx = ctx;
+    int st = add_store(b, store_name, m, id);
+    g_free(store_name);
+    g_array_append_val(nd->stores, st);
+    return table_handle(b, id, st);
+}
+
+rs_table *rs_grouped_table_count(rs_grouped_table *g, const rs_materialized *m) {
+    return table_aggregate(g, RS_AGG_COUNT, "AGGREGATE", NULL, NULL, NULL, NULL, m);
+}
+rs_table *rs_grouped_table_reduce(rs_grouped_table *g, rs_reducer_fn adder, rs_reducer_fn subtractor, void *ctx,
+                                  const rs_materialized *m) {
+    return adder && subtractor ? table_aggregate(g, RS_AGG_REDUCE, "REDUCE", (void *)adder, (void *)subtractor,
+                                                 NULL, ctx, m)
+                               : NULL;
+}
+rs_table *rs_grouped_table_aggregate(rs_grouped_table *g, rs_initializer_fn init, rs_aggregator_fn adder,
+                                     rs_aggregator_fn subtractor, void *ctx, const rs_materialized *m) {
+    return init && adder && subtractor ? table_aggregate(g, RS_AGG_AGGREGATE, "AGGREGATE", (void *)init,
+                                                         (void *)adder, (void *)subtractor, ctx, m)
+                                       : NULL;
 }
 
 static int store_by_name(const rs_graph *g, const char *name) {

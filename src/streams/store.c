@@ -369,7 +369,7 @@ void rs__kv_store_free(rs_kv_store *s) {
  * children */
 /* what follows a write to the inner store: the changelog, then (unless
  * quiet) the owner's children */
-static void written(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
+static void written(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet, const rs_bytes *old) {
     rs_task *t = s->task;
     rs_record r = {.key = key, .value = value, .timestamp = ts, .partition = t->partition, .offset = -1};
     if (s->changelog) t->sink(t->sink_arg, s->changelog, t->partition, &r, s);
@@ -382,15 +382,33 @@ static void written(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bo
         }
         t->cur = &r;
         rs_node *owner = g_ptr_array_index(t->topo->g->nodes, s->def->owner);
+        const rs_bytes *saved_old = t->old;
+        t->old = NULL; /* S5: a flush may run inside a table operation */
         if (owner->kind == RS_N_WINDOW_AGG) rs__window_flushed(t, owner, &r);
-        else rs__forward(t, s->def->owner, &r);
+        else rs__forward_change(t, s->def->owner, &r, old);
+        t->old = saved_old;
         t->cur = saved;
     }
 }
 
+/* does a write of s forward the old value (S5)? */
+static bool sends_old(const rs_kv_store *s) {
+    return s->def->owner >= 0 && s->task->nodes[s->def->owner]->send_old;
+}
+
 static void write_through(rs_kv_store *s, rs_bytes key, rs_bytes value, int64_t ts, bool quiet) {
+    if (!quiet && sends_old(s)) { /* the old value is read before it is overwritten */
+        rs_buf ob;
+        rs_buf_init(&ob);
+        bool had = s->vt->get(s->impl, key, &ob) == 1;
+        rs_bytes o = rs_buf_bytes(&ob);
+        s->vt->put(s->impl, key, value);
+        written(s, key, value, ts, quiet, had ? &o : NULL);
+        rs_buf_free(&ob);
+        return;
+    }
     s->vt->put(s->impl, key, value);
-    written(s, key, value, ts, quiet);
+    written(s, key, value, ts, quiet, NULL);
 }
 
 void rs__kv_store_flush(rs_kv_store *s) {
@@ -494,14 +512,14 @@ int rs__kv_aggregate(rs_kv_store *s, const rs_node *nd, rs_bytes skey, rs_bytes 
             cache_set(s, e, rs_buf_bytes(out), ts);
             return found;
         }
-    } else if (s->vt->slot) { /* one lookup; the new value is written once */
+    } else if (s->vt->slot && !sends_old(s)) { /* one lookup; the new value is written once */
         rs_slot *sl;
         found = s->vt->slot(s->impl, skey, &sl);
         ob = (rs_bytes){sl->data ? sl->data : (const uint8_t *)"", sl->len};
         rs__agg_step(nd, key, value, found ? &ob : NULL, out);
         rs__slot_set(sl, rs_buf_bytes(out));
         /* downstream gets the scratch copy: it may write this store again */
-        written(s, skey, rs_buf_bytes(out), ts, false);
+        written(s, skey, rs_buf_bytes(out), ts, false, NULL);
         return found;
     }
     rs_buf old;

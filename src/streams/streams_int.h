@@ -19,6 +19,14 @@
  *      follows: outputs produced -> stores and changelogs written -> offsets.
  *  S4. Stream time of a task never goes backwards; it is the largest
  *      extracted timestamp the task has accepted.
+ *  S5. A table forwards changes: the record carries the new value, and
+ *      t->old the old one (NULL: none, or not sent) for exactly the
+ *      duration of a table operation child's processing (rs__forward_change
+ *      sets it per child and restores it); every other node runs with
+ *      t->old == NULL. A table sends old values (reads the inner store
+ *      before a write) only when its node has send_old, set by the builder
+ *      when a downstream operation needs them (group_by), as Kafka's
+ *      enableSendingOldValues.
  */
 #ifndef RILL_STREAMS_INT_H
 #define RILL_STREAMS_INT_H
@@ -50,6 +58,12 @@ typedef enum {
     RS_N_TOSTREAM,
     RS_N_PROCESS,
     RS_N_WINDOW_AGG, /* op as RS_N_AGGREGATE, over windows */
+    /* table operations: they receive changes (new value, and the old one
+     * when the table sends old values: t->old, S5) */
+    RS_N_TFILTER, /* KTable filter / filterNot */
+    RS_N_TMAP,    /* KTable mapValues */
+    RS_N_TSELECT, /* KTable groupBy: re-key + re-value into the repartition sink */
+    RS_N_TAGG,    /* KGroupedTable count / reduce / aggregate (adder + subtractor) */
 } rs_node_kind;
 
 enum { RS_OP_MAP, RS_OP_MAP_VALUES, RS_OP_FLAT_MAP, RS_OP_FLAT_MAP_VALUES };
@@ -61,6 +75,7 @@ typedef struct rs_node {
     rs_node_kind kind;
     int op;
     bool negate; /* filter_not */
+    bool send_old; /* a table node: forward old values with changes (S5) */
     GArray *children, *parents; /* int node ids */
     /* source */
     char **topics;
@@ -123,6 +138,20 @@ struct rs_grouped {
     bool repartition;
     char *name;
 };
+struct rs_grouped_table {
+    rs_builder *b;
+    int node; /* the RS_N_TSELECT node */
+};
+
+/* A grouped table's repartition record value (rs__change_encode): one flag
+ * byte (bit 0: an addition, bit 1: a subtraction), then the added value,
+ * or the subtracted one, or with both: be32 length of the added value, the
+ * added value, the subtracted value. */
+#define RS_CHG_NEW 1
+#define RS_CHG_OLD 2
+RS_INTERNAL void rs__change_encode(rs_buf *out, const rs_bytes *nv, const rs_bytes *ov);
+/* 0, or -1 when malformed; nv / ov null slices when absent */
+RS_INTERNAL int rs__change_decode(rs_bytes in, rs_bytes *nv, rs_bytes *ov);
 
 /* ---- configuration ---- */
 struct rs_config {
@@ -266,6 +295,7 @@ struct rs_task {
     /* partition count of a topic for user partitioners (NULL: 1); <= 0 unknown */
     int32_t (*partitions)(void *sink_arg, const char *topic);
     const rs_record *cur;  /* the record being processed (context) */
+    const rs_bytes *old;   /* S5: the old value of the change being processed */
     rs_metrics m;
     rs_cache_budget *cache; /* shared by the tasks of one thread (or driver) */
     GHashTable *src_of;    /* full topic name -> source node id + 1 (0: none), memoized */
@@ -290,6 +320,9 @@ RS_INTERNAL void rs__task_commit(rs_task *t); /* flush caches, then stores */
 RS_INTERNAL void rs__task_wall_clock(rs_task *t, int64_t now);
 RS_INTERNAL void rs__task_reinit_windows(rs_task *t); /* after a restore wrote the stores */
 RS_INTERNAL void rs__forward(rs_task *t, int node, const rs_record *r);
+/* a table node forwards a change: r->value new, old (NULL: none) to the
+ * table operation children (S5) */
+RS_INTERNAL void rs__forward_change(rs_task *t, int node, const rs_record *r, const rs_bytes *old);
 /* one aggregation step: out = op(old or the initial value, r->value) */
 RS_INTERNAL void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, const rs_bytes *old, rs_buf *out);
 RS_INTERNAL void rs__window_init(rs_task *t, rs_node *nd, rs_pctx *pc);

@@ -79,6 +79,8 @@ rs_task *rs__task_new(const rs_topology *topo, const rs_config *cfg, const char 
         pc->task = t;
         pc->node = (int)i;
         if (nd->subtopo != subtopo) continue;
+        if (nd->kind == RS_N_TMAP) pc->emit_one = pc->emit_vals = true;
+        if (nd->kind == RS_N_TSELECT) pc->emit_one = true;
         if (nd->kind == RS_N_MAP) {
             pc->emit_one = nd->op == RS_OP_MAP || nd->op == RS_OP_MAP_VALUES;
             pc->emit_vals = nd->op == RS_OP_MAP_VALUES || nd->op == RS_OP_FLAT_MAP_VALUES;
@@ -127,6 +129,18 @@ void rs__forward(rs_task *t, int node, const rs_record *r) {
     const GArray *f = t->fwd[node];
     const int *c = (const int *)(const void *)f->data;
     for (guint i = 0; i < f->len; i++) process_node(t, c[i], r);
+}
+
+void rs__forward_change(rs_task *t, int node, const rs_record *r, const rs_bytes *old) {
+    const GArray *f = t->fwd[node];
+    const int *c = (const int *)(const void *)f->data;
+    const rs_bytes *saved = t->old;
+    for (guint i = 0; i < f->len; i++) {
+        rs_node_kind k = t->nodes[c[i]]->kind;
+        t->old = (k == RS_N_TFILTER || k == RS_N_TMAP || k == RS_N_TSELECT) ? old : NULL; /* S5 */
+        process_node(t, c[i], r);
+    }
+    t->old = saved;
 }
 
 void rs_emit(rs_emitter *e, rs_bytes key, rs_bytes value) {
@@ -193,6 +207,200 @@ void rs__agg_step(const rs_node *nd, rs_bytes key, rs_bytes value, const rs_byte
         }
         break;
     }
+}
+
+/* ---- table operations (S5) ---- */
+
+void rs__change_encode(rs_buf *out, const rs_bytes *nv, const rs_bytes *ov) {
+    uint8_t f = (uint8_t)((nv ? RS_CHG_NEW : 0) | (ov ? RS_CHG_OLD : 0));
+    rs_buf_append(out, &f, 1);
+    if (nv && ov) {
+        uint8_t l[4] = {(uint8_t)(nv->len >> 24), (uint8_t)(nv->len >> 16), (uint8_t)(nv->len >> 8),
+                        (uint8_t)nv->len};
+        rs_buf_append(out, l, 4);
+    }
+    if (nv) rs_buf_append(out, nv->data, nv->len);
+    if (ov) rs_buf_append(out, ov->data, ov->len);
+}
+
+int rs__change_decode(rs_bytes in, rs_bytes *nv, rs_bytes *ov) {
+    *nv = *ov = RS_NULL_BYTES;
+    if (!in.data || in.len < 1) return -1;
+    const uint8_t *p = in.data;
+    uint8_t f = p[0];
+    rs_bytes rest = {p + 1, in.len - 1};
+    switch (f) {
+    case RS_CHG_NEW:
+        *nv = rest;
+        return 0;
+    case RS_CHG_OLD:
+        *ov = rest;
+        return 0;
+    case RS_CHG_NEW | RS_CHG_OLD: {
+        if (rest.len < 4) return -1;
+        size_t n = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+        if (n > rest.len - 4) return -1;
+        *nv = (rs_bytes){p + 5, n};
+        *ov = (rs_bytes){p + 5 + n, rest.len - 4 - n};
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+/* a map-like user function on (key, value): the first emission copied into
+ * k and v (k may be NULL: not kept); false when it emitted nothing */
+static bool map_one(rs_node *nd, rs_pctx *pc, const rs_record *r, rs_bytes value, rs_buf *k, bool *knull,
+                    rs_buf *v, bool *vnull) {
+    rs_record in = *r;
+    in.value = value;
+    rs_emitter e = {pc};
+    pc->ebuf.len = 0;
+    pc->eqn = 0;
+    ((rs_map_fn)nd->fn)(&in, &e, nd->ctx);
+    if (!pc->eqn) return false;
+    const size_t *q = pc->eq;
+    if (k) {
+        *knull = q[1] == SIZE_MAX;
+        if (!*knull) rs_buf_append(k, slice_at(&pc->ebuf, q[0], q[1]).data, q[1]);
+    }
+    *vnull = q[3] == SIZE_MAX;
+    if (!*vnull) rs_buf_append(v, slice_at(&pc->ebuf, q[2], q[3]).data, q[3]);
+    return true;
+}
+
+static bool table_match(rs_node *nd, const rs_record *r, rs_bytes value) {
+    rs_record in = *r;
+    in.value = value;
+    return ((rs_predicate_fn)nd->fn)(&in, nd->ctx) != nd->negate;
+}
+
+/* KTableFilter: a non-matching row is a delete downstream */
+static void run_table_filter(rs_task *t, rs_node *nd, const rs_record *r) {
+    const rs_bytes *old = t->old;
+    rs_record o = *r;
+    if (r->value.data && !table_match(nd, r, r->value)) o.value = RS_NULL_BYTES;
+    const rs_bytes *oo = old && old->data && table_match(nd, r, *old) ? old : NULL;
+    if (nd->send_old && !o.value.data && !oo) return; /* nothing was or is visible */
+    rs__forward_change(t, nd->id, &o, nd->send_old ? oo : NULL);
+}
+
+/* KTableMapValues: new and (when sent) old values mapped; a delete stays one */
+static void run_table_map(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    const rs_bytes *old = t->old;
+    rs_buf nb, ob;
+    rs_buf_init(&nb);
+    rs_buf_init(&ob);
+    bool nnull = true, onull = true;
+    if (r->value.data && !map_one(nd, pc, r, r->value, NULL, NULL, &nb, &nnull)) nnull = true;
+    if (nd->send_old && old && old->data && !map_one(nd, pc, r, *old, NULL, NULL, &ob, &onull)) onull = true;
+    rs_record o = *r;
+    o.value = nnull ? RS_NULL_BYTES : rs_buf_bytes(&nb);
+    rs_bytes ov = rs_buf_bytes(&ob);
+    rs__forward_change(t, nd->id, &o, onull ? NULL : &ov);
+    rs_buf_free(&nb);
+    rs_buf_free(&ob);
+}
+
+/* KTableRepartitionMap: the old row's group loses it, the new row's group
+ * gains it; one record when the group stays the same, else subtraction
+ * first, then addition (each goes to its key's partition) */
+static void run_table_select(rs_task *t, rs_node *nd, rs_pctx *pc, const rs_record *r) {
+    const rs_bytes *old = t->old;
+    rs_buf ok, ov, nk, nv, enc;
+    rs_buf_init(&ok), rs_buf_init(&ov), rs_buf_init(&nk), rs_buf_init(&nv), rs_buf_init(&enc);
+    bool oknull = true, ovnull = true, nknull = true, nvnull = true;
+    bool has_old = old && old->data && map_one(nd, pc, r, *old, &ok, &oknull, &ov, &ovnull) && !oknull;
+    bool has_new = r->value.data && map_one(nd, pc, r, r->value, &nk, &nknull, &nv, &nvnull) && !nknull;
+    /* a null grouped value is nothing to add or subtract */
+    has_old = has_old && !ovnull;
+    has_new = has_new && !nvnull;
+    rs_bytes okb = rs_buf_bytes(&ok), ovb = rs_buf_bytes(&ov), nkb = rs_buf_bytes(&nk), nvb = rs_buf_bytes(&nv);
+    rs_record o = *r;
+    if (has_old && has_new && okb.len == nkb.len && !memcmp(okb.data, nkb.data, nkb.len)) {
+        rs__change_encode(&enc, &nvb, &ovb);
+        o.key = nkb;
+        o.value = rs_buf_bytes(&enc);
+        rs__forward_change(t, nd->id, &o, NULL);
+    } else {
+        if (has_old) {
+            rs__change_encode(&enc, NULL, &ovb);
+            o.key = okb;
+            o.value = rs_buf_bytes(&enc);
+            rs__forward_change(t, nd->id, &o, NULL);
+        }
+        if (has_new) {
+            enc.len = 0;
+            rs__change_encode(&enc, &nvb, NULL);
+            o.key = nkb;
+            o.value = rs_buf_bytes(&enc);
+            rs__forward_change(t, nd->id, &o, NULL);
+        }
+    }
+    rs_buf_free(&ok), rs_buf_free(&ov), rs_buf_free(&nk), rs_buf_free(&nv), rs_buf_free(&enc);
+}
+
+/* KTableAggregate / KTableReduce: subtract the old row, then add the new */
+static void run_table_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
+    rs_bytes nv, ov;
+    if (!r->key.data || rs__change_decode(r->value, &nv, &ov)) {
+        t->m.skipped++;
+        return;
+    }
+    rs_kv_store *s = t->stores[g_array_index(nd->stores, int, 0)];
+    rs_buf cur, mid, out;
+    rs_buf_init(&cur), rs_buf_init(&mid), rs_buf_init(&out);
+    bool found = rs_kv_get(s, r->key, &cur) == 1;
+    if (!found && nd->op != RS_AGG_REDUCE) { /* count and aggregate start from the initial value */
+        if (nd->op == RS_AGG_COUNT) {
+            uint8_t z[8];
+            rs_buf_append(&cur, rs_int64_to_bytes(0, z).data, 8);
+        } else {
+            ((rs_initializer_fn)nd->fn)(&cur, nd->ctx);
+        }
+        found = true;
+    }
+    rs_buf *agg = &cur; /* the aggregate so far (absent: !found) */
+    if (ov.data && found) {
+        switch (nd->op) {
+        case RS_AGG_COUNT: {
+            int64_t c = 0;
+            if (rs_bytes_to_int64(rs_buf_bytes(agg), &c)) c = 0;
+            uint8_t b[8];
+            rs_buf_append(&mid, rs_int64_to_bytes(c - 1, b).data, 8);
+            break;
+        }
+        case RS_AGG_REDUCE:
+            ((rs_reducer_fn)nd->fn2)(rs_buf_bytes(agg), ov, &mid, nd->ctx);
+            break;
+        case RS_AGG_AGGREGATE:
+            ((rs_aggregator_fn)nd->fn3)(r->key, ov, rs_buf_bytes(agg), &mid, nd->ctx);
+            break;
+        }
+        agg = &mid;
+    }
+    if (nv.data) {
+        switch (nd->op) {
+        case RS_AGG_COUNT: {
+            int64_t c = 0;
+            if (rs_bytes_to_int64(rs_buf_bytes(agg), &c)) c = 0;
+            uint8_t b[8];
+            rs_buf_append(&out, rs_int64_to_bytes(c + 1, b).data, 8);
+            break;
+        }
+        case RS_AGG_REDUCE:
+            if (found) ((rs_reducer_fn)nd->fn)(rs_buf_bytes(agg), nv, &out, nd->ctx);
+            else rs_buf_append(&out, nv.data, nv.len);
+            break;
+        case RS_AGG_AGGREGATE:
+            ((rs_aggregator_fn)nd->fn2)(r->key, nv, rs_buf_bytes(agg), &out, nd->ctx);
+            break;
+        }
+        agg = &out;
+    }
+    if (found || nv.data) rs__kv_put_ts(s, r->key, rs_buf_bytes(agg), r->timestamp);
+    rs_buf_free(&cur), rs_buf_free(&mid), rs_buf_free(&out);
 }
 
 static void run_aggregate(rs_task *t, rs_node *nd, const rs_record *r) {
@@ -276,6 +484,18 @@ static void process_node(rs_task *t, int id, const rs_record *r) {
         break;
     case RS_N_WINDOW_AGG:
         rs__window_process(t, nd, pc, r);
+        break;
+    case RS_N_TFILTER:
+        run_table_filter(t, nd, r);
+        break;
+    case RS_N_TMAP:
+        run_table_map(t, nd, pc, r);
+        break;
+    case RS_N_TSELECT:
+        run_table_select(t, nd, pc, r);
+        break;
+    case RS_N_TAGG:
+        run_table_aggregate(t, nd, r);
         break;
     }
 }

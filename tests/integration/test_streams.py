@@ -426,3 +426,82 @@ def test_pattern_source_and_user_partitioner(broker_factory, tmp_path):
     wrong = [(q, k) for q, k, _ in got if q != int(k) % 4]
     assert not wrong, "records outside the partition the partitioner chose: %s" % wrong[:5]
     assert nine.offset < 0, "routes-in-9 does not match the pattern: never consumed (%s)" % nine
+
+
+def murmur2_partition(key, n):
+    """The partition the Java client (and librdkafka's murmur2) picks."""
+    from kafka.partitioner.default import murmur2
+    return (murmur2(key) & 0x7fffffff) % n
+
+
+def test_table_group_by_moves_between_partitions(broker_factory, tmp_path):
+    """The regions example: a table user -> region grouped by region and
+    counted, two partitions everywhere. eu and us hash to different
+    partitions of the repartition topic, so a user moving from eu to us is
+    a subtraction in one partition (one task) and an addition in the other;
+    a deleted user (tombstone) is a subtraction. The latest count of every
+    region must be exact after each step."""
+    from confluent_kafka import TopicPartition
+    assert murmur2_partition(b"eu", 2) != murmur2_partition(b"us", 2)
+    broker = broker_factory(props=BROKER_PROPS)
+    ck_create_topic(broker, "regions-users", partitions=2)
+    ck_create_topic(broker, "regions-output", partitions=2)
+    app = StreamsApp(broker, str(tmp_path / "s"), str(tmp_path / "app.log"),
+                     prog=os.path.join(BUILD, "example_regions"), app_id="regions-test")
+    c = ck_consumer(broker)
+    c.assign([TopicPartition("regions-output", q, 0) for q in range(2)])
+    latest = {}
+    p = ck_producer(broker, acks="all")
+
+    def wait_counts(want, what):
+        def exact():
+            for m in c.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    latest[m.key().decode()] = struct.unpack(">q", m.value())[0]
+            return latest == want
+        wait_until(exact, 60, "%s: counts %s (have %s)" % (what, want, latest))
+
+    try:
+        users = {"u%d" % i: ("eu" if i % 2 == 0 else "us") for i in range(10)}
+        for u, r in users.items():
+            p.produce("regions-users", key=u.encode(), value=r.encode())
+        assert p.flush(30) == 0
+        wait_counts({"eu": 5, "us": 5}, "ten users")
+        # u0 and u2 move eu -> us, u1 (us) is deleted, u3 moves us -> asia
+        p.produce("regions-users", key=b"u0", value=b"us")
+        p.produce("regions-users", key=b"u2", value=b"us")
+        p.produce("regions-users", key=b"u1", value=None)
+        p.produce("regions-users", key=b"u3", value=b"asia")
+        assert p.flush(30) == 0
+        wait_counts({"eu": 3, "us": 5, "asia": 1}, "after the moves")
+        # u0 goes back to eu, u3 deleted: asia falls to 0
+        p.produce("regions-users", key=b"u0", value=b"eu")
+        p.produce("regions-users", key=b"u3", value=None)
+        assert p.flush(30) == 0
+        wait_counts({"eu": 4, "us": 4, "asia": 0}, "after the second moves")
+        # the repartition topic: every record in its group key's partition;
+        # u0's first move is a subtraction (flag 2) in eu's partition and an
+        # addition (flag 1) in us's
+        rp = "regions-test-regions-counts-repartition"
+        md = c.list_topics(rp, timeout=10).topics[rp]
+        assert len(md.partitions) == 2
+        rc_ = ck_consumer(broker)
+        rc_.assign([TopicPartition(rp, q, 0) for q in range(2)])
+        recs = []
+        ends = sum(rc_.get_watermark_offsets(TopicPartition(rp, q), timeout=10)[1] for q in range(2))
+
+        def all_rp():
+            for m in rc_.consume(1000, timeout=0.2):
+                if m.error() is None:
+                    recs.append((m.partition(), m.key(), m.value()))
+            return len(recs) >= ends
+        wait_until(all_rp, 30, "%d repartition records (have %d)" % (ends, len(recs)))
+        rc_.close()
+        assert all(q == murmur2_partition(k, 2) for q, k, _ in recs), recs
+        assert (murmur2_partition(b"eu", 2), b"eu", b"\x02u0") in recs
+        assert (murmur2_partition(b"us", 2), b"us", b"\x01u0") in recs
+        assert (murmur2_partition(b"us", 2), b"us", b"\x02u1") in recs
+    finally:
+        c.close()
+        rc = app.stop()
+    assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]

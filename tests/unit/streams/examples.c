@@ -1,4 +1,4 @@
-/* examples.c (test) — the four example topologies of examples/ run through
+/* examples.c (test) — the example topologies of examples/ run through
  * the test driver on generated input, each checked against an independent
  * computation written here from the example's description (not from its
  * code), on both the in-memory and the RocksDB stores where it matters. */
@@ -313,6 +313,54 @@ static void test_routes(void **state) {
     stop(&f);
 }
 
+/* ---- users per region: random moves and deletes ---- */
+
+static const char *regions[] = {"eu", "us", "asia", "africa"};
+
+/* 2000 random changes to 40 users (a move, the same region again, or a
+ * delete), committed every 1 to 7 records (the caches coalesce between):
+ * after each commit, the last output of every region ever seen equals the
+ * number of users there now, computed here from the rows alone */
+static void test_regions(void **state) {
+    (void)state;
+    fixture f = start(rs_ex_regions, RS_STORE_IN_MEMORY);
+    rs_driver_set_auto_commit(f.d, false);
+    int where[40]; /* region index, -1: no row */
+    for (int u = 0; u < 40; u++) where[u] = -1;
+    int64_t got[G_N_ELEMENTS(regions)];
+    bool seen[G_N_ELEMENTS(regions)] = {false};
+    int until_commit = 1;
+    for (int i = 0; i < 2000; i++) {
+        int u = (int)(next_rand() % 40);
+        char user[8];
+        snprintf(user, sizeof(user), "u%d", u);
+        int to = next_rand() % 5 == 0 ? -1 : (int)(next_rand() % G_N_ELEMENTS(regions));
+        where[u] = to;
+        assert_int_equal(rs_driver_pipe_str(f.d, "regions-users", user, to < 0 ? NULL : regions[to], i), 0);
+        if (--until_commit) continue;
+        until_commit = 1 + (int)(next_rand() % 7);
+        rs_driver_commit(f.d);
+        rs_record r;
+        while (rs_driver_read(f.d, "regions-output", &r)) {
+            size_t k = 0;
+            while (k < G_N_ELEMENTS(regions) && !(r.key.len == strlen(regions[k]) && !memcmp(r.key.data, regions[k], r.key.len)))
+                k++;
+            assert_true(k < G_N_ELEMENTS(regions));
+            assert_int_equal(rs_bytes_to_int64(r.value, &got[k]), 0);
+            seen[k] = true;
+        }
+        for (size_t k = 0; k < G_N_ELEMENTS(regions); k++) {
+            int64_t want = 0;
+            for (int x = 0; x < 40; x++) want += where[x] == (int)k;
+            if (seen[k] && got[k] != want)
+                fail_msg("record %d: %s has %lld users, output says %lld", i, regions[k], (long long)want,
+                         (long long)got[k]);
+            if (!seen[k]) assert_int_equal(want, 0);
+        }
+    }
+    stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wordcount),
@@ -320,6 +368,7 @@ int main(void) {
         cmocka_unit_test(test_top10),
         cmocka_unit_test(test_alerts),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_regions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
