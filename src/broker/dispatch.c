@@ -38,6 +38,8 @@ const bk_api_t bk_apis[] = {
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},
     {21, 0, 0, 2, bk_handle_delete_records, NULL},
     {22, 0, 0, 5, bk_handle_init_producer_id, NULL},
+    {24, 0, 0, 3, bk_handle_add_partitions_to_txn, NULL},
+    {26, 0, 0, 3, bk_handle_end_txn, NULL},
     {32, 0, 0, 4, bk_handle_describe_configs, NULL},
     {33, 0, 0, 2, bk_handle_alter_configs, NULL},
     {35, 0, 0, 4, bk_handle_describe_log_dirs, NULL},

@@ -1,8 +1,9 @@
 /*
  * txn.c — producer ids: InitProducerId v0-v5 for idempotent producers, the
  * durable producer-id allocator, and DescribeProducers v0 (each partition's
- * producer state, as kafka-transactions.sh describe-producers shows it). (Transactions will live here too; until then
- * an InitProducerId with a transactional.id is refused.)
+ * producer state, as kafka-transactions.sh describe-producers shows it). An
+ * InitProducerId with a transactional.id goes to the transaction coordinator
+ * (txncoord.c).
  *
  * Invariants:
  *  B5. A producer id is never handed out twice, across restarts and crashes.
@@ -95,8 +96,8 @@ void bk_handle_init_producer_id(bk_req_t *r) {
     if (req->transactional_id.len == 0) {
         resp->error_code = RB_INVALID_REQUEST; /* Kafka: an empty transactional.id */
     } else if (req->transactional_id.len > 0) {
-        /* no transaction coordinator yet: a clear, non-retriable refusal */
-        resp->error_code = RB_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        bk_txn_init_producer_id(r, resp); /* txncoord.c answers */
+        return;
     } else {
         int64_t id = bk_pid_allocate(b);
         if (id < 0) {

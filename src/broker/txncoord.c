@@ -1,0 +1,904 @@
+/*
+ * txncoord.c — the transaction coordinator: InitProducerId with a
+ * transactional.id, AddPartitionsToTxn v0-v3, EndTxn, the state of every
+ * transactional id in `__transaction_state` (Kafka's TransactionLogKey v0 /
+ * TransactionLogValue v0), transaction markers written into the partitions
+ * of a transaction, the abort of expired transactions, the replay at start,
+ * and the check a transactional Produce runs (bk_txn_produce_lock).
+ *
+ * One worker thread does every state change that must reach the log: a
+ * handler queues its request, the worker validates it under c_mu, appends
+ * the state record, waits (blocking) until it is durable, and posts the
+ * answer to the request's event loop. Completions (commit/abort) run on the
+ * same thread, so one transactional id never has two completions at once.
+ *
+ * Invariants:
+ *  T1. The state of a transactional id (producer id, epoch, timeout, status,
+ *      partitions) is answered to a client only after its record in
+ *      partition abs(hash(id)) % transaction.state.log.num.partitions of
+ *      `__transaction_state` is durable; at start every partition is
+ *      replayed to its high watermark, the last record of a key winning.
+ *  T2. A completion runs in order: (1) PrepareCommit/PrepareAbort with the
+ *      partitions, durable; (2) one marker per partition, all durable;
+ *      (3) CompleteCommit/CompleteAbort with no partitions. EndTxn is
+ *      answered after (2). A replayed Prepare* redoes (2) and (3) at start
+ *      (a second marker for a partition with nothing open is a no-op,
+ *      storage S17), so a transaction is either committed in every partition
+ *      or aborted in every partition, never mixed.
+ *  T3. From (1) on, the id's status is Prepare*: a transactional Produce, an
+ *      AddPartitionsToTxn or an EndTxn for it gets CONCURRENT_TRANSACTIONS or
+ *      INVALID_TXN_STATE; a transactional Produce checks the id's producer
+ *      id, epoch, Ongoing status and partition membership and appends under
+ *      c_mu, so no batch of a transaction lands after its marker.
+ *  T4. Fencing: InitProducerId for an id with a producer bumps the epoch
+ *      (a record, durable, before the answer); a request with an older epoch
+ *      gets PRODUCER_FENCED (EndTxn, AddPartitionsToTxn from v? on) or
+ *      INVALID_PRODUCER_EPOCH (Produce: partitions fence through the bumped
+ *      epoch of the abort markers, S17). If the id has an Ongoing
+ *      transaction, it is aborted with the bumped epoch first and the
+ *      InitProducerId is answered CONCURRENT_TRANSACTIONS (the client
+ *      retries, as with Kafka).
+ *  T5. An Ongoing transaction older than its transaction.timeout.ms is
+ *      aborted by the worker (checked every
+ *      transaction.abort.timed.out.transaction.cleanup.interval.ms), its
+ *      epoch bumped so the late producer is fenced.
+ */
+#include "broker/broker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { TX_EMPTY = 0, TX_ONGOING = 1, TX_PREP_COMMIT = 2, TX_PREP_ABORT = 3, TX_DONE_COMMIT = 4, TX_DONE_ABORT = 5,
+       TX_DEAD = 6 };
+static const char *const tx_state_names[] = {"Empty", "Ongoing", "PrepareCommit", "PrepareAbort",
+                                             "CompleteCommit", "CompleteAbort", "Dead"};
+
+typedef struct {
+    char *topic;
+    int32_t part;
+} bk_tp_t;
+
+typedef struct bk_txn {
+    struct bk_txn *next;
+    char *id;
+    int64_t pid;
+    int16_t epoch;
+    int32_t timeout_ms;
+    int8_t state;
+    int64_t start_ms, update_ms;
+    bk_tp_t *parts;
+    int nparts, cap;
+} bk_txn_t;
+
+typedef enum { JOB_INIT, JOB_ADD, JOB_END, JOB_RECOVER, JOB_EXPIRE } bk_job_kind_t;
+
+typedef struct bk_job {
+    struct bk_job *next;
+    bk_job_kind_t kind;
+    bk_req_t *r;
+    void *resp;
+    rn_loop_t *loop;
+    bk_txn_t *t; /* RECOVER / EXPIRE */
+} bk_job_t;
+
+struct bk_txnc {
+    bk_broker_t *b;
+    pthread_mutex_t mu; /* guards the table and every bk_txn_t (T3) */
+    pthread_cond_t cv;
+    bk_txn_t *list;
+    int ntxn;
+    bk_job_t *head, *tail;
+    bool stop;
+    pthread_t thread;
+    st_log_t **logs;
+    int32_t nparts;
+};
+
+#define BK_TXN_TOPIC "__transaction_state"
+
+/* ---- records (TransactionLogKey v0 / TransactionLogValue v0) ----------------------------- */
+
+static void put_str(rb_buf_t *b, const char *s, size_t n) {
+    rb_buf_u16(b, (uint16_t)n);
+    rb_buf_put(b, s, n);
+}
+
+static int txn_append_state(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
+    rb_buf_t k, v;
+    rb_buf_init(&k);
+    rb_buf_init(&v);
+    rb_buf_u16(&k, 0);
+    put_str(&k, t->id, strlen(t->id));
+    rb_buf_u16(&v, 0);
+    rb_buf_u64(&v, (uint64_t)t->pid);
+    rb_buf_u16(&v, (uint16_t)t->epoch);
+    rb_buf_u32(&v, (uint32_t)t->timeout_ms);
+    rb_buf_u8(&v, (uint8_t)t->state);
+    /* partitions grouped by topic, in order of addition */
+    int32_t ntopics = 0;
+    size_t cnt_at = v.len;
+    rb_buf_u32(&v, 0);
+    for (int i = 0; i < t->nparts; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(t->parts[j].topic, t->parts[i].topic);
+        if (seen) continue;
+        ntopics++;
+        put_str(&v, t->parts[i].topic, strlen(t->parts[i].topic));
+        int32_t np = 0;
+        size_t np_at = v.len;
+        rb_buf_u32(&v, 0);
+        for (int j = i; j < t->nparts; j++)
+            if (!strcmp(t->parts[j].topic, t->parts[i].topic)) {
+                rb_buf_u32(&v, (uint32_t)t->parts[j].part);
+                np++;
+            }
+        rb_wbe32(v.p + np_at, (uint32_t)np);
+    }
+    rb_wbe32(v.p + cnt_at, (uint32_t)ntopics);
+    rb_buf_u64(&v, (uint64_t)t->update_ms);
+    rb_buf_u64(&v, (uint64_t)t->start_ms);
+    kp_record_in_t rec = {0};
+    rec.key.p = k.p;
+    rec.key.len = (int32_t)k.len;
+    rec.value.p = v.p;
+    rec.value.len = (int32_t)v.len;
+    rec.timestamp = rb_now_ms();
+    rb_buf_t batch;
+    rb_buf_init(&batch);
+    kp_batch_build(&batch, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
+    rb_buf_free(&k);
+    rb_buf_free(&v);
+    kp_batch_info_t info = {0};
+    info.nbatches = 1;
+    info.nrecords = 1;
+    info.producer_id = -1;
+    int32_t part = cg_partition_for(t->id, strlen(t->id), c->nparts);
+    int64_t base, lat;
+    int rc = st_log_append(c->logs[part], batch.p, batch.len, &info, rb_now_ms(), &base, last, &lat);
+    rb_buf_free(&batch);
+    if (rc) rb_warn("txn: append to %s-%d failed: %s", BK_TXN_TOPIC, part, rb_err_name(rc));
+    return rc;
+}
+
+/* ---- blocking durability waits (worker thread only) --------------------------------------- */
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int pending;
+    int err;
+} bk_syncw_t;
+
+static void syncw_cb(void *ctx, int err) {
+    bk_syncw_t *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    if (err && !w->err) w->err = err;
+    w->pending--;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void syncw_init(bk_syncw_t *w) {
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->pending = 0;
+    w->err = 0;
+}
+
+static void syncw_add(bk_syncw_t *w, st_log_t *l, int64_t offset) {
+    pthread_mutex_lock(&w->mu);
+    w->pending++;
+    pthread_mutex_unlock(&w->mu);
+    st_log_sync_wait(l, offset, syncw_cb, w);
+}
+
+static int syncw_wait(bk_syncw_t *w) {
+    pthread_mutex_lock(&w->mu);
+    while (w->pending > 0) pthread_cond_wait(&w->cv, &w->mu);
+    int err = w->err;
+    pthread_mutex_unlock(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    return err;
+}
+
+/* Appends t's state and waits until it is durable (T1). c->mu NOT held. */
+static int txn_store(bk_txnc_t *c, const bk_txn_t *t) {
+    int64_t last;
+    int rc = txn_append_state(c, t, &last);
+    if (rc) return rc;
+    bk_syncw_t w;
+    syncw_init(&w);
+    syncw_add(&w, c->logs[cg_partition_for(t->id, strlen(t->id), c->nparts)], last + 1);
+    return syncw_wait(&w);
+}
+
+/* ---- table (c->mu held) ------------------------------------------------------------------- */
+
+static bk_txn_t *txn_find(bk_txnc_t *c, const char *id, size_t len) {
+    for (bk_txn_t *t = c->list; t; t = t->next)
+        if (strlen(t->id) == len && !memcmp(t->id, id, len)) return t;
+    return NULL;
+}
+
+static bk_txn_t *txn_get(bk_txnc_t *c, const char *id, size_t len) {
+    bk_txn_t *t = txn_find(c, id, len);
+    if (t) return t;
+    t = calloc(1, sizeof(*t));
+    if (!t) abort();
+    t->id = strndup(id, len);
+    if (!t->id) abort();
+    t->pid = -1;
+    t->epoch = -1;
+    t->next = c->list;
+    c->list = t;
+    c->ntxn++;
+    return t;
+}
+
+static void txn_clear_parts(bk_txn_t *t) {
+    for (int i = 0; i < t->nparts; i++) free(t->parts[i].topic);
+    t->nparts = 0;
+}
+
+static bool txn_has_part(const bk_txn_t *t, const char *topic, size_t len, int32_t part) {
+    for (int i = 0; i < t->nparts; i++)
+        if (t->parts[i].part == part && strlen(t->parts[i].topic) == len && !memcmp(t->parts[i].topic, topic, len))
+            return true;
+    return false;
+}
+
+static void txn_add_part(bk_txn_t *t, const char *topic, size_t len, int32_t part) {
+    if (txn_has_part(t, topic, len, part)) return;
+    if (t->nparts == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 8;
+        t->parts = realloc(t->parts, (size_t)t->cap * sizeof(*t->parts));
+        if (!t->parts) abort();
+    }
+    t->parts[t->nparts].topic = strndup(topic, len);
+    if (!t->parts[t->nparts].topic) abort();
+    t->parts[t->nparts].part = part;
+    t->nparts++;
+}
+
+/* A copy of t's persistent fields, for writing outside c->mu. */
+static void txn_copy(bk_txn_t *dst, const bk_txn_t *src) {
+    *dst = *src;
+    dst->next = NULL;
+    dst->id = strdup(src->id);
+    dst->parts = src->nparts ? malloc((size_t)src->nparts * sizeof(*dst->parts)) : NULL;
+    if (!dst->id || (src->nparts && !dst->parts)) abort();
+    dst->cap = src->nparts;
+    for (int i = 0; i < src->nparts; i++) {
+        dst->parts[i].topic = strdup(src->parts[i].topic);
+        if (!dst->parts[i].topic) abort();
+        dst->parts[i].part = src->parts[i].part;
+    }
+}
+
+static void txn_copy_free(bk_txn_t *t) {
+    txn_clear_parts(t);
+    free(t->parts);
+    free(t->id);
+}
+
+/* ---- completion (T2) ---------------------------------------------------------------------- */
+
+/* Writes the markers of snapshot s into its partitions and waits until all
+ * are durable. Partitions that no longer exist are skipped. */
+static int txn_write_markers(bk_txnc_t *c, const bk_txn_t *s, bool commit) {
+    bk_broker_t *b = c->b;
+    bk_syncw_t w;
+    syncw_init(&w);
+    int err = 0;
+    int64_t now = rb_now_ms();
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    for (int i = 0; i < s->nparts; i++) {
+        bk_topic_t *tp = bk_topic_find(b, s->parts[i].topic, strlen(s->parts[i].topic));
+        if (!tp || s->parts[i].part >= tp->t_npartitions) continue;
+        st_log_t *l = tp->t_parts[s->parts[i].part]->p_log;
+        rb_buf_t m;
+        rb_buf_init(&m);
+        st_marker_build(&m, s->pid, s->epoch, commit, 0, now);
+        kp_batch_info_t info = {0};
+        info.nbatches = 1;
+        info.nrecords = 1;
+        info.any_transactional = info.any_control = true;
+        info.producer_id = s->pid;
+        int64_t base, last, lat;
+        int rc = st_log_append(l, m.p, m.len, &info, now, &base, &last, &lat);
+        rb_buf_free(&m);
+        if (rc == RB_INVALID_PRODUCER_EPOCH) {
+            /* the partition saw a newer epoch of this producer: nothing of
+             * ours can be open there */
+            continue;
+        }
+        if (rc) {
+            rb_warn("txn %s: marker to %s-%d failed: %s", s->id, s->parts[i].topic, s->parts[i].part,
+                    rb_err_name(rc));
+            err = rc;
+            continue;
+        }
+        syncw_add(&w, l, last + 1);
+    }
+    /* waits under the read lock: the logs must not close meanwhile (B1) */
+    int werr = syncw_wait(&w);
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    return err ? err : werr;
+}
+
+/* Runs T2 for t, whose status the caller set to Prepare* under c->mu (the
+ * Prepare record is not yet written unless `prepared`). Worker thread. */
+static int txn_complete(bk_txnc_t *c, bk_txn_t *t, bool prepared) {
+    bk_txn_t s;
+    pthread_mutex_lock(&c->mu);
+    bool commit = t->state == TX_PREP_COMMIT;
+    t->update_ms = rb_now_ms();
+    txn_copy(&s, t);
+    pthread_mutex_unlock(&c->mu);
+    int rc = prepared ? 0 : txn_store(c, &s);
+    if (!rc) rc = txn_write_markers(c, &s, commit);
+    pthread_mutex_lock(&c->mu);
+    if (!rc) {
+        t->state = commit ? TX_DONE_COMMIT : TX_DONE_ABORT;
+        t->update_ms = rb_now_ms();
+        txn_clear_parts(t);
+        bk_txn_t d;
+        txn_copy(&d, t);
+        pthread_mutex_unlock(&c->mu);
+        int64_t last;
+        int arc = txn_append_state(c, &d, &last); /* not waited for: a lost Complete replays as Prepare (T2) */
+        if (arc) rb_warn("txn %s: Complete record not written: %s", d.id, rb_err_name(arc));
+        rb_debug("txn %s: %s (producer %lld epoch %d, %d partition(s))", d.id, commit ? "committed" : "aborted",
+                 (long long)d.pid, d.epoch, s.nparts);
+        txn_copy_free(&d);
+    } else {
+        pthread_mutex_unlock(&c->mu);
+        rb_warn("txn %s: completion failed (%s); it stays %s and is retried", s.id, rb_err_name(rc),
+                tx_state_names[s.state]);
+    }
+    txn_copy_free(&s);
+    return rc;
+}
+
+/* ---- the worker's jobs --------------------------------------------------------------------- */
+
+static void job_finish(void *arg) {
+    bk_job_t *j = arg;
+    bk_req_respond(j->r, j->resp);
+    free(j);
+}
+
+static void job_answer(bk_job_t *j) {
+    if (j->r) rn_loop_post(j->loop, job_finish, j);
+    else free(j);
+}
+
+static void job_init(bk_txnc_t *c, bk_job_t *j) {
+    bk_broker_t *b = c->b;
+    kp_init_producer_id_req_t *req = j->r->r_body;
+    kp_init_producer_id_resp_t *resp = j->resp;
+    int32_t to = req->transaction_timeout_ms;
+    if (to <= 0 || to > b->b_cfg.transaction_max_timeout_ms) {
+        resp->error_code = RB_INVALID_TRANSACTION_TIMEOUT;
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    bk_txn_t *t = txn_get(c, req->transactional_id.p, (size_t)req->transactional_id.len);
+    if (t->state == TX_PREP_COMMIT || t->state == TX_PREP_ABORT) {
+        pthread_mutex_unlock(&c->mu);
+        resp->error_code = RB_CONCURRENT_TRANSACTIONS;
+        return;
+    }
+    /* KIP-360: a client that names its producer id and epoch must name the current ones */
+    if (req->producer_id >= 0 && t->pid >= 0 && (req->producer_id != t->pid || req->producer_epoch != t->epoch)) {
+        pthread_mutex_unlock(&c->mu);
+        resp->error_code = RB_PRODUCER_FENCED;
+        return;
+    }
+    bool ongoing = t->state == TX_ONGOING;
+    if (t->pid < 0 || t->epoch >= INT16_MAX - 1) {
+        pthread_mutex_unlock(&c->mu);
+        int64_t id = bk_pid_allocate(b);
+        pthread_mutex_lock(&c->mu);
+        if (id < 0) {
+            pthread_mutex_unlock(&c->mu);
+            resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+            return;
+        }
+        if (ongoing) {
+            /* epoch exhausted with a transaction open: abort it under the old id first */
+            t->epoch++;
+        } else {
+            t->pid = id;
+            t->epoch = -1;
+        }
+    }
+    t->epoch++; /* T4: fence the previous instance */
+    t->timeout_ms = to;
+    t->update_ms = rb_now_ms();
+    if (ongoing) {
+        t->state = TX_PREP_ABORT;
+        pthread_mutex_unlock(&c->mu);
+        txn_complete(c, t, false);
+        resp->error_code = RB_CONCURRENT_TRANSACTIONS; /* the client retries and gets a fresh epoch */
+        return;
+    }
+    t->state = TX_EMPTY;
+    txn_clear_parts(t);
+    bk_txn_t s;
+    txn_copy(&s, t);
+    pthread_mutex_unlock(&c->mu);
+    int rc = txn_store(c, &s);
+    if (rc) {
+        resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+    } else {
+        resp->producer_id = s.pid;
+        resp->producer_epoch = s.epoch;
+    }
+    txn_copy_free(&s);
+}
+
+/* Common checks of AddPartitionsToTxn / EndTxn (c->mu held). */
+static int txn_check(bk_txnc_t *c, const kp_str_t *id, int64_t pid, int16_t epoch, bk_txn_t **out, int16_t ver,
+                     int16_t fenced_from) {
+    bk_txn_t *t = id->len > 0 ? txn_find(c, id->p, (size_t)id->len) : NULL;
+    *out = t;
+    if (!t || t->pid < 0) return RB_INVALID_PRODUCER_ID_MAPPING;
+    if (t->pid != pid) return RB_INVALID_PRODUCER_ID_MAPPING;
+    if (epoch != t->epoch) return ver >= fenced_from ? RB_PRODUCER_FENCED : RB_INVALID_PRODUCER_EPOCH;
+    if (t->state == TX_PREP_COMMIT || t->state == TX_PREP_ABORT) return RB_CONCURRENT_TRANSACTIONS;
+    return 0;
+}
+
+static void job_add(bk_txnc_t *c, bk_job_t *j) {
+    bk_broker_t *b = c->b;
+    kp_add_partitions_to_txn_req_t *req = j->r->r_body;
+    kp_add_partitions_to_txn_resp_t *resp = j->resp;
+    bk_req_t *r = j->r;
+    int32_t nt = req->v3_and_below_topics.n < 0 ? 0 : req->v3_and_below_topics.n;
+    BK_ALLOC_ARR(r, resp->results_by_topic_v3_and_below, nt);
+    int err = 0;
+    /* existence first, as Kafka: unknown partitions fail the request */
+    bool unknown = false;
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    for (int32_t i = 0; i < nt; i++) {
+        kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
+        bk_topic_t *tp = tq->name.len > 0 ? bk_topic_find(b, tq->name.p, (size_t)tq->name.len) : NULL;
+        for (int32_t k = 0; k < tq->partitions.n; k++)
+            if (!tp || tq->partitions.v[k] < 0 || tq->partitions.v[k] >= tp->t_npartitions) unknown = true;
+    }
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    bk_txn_t *t = NULL;
+    bk_txn_t s;
+    bool stored = false;
+    pthread_mutex_lock(&c->mu);
+    err = txn_check(c, &req->v3_and_below_transactional_id, req->v3_and_below_producer_id,
+                    req->v3_and_below_producer_epoch, &t, r->r_hdr.api_version, 2);
+    if (!err && unknown) err = RB_UNKNOWN_TOPIC_OR_PARTITION;
+    if (!err) {
+        bool fresh = t->state != TX_ONGOING;
+        bool added = false;
+        for (int32_t i = 0; i < nt; i++) {
+            kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
+            for (int32_t k = 0; k < tq->partitions.n; k++) {
+                if (!txn_has_part(t, tq->name.p, (size_t)tq->name.len, tq->partitions.v[k])) {
+                    txn_add_part(t, tq->name.p, (size_t)tq->name.len, tq->partitions.v[k]);
+                    added = true;
+                }
+            }
+        }
+        if (fresh) {
+            txn_clear_parts(t);
+            for (int32_t i = 0; i < nt; i++) {
+                kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
+                for (int32_t k = 0; k < tq->partitions.n; k++)
+                    txn_add_part(t, tq->name.p, (size_t)tq->name.len, tq->partitions.v[k]);
+            }
+            t->state = TX_ONGOING;
+            t->start_ms = rb_now_ms();
+            added = true;
+        }
+        if (added) {
+            t->update_ms = rb_now_ms();
+            txn_copy(&s, t);
+            stored = true;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (stored) {
+        /* the partitions are in the table before they are durable: a
+         * produce may see them, but cannot be acknowledged before this
+         * answer is (the client sends it after), and a crash in between
+         * leaves the transaction to be aborted by its timeout */
+        if (txn_store(c, &s)) err = RB_COORDINATOR_NOT_AVAILABLE;
+        txn_copy_free(&s);
+    }
+    for (int32_t i = 0; i < nt; i++) {
+        kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
+        kp_add_partitions_to_txn_resp_add_partitions_to_txn_topic_result_t *tr = &resp->results_by_topic_v3_and_below.v[i];
+        tr->name = tq->name;
+        int32_t np = tq->partitions.n < 0 ? 0 : tq->partitions.n;
+        BK_ALLOC_ARR(r, tr->results_by_partition, np);
+        for (int32_t k = 0; k < np; k++) {
+            tr->results_by_partition.v[k].partition_index = tq->partitions.v[k];
+            tr->results_by_partition.v[k].partition_error_code = (int16_t)err;
+        }
+    }
+}
+
+static void job_end(bk_txnc_t *c, bk_job_t *j) {
+    kp_end_txn_req_t *req = j->r->r_body;
+    kp_end_txn_resp_t *resp = j->resp;
+    bk_txn_t *t = NULL;
+    pthread_mutex_lock(&c->mu);
+    int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
+                        2);
+    if (!err) {
+        if (t->state == TX_ONGOING) {
+            t->state = req->committed ? TX_PREP_COMMIT : TX_PREP_ABORT;
+        } else if ((t->state == TX_DONE_COMMIT && req->committed) || (t->state == TX_DONE_ABORT && !req->committed) ||
+                   (t->state == TX_EMPTY && !req->committed)) {
+            /* a retry of a completed EndTxn, or an abort of nothing: done */
+            pthread_mutex_unlock(&c->mu);
+            return;
+        } else {
+            err = RB_INVALID_TXN_STATE;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!err && txn_complete(c, t, false)) err = RB_COORDINATOR_NOT_AVAILABLE;
+    resp->error_code = (int16_t)err;
+}
+
+/* T5: abort expired Ongoing transactions with a bumped epoch. */
+static void txn_expire_scan(bk_txnc_t *c) {
+    int64_t now = rb_now_ms();
+    for (;;) {
+        bk_txn_t *hit = NULL;
+        pthread_mutex_lock(&c->mu);
+        for (bk_txn_t *t = c->list; t && !hit; t = t->next)
+            if (t->state == TX_ONGOING && t->start_ms + t->timeout_ms < now) hit = t;
+        if (hit) {
+            rb_info("txn %s: transaction of producer %lld epoch %d timed out after %d ms: aborting", hit->id,
+                    (long long)hit->pid, hit->epoch, hit->timeout_ms);
+            if (hit->epoch < INT16_MAX - 1) hit->epoch++;
+            hit->state = TX_PREP_ABORT;
+        }
+        pthread_mutex_unlock(&c->mu);
+        if (!hit) return;
+        if (txn_complete(c, hit, false)) return; /* retried at the next scan */
+    }
+}
+
+static void *txn_worker(void *arg) {
+    bk_txnc_t *c = arg;
+    int64_t next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        bk_job_t *j = c->head;
+        if (!j) {
+            int64_t now = rb_mono_ms();
+            if (now >= next_scan) {
+                pthread_mutex_unlock(&c->mu);
+                txn_expire_scan(c);
+                next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+                pthread_mutex_lock(&c->mu);
+                continue;
+            }
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t wait = next_scan - now;
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+            continue;
+        }
+        c->head = j->next;
+        if (!c->head) c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+        switch (j->kind) {
+        case JOB_INIT: job_init(c, j); break;
+        case JOB_ADD: job_add(c, j); break;
+        case JOB_END: job_end(c, j); break;
+        case JOB_RECOVER: txn_complete(c, j->t, true); break;
+        case JOB_EXPIRE: txn_expire_scan(c); break;
+        }
+        job_answer(j);
+        pthread_mutex_lock(&c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void txn_enqueue(bk_txnc_t *c, bk_job_t *j) {
+    pthread_mutex_lock(&c->mu);
+    j->next = NULL;
+    if (c->tail) c->tail->next = j;
+    else c->head = j;
+    c->tail = j;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void txn_submit(bk_req_t *r, void *resp, bk_job_kind_t kind) {
+    bk_job_t *j = calloc(1, sizeof(*j));
+    if (!j) abort();
+    j->kind = kind;
+    j->r = r;
+    j->resp = resp;
+    j->loop = rn_conn_loop(r->r_conn);
+    txn_enqueue(r->r_broker->b_txn, j);
+}
+
+/* ---- handlers ------------------------------------------------------------------------------ */
+
+void bk_txn_init_producer_id(bk_req_t *r, void *resp) {
+    if (!r->r_broker->b_txn) {
+        ((kp_init_producer_id_resp_t *)resp)->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+        bk_req_respond(r, resp);
+        return;
+    }
+    txn_submit(r, resp, JOB_INIT);
+}
+
+void bk_handle_add_partitions_to_txn(bk_req_t *r) {
+    kp_add_partitions_to_txn_resp_t *resp = bk_req_resp_new(r);
+    if (r->r_hdr.api_version >= 4) { /* the broker-to-broker batched form */
+        resp->error_code = RB_UNSUPPORTED_VERSION;
+        bk_req_respond(r, resp);
+        return;
+    }
+    txn_submit(r, resp, JOB_ADD);
+}
+
+void bk_handle_end_txn(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r), JOB_END); }
+
+/* T3: checks a transactional batch and, when it may be written, returns 0
+ * with c->mu held (the caller appends, then bk_txn_produce_unlock). */
+int bk_txn_produce_lock(bk_broker_t *b, const kp_str_t *tid, int64_t pid, int16_t epoch, const char *topic,
+                        int32_t part) {
+    bk_txnc_t *c = b->b_txn;
+    if (!c) return RB_COORDINATOR_NOT_AVAILABLE;
+    pthread_mutex_lock(&c->mu);
+    bk_txn_t *t = tid->len > 0 ? txn_find(c, tid->p, (size_t)tid->len) : NULL;
+    int err = 0;
+    if (!t || t->pid != pid) err = RB_INVALID_PRODUCER_ID_MAPPING;
+    else if (epoch < t->epoch) err = RB_INVALID_PRODUCER_EPOCH;
+    else if (epoch > t->epoch) err = RB_INVALID_PRODUCER_EPOCH;
+    else if (t->state != TX_ONGOING || !txn_has_part(t, topic, strlen(topic), part)) err = RB_INVALID_TXN_STATE;
+    if (err) pthread_mutex_unlock(&c->mu);
+    return err;
+}
+
+void bk_txn_produce_unlock(bk_broker_t *b) { pthread_mutex_unlock(&b->b_txn->mu); }
+
+/* ---- replay and start (T1) ------------------------------------------------------------------ */
+
+static const uint8_t *rd_str(rb_rd_t *rd, int16_t *n) {
+    *n = rb_rd_i16(rd);
+    if (!rb_rd_ok(rd) || *n < 0) return NULL;
+    return rb_rd_bytes(rd, (size_t)*n);
+}
+
+static void txn_replay_record(bk_txnc_t *c, const kp_record_t *rec) {
+    rb_rd_t k;
+    rb_rd_init(&k, rec->key.p, rec->key.len < 0 ? 0 : (size_t)rec->key.len);
+    int16_t kv = rb_rd_i16(&k), idn;
+    if (!rb_rd_ok(&k) || kv != 0) return; /* not a transaction record */
+    const uint8_t *idp = rd_str(&k, &idn);
+    if (!idp || idn == 0) return;
+    bk_txn_t *t = txn_get(c, (const char *)idp, (size_t)idn);
+    if (rec->value.len < 0) { /* tombstone: the id expired */
+        t->state = TX_DEAD;
+        t->pid = -1;
+        txn_clear_parts(t);
+        return;
+    }
+    rb_rd_t v;
+    rb_rd_init(&v, rec->value.p, (size_t)rec->value.len);
+    int16_t vv = rb_rd_i16(&v);
+    int64_t pid = rb_rd_i64(&v);
+    int16_t epoch = rb_rd_i16(&v);
+    int32_t to = rb_rd_i32(&v);
+    int8_t st = rb_rd_i8(&v);
+    int32_t ntopics = rb_rd_i32(&v);
+    if (!rb_rd_ok(&v) || vv != 0 || st < 0 || st > TX_DEAD || ntopics < 0) {
+        /* v1 (flexible) is not written by us */
+        rb_warn("txn: %s record for %.*s not understood (value v%d); skipped", BK_TXN_TOPIC, (int)idn, idp, vv);
+        return;
+    }
+    txn_clear_parts(t);
+    for (int32_t i = 0; i < ntopics && rb_rd_ok(&v); i++) {
+        int16_t tn;
+        const uint8_t *tp = rd_str(&v, &tn);
+        int32_t np = rb_rd_i32(&v);
+        for (int32_t kq = 0; tp && kq < np && rb_rd_ok(&v); kq++) {
+            int32_t part = rb_rd_i32(&v);
+            if (rb_rd_ok(&v)) txn_add_part(t, (const char *)tp, (size_t)tn, part);
+        }
+    }
+    int64_t upd = rb_rd_i64(&v), start = rb_rd_i64(&v);
+    if (!rb_rd_ok(&v)) upd = start = rb_now_ms();
+    t->pid = pid;
+    t->epoch = epoch;
+    t->timeout_ms = to;
+    t->state = st;
+    t->update_ms = upd;
+    t->start_ms = start;
+}
+
+static int txn_replay_partition(bk_txnc_t *c, int32_t part) {
+    st_log_t *l = c->logs[part];
+    st_log_state_t st;
+    st_log_state(l, &st);
+    int64_t off = st.log_start_offset;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    while (off < st.high_watermark) {
+        st_read_t rd;
+        int rc = st_log_read(l, off, 4u << 20, true, &rd);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
+        if (rd.len == 0) {
+            if (rd.fd >= 0) close(rd.fd);
+            break;
+        }
+        if (rd.len > cap) {
+            free(buf);
+            cap = rd.len;
+            buf = malloc(cap);
+            if (!buf) abort();
+        }
+        size_t got = 0;
+        while (got < rd.len) {
+            ssize_t n = pread(rd.fd, buf + got, rd.len - got, rd.file_off + (off_t)got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+        close(rd.fd);
+        if (got < rd.len) {
+            free(buf);
+            return RB_KAFKA_STORAGE_ERROR;
+        }
+        size_t pos = 0;
+        int64_t next = off;
+        while (pos < got) {
+            kp_batch_hdr_t h;
+            if (kp_batch_hdr_parse(buf + pos, got - pos, &h)) break;
+            size_t blen = KP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
+            next = h.base_offset + h.last_offset_delta + 1;
+            if (!(h.attributes & (KP_ATTR_COMPRESSION_MASK | KP_ATTR_CONTROL))) {
+                rb_rd_t rr;
+                rb_rd_init(&rr, buf + pos + KP_BATCH_HEADER_SIZE, blen - KP_BATCH_HEADER_SIZE);
+                for (int32_t i = 0; i < h.records_count; i++) {
+                    kp_record_t rec;
+                    if (kp_record_next(&rr, &rec)) break;
+                    txn_replay_record(c, &rec);
+                }
+            }
+            pos += blen;
+        }
+        if (next <= off) break;
+        off = next;
+    }
+    free(buf);
+    return 0;
+}
+
+int bk_txn_start(bk_broker_t *b) {
+    const char *name = BK_TXN_TOPIC;
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (!exists) {
+        bk_topic_configs_t tc = {0};
+        tc.names[tc.n] = "cleanup.policy";
+        tc.values[tc.n++] = "compact";
+        char segb[32];
+        snprintf(segb, sizeof(segb), "%lld", (long long)b->b_cfg.transaction_state_log_segment_bytes);
+        tc.names[tc.n] = "segment.bytes";
+        tc.values[tc.n++] = segb;
+        char msg[300];
+        int rc = bk_topic_create(b, name, strlen(name), (int32_t)b->b_cfg.transaction_state_log_num_partitions, 1,
+                                 &tc, false, msg, sizeof(msg), NULL);
+        if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
+            rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
+            return -1;
+        }
+    }
+    bk_txnc_t *c = calloc(1, sizeof(*c));
+    if (!c) abort();
+    c->b = b;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    bk_topic_t *t = bk_topic_find(b, name, strlen(name));
+    c->nparts = t ? t->t_npartitions : 0;
+    c->logs = calloc((size_t)(c->nparts ? c->nparts : 1), sizeof(*c->logs));
+    if (!c->logs) abort();
+    for (int32_t i = 0; i < c->nparts; i++) c->logs[i] = t->t_parts[i]->p_log;
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (!c->nparts) {
+        rb_error("%s has no partitions", name);
+        free(c->logs);
+        free(c);
+        return -1;
+    }
+    int64_t t0 = rb_mono_ms();
+    for (int32_t p = 0; p < c->nparts; p++) {
+        int rc = txn_replay_partition(c, p);
+        if (rc) {
+            rb_error("txn: cannot replay %s-%d: %s", name, p, rb_err_name(rc));
+            free(c->logs);
+            free(c);
+            return -1;
+        }
+    }
+    /* T2: completions interrupted by a stop or crash are finished first */
+    int nrec = 0;
+    for (bk_txn_t *x = c->list; x; x = x->next) {
+        if (x->state == TX_PREP_COMMIT || x->state == TX_PREP_ABORT) {
+            bk_job_t *j = calloc(1, sizeof(*j));
+            if (!j) abort();
+            j->kind = JOB_RECOVER;
+            j->t = x;
+            txn_enqueue(c, j);
+            nrec++;
+        }
+    }
+    if (pthread_create(&c->thread, NULL, txn_worker, c)) {
+        rb_error("txn: cannot start the coordinator thread");
+        return -1;
+    }
+    b->b_txn = c;
+    rb_info("transaction coordinator ready over %s (%d partitions, %d id(s), %d completion(s) to finish) in %lld ms",
+            name, c->nparts, c->ntxn, nrec, (long long)(rb_mono_ms() - t0));
+    return 0;
+}
+
+void bk_txn_stop(bk_broker_t *b) {
+    bk_txnc_t *c = b->b_txn;
+    if (!c) return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    /* requests still queued: their connections are closed already */
+    for (bk_job_t *j = c->head; j;) {
+        bk_job_t *n = j->next;
+        if (j->r) bk_req_free(j->r);
+        free(j);
+        j = n;
+    }
+    c->head = c->tail = NULL;
+}
+
+void bk_txn_free(bk_broker_t *b) {
+    bk_txnc_t *c = b->b_txn;
+    if (!c) return;
+    for (bk_txn_t *t = c->list; t;) {
+        bk_txn_t *n = t->next;
+        txn_clear_parts(t);
+        free(t->parts);
+        free(t->id);
+        free(t);
+        t = n;
+    }
+    free(c->logs);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    b->b_txn = NULL;
+}

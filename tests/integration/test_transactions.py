@@ -1,0 +1,211 @@
+"""Transactions (issue 5, second part) with confluent-kafka's transactional
+producer against a real rilld: commit and abort write markers (control
+batches) into every partition of the transaction (checked in the segment
+files); read_committed consumers see committed records only, never aborted
+ones nor those of an open transaction, read_uncommitted sees everything;
+ListOffsets with isolation read_committed answers the LSO; the coordinator's
+state (__transaction_state) and each partition's aborted transactions
+survive a kill -9; a second producer with the same transactional.id fences
+the first; an expired transaction is aborted by the coordinator."""
+import time
+
+import pytest
+
+import kwire
+from rilltest import ck_consumer, ck_create_topic, ck_producer, unique, wait_until
+
+CONTROL = 0x20
+TXN = 0x10
+
+
+def list_latest(conn, topic, partition, isolation_level):
+    """ListOffsets v2 LATEST: the high watermark, or the LSO with isolation 1."""
+    body = (kwire.i32(-1) + kwire.i8(isolation_level) + kwire.i32(1) + kwire.string(topic) + kwire.i32(1)
+            + kwire.i32(partition) + kwire.i64(-1))
+    r = kwire.Reader(conn.roundtrip(2, 2, body))
+    r.i32()  # correlation id
+    r.i32()  # throttle
+    assert r.i32() == 1 and r.string() == topic and r.i32() == 1
+    assert r.i32() == partition
+    assert r.i16() == 0
+    r.i64()  # timestamp
+    return r.i64()
+
+
+def txn_producer(broker, tid, **conf):
+    return ck_producer(broker, transactional_id=tid, **conf)
+
+
+def produce_txn(p, topic, values, commit, nparts=1):
+    p.begin_transaction()
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, partition=i % nparts)
+    p.flush(30)  # written before the end (an abort would otherwise purge what is still queued)
+    if commit:
+        p.commit_transaction(30)
+    else:
+        p.abort_transaction(30)
+
+
+def read_all(broker, topic, nparts, isolation, expect=None, quiet=1.0, timeout=30):
+    """Values readable from every partition; with `expect`, polls until that
+    many arrived, then keeps reading `quiet` seconds to catch extras."""
+    import confluent_kafka as ck
+    c = ck_consumer(broker, isolation_level=isolation)
+    try:
+        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(nparts)])
+        out = []
+        deadline = time.monotonic() + timeout
+        quiet_until = None
+        while True:
+            now = time.monotonic()
+            if expect is not None and len(out) >= expect and quiet_until is None:
+                quiet_until = now + quiet
+            if quiet_until is not None and now >= quiet_until:
+                break
+            if expect is None and quiet_until is None:
+                quiet_until = now + quiet
+            assert now < deadline, "read %d of %s within %ss" % (len(out), expect, timeout)
+            for m in c.consume(num_messages=500, timeout=0.2):
+                assert m.error() is None, m.error()
+                out.append(m.value())
+        return out
+    finally:
+        c.close()
+
+
+def markers(broker, topic, partition=0):
+    """(offset, commit?) of each control batch in the partition's segments."""
+    out = []
+    for path in broker.segment_files(topic, partition):
+        data = open(path, "rb").read()
+        for b in kwire.parse_batches(data):
+            if b["attributes"] & CONTROL:
+                assert b["attributes"] & TXN
+                # key of the single record: version i16 + type i16, after the header
+                rec = data[b["position"] + 61:b["position"] + b["size"]]
+                r = kwire.Reader(rec)
+                r.varint()  # length
+                r.i8()      # attributes
+                r.varint()  # timestamp delta
+                r.varint()  # offset delta
+                klen = r.varint()
+                assert klen == 4
+                version, typ = r.i16(), r.i16()
+                assert version == 0 and typ in (0, 1)
+                out.append((b["offset"], typ == 1))
+    return out
+
+
+def test_commit_and_abort(broker):
+    topic = ck_create_topic(broker, unique("txn-ca"), partitions=2)
+    p = txn_producer(broker, unique("tid"))
+    p.init_transactions(30)
+    produce_txn(p, topic, [b"c1-%d" % i for i in range(10)], commit=True, nparts=2)
+    produce_txn(p, topic, [b"a1-%d" % i for i in range(10)], commit=False, nparts=2)
+    produce_txn(p, topic, [b"c2-%d" % i for i in range(5)], commit=True, nparts=2)
+    committed = sorted(read_all(broker, topic, 2, "read_committed", expect=15))
+    assert committed == sorted([b"c1-%d" % i for i in range(10)] + [b"c2-%d" % i for i in range(5)])
+    everything = read_all(broker, topic, 2, "read_uncommitted", expect=25)
+    assert len(everything) == 25 and set(everything) >= {b"a1-%d" % i for i in range(10)}
+    # every partition of each transaction got its marker, after the transaction's records
+    for part in range(2):
+        ms = markers(broker, topic, part)
+        assert [c for _, c in ms] == [True, False, True]
+        assert [o for o, _ in ms] == sorted(o for o, _ in ms) and ms[0][0] == 5  # 5 records, then the marker
+
+
+def test_open_transaction_invisible_then_committed(broker):
+    import confluent_kafka as ck
+    topic = ck_create_topic(broker, unique("txn-open"))
+    plain = ck_producer(broker)
+    plain.produce(topic, value=b"before")
+    plain.flush(30)
+    p = txn_producer(broker, unique("tid"))
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, value=b"open-%d" % i)
+    p.flush(30)  # written and durable, transaction still open
+    # a non-transactional record after the open transaction is held back too (LSO)
+    plain.produce(topic, value=b"after")
+    plain.flush(30)
+    assert read_all(broker, topic, 1, "read_committed", expect=1) == [b"before"]
+    assert len(read_all(broker, topic, 1, "read_uncommitted", expect=7)) == 7
+    with kwire.Conn(broker.port) as c:
+        lso = list_latest(c, topic, 0, 1)
+        hw = list_latest(c, topic, 0, 0)
+    assert (lso, hw) == (1, 7)
+    p.commit_transaction(30)
+    got = read_all(broker, topic, 1, "read_committed", expect=7)
+    assert got == [b"before"] + [b"open-%d" % i for i in range(5)] + [b"after"]
+    with kwire.Conn(broker.port) as c:
+        assert list_latest(c, topic, 0, 1) == 8  # past the marker
+    del ck
+
+
+def test_state_survives_kill9(broker):
+    topic = ck_create_topic(broker, unique("txn-k9"))
+    tid = unique("tid")
+    p = txn_producer(broker, tid)
+    p.init_transactions(30)
+    produce_txn(p, topic, [b"c-%d" % i for i in range(4)], commit=True)
+    produce_txn(p, topic, [b"a-%d" % i for i in range(4)], commit=False)
+    # an open transaction at the crash: aborted when the id is initialised again
+    p.begin_transaction()
+    p.produce(topic, value=b"open")
+    p.flush(30)
+    broker.restart(clean=False)
+    assert sorted(read_all(broker, topic, 1, "read_committed", expect=4)) == [b"c-%d" % i for i in range(4)]
+    p2 = txn_producer(broker, tid)
+    p2.init_transactions(60)  # aborts the open transaction (CONCURRENT_TRANSACTIONS meanwhile)
+    produce_txn(p2, topic, [b"c2"], commit=True)
+    assert read_all(broker, topic, 1, "read_committed", expect=5) == [b"c-%d" % i for i in range(4)] + [b"c2"]
+    assert [c for _, c in markers(broker, topic)] == [True, False, False, True]
+
+
+def test_fencing(broker):
+    import confluent_kafka as ck
+    topic = ck_create_topic(broker, unique("txn-fence"))
+    tid = unique("tid")
+    p1 = txn_producer(broker, tid)
+    p1.init_transactions(30)
+    p1.begin_transaction()
+    p1.produce(topic, value=b"zombie")
+    p1.flush(30)
+    p2 = txn_producer(broker, tid)
+    p2.init_transactions(60)  # fences p1 and aborts its transaction
+    with pytest.raises(ck.KafkaException) as ei:
+        p1.commit_transaction(30)
+    assert ei.value.args[0].fatal() or ei.value.args[0].code() in (
+        ck.KafkaError._FENCED, ck.KafkaError.PRODUCER_FENCED, ck.KafkaError.INVALID_PRODUCER_EPOCH)
+    produce_txn(p2, topic, [b"live"], commit=True)
+    assert read_all(broker, topic, 1, "read_committed", expect=1) == [b"live"]
+
+
+def test_timeout_aborts(broker_factory):
+    b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "100"})
+    topic = ck_create_topic(b, unique("txn-to"))
+    p = txn_producer(b, unique("tid"), transaction_timeout_ms=1000, message_timeout_ms=1000)
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic, value=b"late")
+    p.flush(30)
+    plain = ck_producer(b)
+    plain.produce(topic, value=b"plain")
+    plain.flush(30)
+    with kwire.Conn(b.port) as c:
+        assert list_latest(c, topic, 0, 1) == 0
+        wait_until(lambda: list_latest(c, topic, 0, 1) == 3, 15,
+                   "the expired transaction aborted (LSO past its marker)")
+    assert read_all(b, topic, 1, "read_committed", expect=1) == [b"plain"]
+    assert [c for _, c in markers(b, topic)] == [False]
+
+
+def test_max_timeout(broker_factory):
+    import confluent_kafka as ck
+    b = broker_factory({"transaction.max.timeout.ms": "5000"})
+    p = txn_producer(b, unique("tid"), transaction_timeout_ms=60000)
+    with pytest.raises(ck.KafkaException) as ei:
+        p.init_transactions(10)
+    assert "timeout" in str(ei.value).lower()
