@@ -336,6 +336,32 @@ def read_segment_batches(path):
         return list(parse_batches(f.read()))
 
 
+def segment_markers(path):
+    """(offset, producer id, commit?) of each transaction marker (control
+    batch) in a segment file; asserts Kafka's marker format."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    for b in parse_batches(data):
+        if not b["attributes"] & 0x20:
+            continue
+        assert b["attributes"] & 0x10, "a control batch must be transactional"
+        pid = struct.unpack_from(">q", data, b["position"] + 43)[0]
+        r = Reader(data[b["position"] + BATCH_HEADER_LEN:b["position"] + b["size"]])
+        r.varint()  # record length
+        r.i8()      # attributes
+        r.varint()  # timestamp delta
+        r.varint()  # offset delta
+        assert r.varint() == 4
+        version, typ = r.i16(), r.i16()
+        assert version == 0 and typ in (0, 1), (version, typ)
+        assert r.varint() == 6
+        assert r.i16() == 0  # value: version 0 + coordinator epoch
+        r.i32()
+        out.append((b["offset"], pid, typ == 1))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # codecs
 # ---------------------------------------------------------------------------

@@ -364,6 +364,11 @@ void bk_txn_free(bk_broker_t *b);
 void bk_txn_init_producer_id(bk_req_t *r, void *resp);
 void bk_handle_add_partitions_to_txn(bk_req_t *r);
 void bk_handle_end_txn(bk_req_t *r);
+void bk_handle_add_offsets_to_txn(bk_req_t *r);
+void bk_handle_txn_offset_commit(bk_req_t *r);
+/* Whether a transaction holds an offset of group for topic-part not yet
+ * committed (OffsetFetch require_stable, T6). */
+bool bk_txn_offset_pending(bk_broker_t *b, const char *group, size_t gl, const char *topic, size_t tl, int32_t part);
 /* A transactional batch for topic-part: 0 with the coordinator locked (append,
  * then bk_txn_produce_unlock), or the Kafka error to answer (T3). */
 int bk_txn_produce_lock(bk_broker_t *b, const kp_str_t *tid, int64_t pid, int16_t epoch, const char *topic,

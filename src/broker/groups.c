@@ -120,6 +120,29 @@ void bk_handle_offset_fetch(bk_req_t *r) {
     kp_offset_fetch_resp_t *resp = bk_req_resp_new(r);
     if (!bk_coord_ready(r)) resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
     else cg_offset_fetch(r->r_broker->b_coord, r->r_hdr.api_version, r->r_body, resp, &r->r_arena);
+    kp_offset_fetch_req_t *req = r->r_body;
+    int16_t v = r->r_hdr.api_version;
+    if (v >= 7 && req->require_stable) { /* T6: an offset pending in a transaction */
+        bk_broker_t *b = r->r_broker;
+        if (v == 7) {
+            for (int32_t i = 0; i < resp->topics.n; i++)
+                for (int32_t k = 0; k < resp->topics.v[i].partitions.n; k++)
+                    if (bk_txn_offset_pending(b, req->group_id.p, (size_t)RB_MAX(req->group_id.len, 0),
+                                              resp->topics.v[i].name.p, (size_t)RB_MAX(resp->topics.v[i].name.len, 0),
+                                              resp->topics.v[i].partitions.v[k].partition_index))
+                        resp->topics.v[i].partitions.v[k].error_code = RB_UNSTABLE_OFFSET_COMMIT;
+        } else {
+            for (int32_t g = 0; g < resp->groups.n; g++) {
+                kp_offset_fetch_resp_offset_fetch_response_group_t *gr = &resp->groups.v[g];
+                for (int32_t i = 0; i < gr->topics.n; i++)
+                    for (int32_t k = 0; k < gr->topics.v[i].partitions.n; k++)
+                        if (bk_txn_offset_pending(b, gr->group_id.p, (size_t)RB_MAX(gr->group_id.len, 0),
+                                                  gr->topics.v[i].name.p, (size_t)RB_MAX(gr->topics.v[i].name.len, 0),
+                                                  gr->topics.v[i].partitions.v[k].partition_index))
+                            gr->topics.v[i].partitions.v[k].error_code = RB_UNSTABLE_OFFSET_COMMIT;
+            }
+        }
+    }
     bk_req_respond(r, resp);
 }
 

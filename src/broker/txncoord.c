@@ -42,6 +42,15 @@
  *      aborted by the worker (checked every
  *      transaction.abort.timed.out.transaction.cleanup.interval.ms), its
  *      epoch bumped so the late producer is fenced.
+ *  T6. TxnOffsetCommit (after AddOffsetsToTxn put the group's
+ *      __consumer_offsets partition into the transaction) keeps the offsets
+ *      in the transaction, durable before the answer as a rill record in
+ *      __transaction_state (key version 100 + id; value: producer id, epoch
+ *      and every pending offset; a tombstone when the transaction ends).
+ *      They reach the group coordinator (cg_offset_commit_txn, durable) in
+ *      step (2) of a commit, before the Complete record, and are dropped by
+ *      an abort; OffsetFetch with require_stable answers
+ *      UNSTABLE_OFFSET_COMMIT for a partition with a pending offset.
  */
 #include "broker/broker.h"
 
@@ -71,9 +80,17 @@ typedef struct bk_txn {
     int64_t start_ms, update_ms;
     bk_tp_t *parts;
     int nparts, cap;
+    struct bk_toff *offs; /* T6: offsets pending until the commit */
+    int noffs, offs_cap;
 } bk_txn_t;
 
-typedef enum { JOB_INIT, JOB_ADD, JOB_END, JOB_RECOVER, JOB_EXPIRE } bk_job_kind_t;
+typedef struct bk_toff {
+    char *group, *topic, *meta; /* meta NULL: null metadata */
+    int32_t part, leader_epoch;
+    int64_t offset;
+} bk_toff_t;
+
+typedef enum { JOB_INIT, JOB_ADD, JOB_END, JOB_RECOVER, JOB_EXPIRE, JOB_ADD_OFFSETS, JOB_TXN_OFFSETS } bk_job_kind_t;
 
 typedef struct bk_job {
     struct bk_job *next;
@@ -163,6 +180,51 @@ static int txn_append_state(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
     return rc;
 }
 
+/* T6: the pending offsets of t (none: a tombstone). */
+static int txn_append_offs(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
+    rb_buf_t k, v;
+    rb_buf_init(&k);
+    rb_buf_init(&v);
+    rb_buf_u16(&k, 100);
+    put_str(&k, t->id, strlen(t->id));
+    if (t->noffs) {
+        rb_buf_u16(&v, 0);
+        rb_buf_u64(&v, (uint64_t)t->pid);
+        rb_buf_u16(&v, (uint16_t)t->epoch);
+        rb_buf_u32(&v, (uint32_t)t->noffs);
+        for (int i = 0; i < t->noffs; i++) {
+            const bk_toff_t *o = &t->offs[i];
+            put_str(&v, o->group, strlen(o->group));
+            put_str(&v, o->topic, strlen(o->topic));
+            rb_buf_u32(&v, (uint32_t)o->part);
+            rb_buf_u64(&v, (uint64_t)o->offset);
+            rb_buf_u32(&v, (uint32_t)o->leader_epoch);
+            if (o->meta) put_str(&v, o->meta, strlen(o->meta));
+            else rb_buf_u16(&v, 0xffff);
+        }
+    }
+    kp_record_in_t rec = {0};
+    rec.key.p = k.p;
+    rec.key.len = (int32_t)k.len;
+    rec.value.p = v.p;
+    rec.value.len = t->noffs ? (int32_t)v.len : -1;
+    rec.timestamp = rb_now_ms();
+    rb_buf_t batch;
+    rb_buf_init(&batch);
+    kp_batch_build(&batch, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
+    rb_buf_free(&k);
+    rb_buf_free(&v);
+    kp_batch_info_t info = {0};
+    info.nbatches = 1;
+    info.nrecords = 1;
+    info.producer_id = -1;
+    int32_t part = cg_partition_for(t->id, strlen(t->id), c->nparts);
+    int64_t base, lat;
+    int rc = st_log_append(c->logs[part], batch.p, batch.len, &info, rb_now_ms(), &base, last, &lat);
+    rb_buf_free(&batch);
+    return rc;
+}
+
 /* ---- blocking durability waits (worker thread only) --------------------------------------- */
 
 typedef struct {
@@ -216,6 +278,16 @@ static int txn_store(bk_txnc_t *c, const bk_txn_t *t) {
     return syncw_wait(&w);
 }
 
+static int txn_store_offs(bk_txnc_t *c, const bk_txn_t *t) {
+    int64_t last;
+    int rc = txn_append_offs(c, t, &last);
+    if (rc) return rc;
+    bk_syncw_t w;
+    syncw_init(&w);
+    syncw_add(&w, c->logs[cg_partition_for(t->id, strlen(t->id), c->nparts)], last + 1);
+    return syncw_wait(&w);
+}
+
 /* ---- table (c->mu held) ------------------------------------------------------------------- */
 
 static bk_txn_t *txn_find(bk_txnc_t *c, const char *id, size_t len) {
@@ -242,6 +314,42 @@ static bk_txn_t *txn_get(bk_txnc_t *c, const char *id, size_t len) {
 static void txn_clear_parts(bk_txn_t *t) {
     for (int i = 0; i < t->nparts; i++) free(t->parts[i].topic);
     t->nparts = 0;
+}
+
+static void txn_clear_offs(bk_txn_t *t) {
+    for (int i = 0; i < t->noffs; i++) {
+        free(t->offs[i].group);
+        free(t->offs[i].topic);
+        free(t->offs[i].meta);
+    }
+    t->noffs = 0;
+}
+
+static void txn_put_off(bk_txn_t *t, const char *group, size_t gl, const char *topic, size_t tl, int32_t part,
+                        int64_t offset, int32_t leader_epoch, const char *meta, int32_t ml) {
+    bk_toff_t *o = NULL;
+    for (int i = 0; i < t->noffs && !o; i++)
+        if (t->offs[i].part == part && strlen(t->offs[i].group) == gl && !memcmp(t->offs[i].group, group, gl) &&
+            strlen(t->offs[i].topic) == tl && !memcmp(t->offs[i].topic, topic, tl))
+            o = &t->offs[i];
+    if (!o) {
+        if (t->noffs == t->offs_cap) {
+            t->offs_cap = t->offs_cap ? t->offs_cap * 2 : 8;
+            t->offs = realloc(t->offs, (size_t)t->offs_cap * sizeof(*t->offs));
+            if (!t->offs) abort();
+        }
+        o = &t->offs[t->noffs++];
+        o->group = strndup(group, gl);
+        o->topic = strndup(topic, tl);
+        if (!o->group || !o->topic) abort();
+        o->part = part;
+    } else {
+        free(o->meta);
+    }
+    o->offset = offset;
+    o->leader_epoch = leader_epoch;
+    o->meta = ml >= 0 ? strndup(meta, (size_t)ml) : NULL;
+    if (ml >= 0 && !o->meta) abort();
 }
 
 static bool txn_has_part(const bk_txn_t *t, const char *topic, size_t len, int32_t part) {
@@ -277,11 +385,20 @@ static void txn_copy(bk_txn_t *dst, const bk_txn_t *src) {
         if (!dst->parts[i].topic) abort();
         dst->parts[i].part = src->parts[i].part;
     }
+    dst->offs = NULL;
+    dst->noffs = dst->offs_cap = 0;
+    for (int i = 0; i < src->noffs; i++) {
+        const bk_toff_t *o = &src->offs[i];
+        txn_put_off(dst, o->group, strlen(o->group), o->topic, strlen(o->topic), o->part, o->offset,
+                    o->leader_epoch, o->meta, o->meta ? (int32_t)strlen(o->meta) : -1);
+    }
 }
 
 static void txn_copy_free(bk_txn_t *t) {
     txn_clear_parts(t);
+    txn_clear_offs(t);
     free(t->parts);
+    free(t->offs);
     free(t->id);
 }
 
@@ -330,6 +447,72 @@ static int txn_write_markers(bk_txnc_t *c, const bk_txn_t *s, bool commit) {
     return err ? err : werr;
 }
 
+/* T6: hands the pending offsets of snapshot s to the group coordinator and
+ * waits until they are durable. */
+typedef struct {
+    bk_syncw_t *w;
+} bk_offw_t;
+
+static void offs_done(void *ctx) { syncw_cb(ctx, 0); }
+
+static int txn_commit_offsets(bk_txnc_t *c, const bk_txn_t *s) {
+    cg_coord_t *cg = c->b->b_coord;
+    if (!s->noffs) return 0;
+    if (!cg) return RB_COORDINATOR_NOT_AVAILABLE;
+    int err = 0;
+    /* one OffsetCommit per group, one topic entry per offset */
+    for (int i = 0; i < s->noffs; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(s->offs[j].group, s->offs[i].group);
+        if (seen) continue;
+        rb_arena_t a;
+        rb_arena_init(&a, 0);
+        int n = 0;
+        for (int j = i; j < s->noffs; j++) n += !strcmp(s->offs[j].group, s->offs[i].group);
+        kp_offset_commit_req_t *req = bk_arena_alloc_or_die(&a, sizeof(*req));
+        kp_offset_commit_resp_t *resp = bk_arena_alloc_or_die(&a, sizeof(*resp));
+        kp_init_defaults(&kp_offset_commit_req_desc, req);
+        kp_init_defaults(&kp_offset_commit_resp_desc, resp);
+        req->group_id.p = s->offs[i].group;
+        req->group_id.len = (int32_t)strlen(s->offs[i].group);
+        req->generation_id_or_member_epoch = -1;
+        req->topics.n = n;
+        req->topics.v = bk_arena_alloc_or_die(&a, (size_t)n * sizeof(*req->topics.v));
+        int k = 0;
+        for (int j = i; j < s->noffs; j++) {
+            const bk_toff_t *o = &s->offs[j];
+            if (strcmp(o->group, s->offs[i].group)) continue;
+            kp_offset_commit_req_offset_commit_request_topic_t *tq = &req->topics.v[k++];
+            tq->name.p = o->topic;
+            tq->name.len = (int32_t)strlen(o->topic);
+            tq->partitions.n = 1;
+            tq->partitions.v = bk_arena_alloc_or_die(&a, sizeof(*tq->partitions.v));
+            kp_init_defaults(&kp_offset_commit_req_offset_commit_request_partition_desc, tq->partitions.v);
+            tq->partitions.v->partition_index = o->part;
+            tq->partitions.v->committed_offset = o->offset;
+            tq->partitions.v->committed_leader_epoch = o->leader_epoch;
+            tq->partitions.v->committed_metadata.p = o->meta ? o->meta : "";
+            tq->partitions.v->committed_metadata.len = o->meta ? (int32_t)strlen(o->meta) : -1;
+        }
+        bk_syncw_t w;
+        syncw_init(&w);
+        pthread_mutex_lock(&w.mu);
+        w.pending = 1;
+        pthread_mutex_unlock(&w.mu);
+        cg_offset_commit_txn(cg, req, resp, &a, offs_done, &w);
+        syncw_wait(&w);
+        for (int32_t t = 0; t < resp->topics.n; t++)
+            for (int32_t p = 0; p < resp->topics.v[t].partitions.n; p++)
+                if (resp->topics.v[t].partitions.v[p].error_code && !err) {
+                    err = resp->topics.v[t].partitions.v[p].error_code;
+                    rb_warn("txn %s: offsets of group %s not committed: %s", s->id, s->offs[i].group,
+                            rb_err_name(err));
+                }
+        rb_arena_free(&a);
+    }
+    return err == RB_UNKNOWN_TOPIC_OR_PARTITION ? 0 : err; /* a deleted topic's offset is moot */
+}
+
 /* Runs T2 for t, whose status the caller set to Prepare* under c->mu (the
  * Prepare record is not yet written unless `prepared`). Worker thread. */
 static int txn_complete(bk_txnc_t *c, bk_txn_t *t, bool prepared) {
@@ -340,17 +523,20 @@ static int txn_complete(bk_txnc_t *c, bk_txn_t *t, bool prepared) {
     txn_copy(&s, t);
     pthread_mutex_unlock(&c->mu);
     int rc = prepared ? 0 : txn_store(c, &s);
+    if (!rc && commit) rc = txn_commit_offsets(c, &s);
     if (!rc) rc = txn_write_markers(c, &s, commit);
     pthread_mutex_lock(&c->mu);
     if (!rc) {
         t->state = commit ? TX_DONE_COMMIT : TX_DONE_ABORT;
         t->update_ms = rb_now_ms();
         txn_clear_parts(t);
+        txn_clear_offs(t);
         bk_txn_t d;
         txn_copy(&d, t);
         pthread_mutex_unlock(&c->mu);
         int64_t last;
         int arc = txn_append_state(c, &d, &last); /* not waited for: a lost Complete replays as Prepare (T2) */
+        if (!arc && s.noffs) arc = txn_append_offs(c, &d, &last); /* the tombstone of the pending offsets */
         if (arc) rb_warn("txn %s: Complete record not written: %s", d.id, rb_err_name(arc));
         rb_debug("txn %s: %s (producer %lld epoch %d, %d partition(s))", d.id, commit ? "committed" : "aborted",
                  (long long)d.pid, d.epoch, s.nparts);
@@ -493,6 +679,7 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
         }
         if (fresh) {
             txn_clear_parts(t);
+            txn_clear_offs(t);
             for (int32_t i = 0; i < nt; i++) {
                 kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
                 for (int32_t k = 0; k < tq->partitions.n; k++)
@@ -527,6 +714,105 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
             tr->results_by_partition.v[k].partition_index = tq->partitions.v[k];
             tr->results_by_partition.v[k].partition_error_code = (int16_t)err;
         }
+    }
+}
+
+/* AddOffsetsToTxn: the group's __consumer_offsets partition joins the
+ * transaction (T6), as Kafka does. */
+static void job_add_offsets(bk_txnc_t *c, bk_job_t *j) {
+    bk_broker_t *b = c->b;
+    kp_add_offsets_to_txn_req_t *req = j->r->r_body;
+    kp_add_offsets_to_txn_resp_t *resp = j->resp;
+    if (req->group_id.len <= 0) {
+        resp->error_code = RB_INVALID_GROUP_ID;
+        return;
+    }
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    bk_topic_t *ot = bk_topic_find(b, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC));
+    int32_t n = ot ? ot->t_npartitions : 0;
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (!n) {
+        resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+        return;
+    }
+    int32_t part = cg_partition_for(req->group_id.p, (size_t)req->group_id.len, n);
+    bk_txn_t *t = NULL;
+    bk_txn_t s;
+    bool stored = false;
+    pthread_mutex_lock(&c->mu);
+    int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
+                        2);
+    if (!err && t->state != TX_ONGOING) {
+        /* Kafka lets AddOffsetsToTxn start a transaction too */
+        txn_clear_parts(t);
+        txn_clear_offs(t);
+        t->state = TX_ONGOING;
+        t->start_ms = rb_now_ms();
+    }
+    if (!err && !txn_has_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part)) {
+        txn_add_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part);
+        t->update_ms = rb_now_ms();
+        txn_copy(&s, t);
+        stored = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (stored) {
+        if (txn_store(c, &s)) err = RB_COORDINATOR_NOT_AVAILABLE;
+        txn_copy_free(&s);
+    }
+    resp->error_code = (int16_t)err;
+}
+
+static void job_txn_offsets(bk_txnc_t *c, bk_job_t *j) {
+    bk_broker_t *b = c->b;
+    bk_req_t *r = j->r;
+    kp_txn_offset_commit_req_t *req = r->r_body;
+    kp_txn_offset_commit_resp_t *resp = j->resp;
+    int32_t nt = req->topics.n < 0 ? 0 : req->topics.n;
+    BK_ALLOC_ARR(r, resp->topics, nt);
+    int err = 0;
+    if (req->group_id.len <= 0) err = RB_INVALID_GROUP_ID;
+    bk_txn_t *t = NULL;
+    bk_txn_t s;
+    bool stored = false;
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    pthread_mutex_lock(&c->mu);
+    if (!err) err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, 0, 0);
+    if (!err && t->state != TX_ONGOING) err = RB_INVALID_TXN_STATE;
+    for (int32_t i = 0; i < nt; i++) {
+        kp_txn_offset_commit_req_txn_offset_commit_request_topic_t *tq = &req->topics.v[i];
+        kp_txn_offset_commit_resp_txn_offset_commit_response_topic_t *tr = &resp->topics.v[i];
+        tr->name = tq->name;
+        bk_topic_t *tp = tq->name.len > 0 ? bk_topic_find(b, tq->name.p, (size_t)tq->name.len) : NULL;
+        int32_t np = tq->partitions.n < 0 ? 0 : tq->partitions.n;
+        BK_ALLOC_ARR(r, tr->partitions, np);
+        for (int32_t k = 0; k < np; k++) {
+            kp_txn_offset_commit_req_txn_offset_commit_request_partition_t *pq = &tq->partitions.v[k];
+            int perr = err;
+            if (!perr && (!tp || pq->partition_index < 0 || pq->partition_index >= tp->t_npartitions))
+                perr = RB_UNKNOWN_TOPIC_OR_PARTITION;
+            else if (!perr && pq->committed_metadata.len > b->b_cfg.offset_metadata_max_bytes)
+                perr = RB_OFFSET_METADATA_TOO_LARGE;
+            if (!perr) {
+                txn_put_off(t, req->group_id.p, (size_t)req->group_id.len, tq->name.p, (size_t)tq->name.len,
+                            pq->partition_index, pq->committed_offset, pq->committed_leader_epoch,
+                            pq->committed_metadata.p, pq->committed_metadata.len);
+                stored = true;
+            }
+            tr->partitions.v[k].partition_index = pq->partition_index;
+            tr->partitions.v[k].error_code = (int16_t)perr;
+        }
+    }
+    if (stored) txn_copy(&s, t);
+    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (stored) {
+        if (txn_store_offs(c, &s)) /* T6: durable before the answer */
+            for (int32_t i = 0; i < nt; i++)
+                for (int32_t k = 0; k < resp->topics.v[i].partitions.n; k++)
+                    if (!resp->topics.v[i].partitions.v[k].error_code)
+                        resp->topics.v[i].partitions.v[k].error_code = RB_COORDINATOR_NOT_AVAILABLE;
+        txn_copy_free(&s);
     }
 }
 
@@ -610,6 +896,8 @@ static void *txn_worker(void *arg) {
         case JOB_END: job_end(c, j); break;
         case JOB_RECOVER: txn_complete(c, j->t, true); break;
         case JOB_EXPIRE: txn_expire_scan(c); break;
+        case JOB_ADD_OFFSETS: job_add_offsets(c, j); break;
+        case JOB_TXN_OFFSETS: job_txn_offsets(c, j); break;
         }
         job_answer(j);
         pthread_mutex_lock(&c->mu);
@@ -661,6 +949,27 @@ void bk_handle_add_partitions_to_txn(bk_req_t *r) {
 
 void bk_handle_end_txn(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r), JOB_END); }
 
+void bk_handle_add_offsets_to_txn(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r), JOB_ADD_OFFSETS); }
+
+void bk_handle_txn_offset_commit(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r), JOB_TXN_OFFSETS); }
+
+/* T6: OffsetFetch require_stable. */
+bool bk_txn_offset_pending(bk_broker_t *b, const char *group, size_t gl, const char *topic, size_t tl,
+                           int32_t part) {
+    bk_txnc_t *c = b->b_txn;
+    if (!c) return false;
+    bool hit = false;
+    pthread_mutex_lock(&c->mu);
+    for (bk_txn_t *t = c->list; t && !hit; t = t->next)
+        for (int i = 0; i < t->noffs && !hit; i++) {
+            const bk_toff_t *o = &t->offs[i];
+            hit = o->part == part && strlen(o->group) == gl && !memcmp(o->group, group, gl) &&
+                  strlen(o->topic) == tl && !memcmp(o->topic, topic, tl);
+        }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
 /* T3: checks a transactional batch and, when it may be written, returns 0
  * with c->mu held (the caller appends, then bk_txn_produce_unlock). */
 int bk_txn_produce_lock(bk_broker_t *b, const kp_str_t *tid, int64_t pid, int16_t epoch, const char *topic,
@@ -692,10 +1001,34 @@ static void txn_replay_record(bk_txnc_t *c, const kp_record_t *rec) {
     rb_rd_t k;
     rb_rd_init(&k, rec->key.p, rec->key.len < 0 ? 0 : (size_t)rec->key.len);
     int16_t kv = rb_rd_i16(&k), idn;
-    if (!rb_rd_ok(&k) || kv != 0) return; /* not a transaction record */
+    if (!rb_rd_ok(&k) || (kv != 0 && kv != 100)) return; /* not a transaction record */
     const uint8_t *idp = rd_str(&k, &idn);
     if (!idp || idn == 0) return;
     bk_txn_t *t = txn_get(c, (const char *)idp, (size_t)idn);
+    if (kv == 100) { /* T6: pending offsets */
+        txn_clear_offs(t);
+        if (rec->value.len < 0) return;
+        rb_rd_t v;
+        rb_rd_init(&v, rec->value.p, (size_t)rec->value.len);
+        int16_t vv = rb_rd_i16(&v);
+        rb_rd_i64(&v); /* producer id and epoch: for tools */
+        rb_rd_i16(&v);
+        int32_t n = rb_rd_i32(&v);
+        for (int32_t i = 0; i < n && rb_rd_ok(&v) && vv == 0; i++) {
+            int16_t gl, tl, ml;
+            const uint8_t *gp = rd_str(&v, &gl);
+            const uint8_t *tp = rd_str(&v, &tl);
+            int32_t part = rb_rd_i32(&v);
+            int64_t off = rb_rd_i64(&v);
+            int32_t le = rb_rd_i32(&v);
+            ml = rb_rd_i16(&v);
+            const uint8_t *mp = ml >= 0 ? rb_rd_bytes(&v, (size_t)ml) : NULL;
+            if (!gp || !tp || !rb_rd_ok(&v)) break;
+            txn_put_off(t, (const char *)gp, (size_t)gl, (const char *)tp, (size_t)tl, part, off, le,
+                        (const char *)mp, ml);
+        }
+        return;
+    }
     if (rec->value.len < 0) { /* tombstone: the id expired */
         t->state = TX_DEAD;
         t->pid = -1;
@@ -848,6 +1181,8 @@ int bk_txn_start(bk_broker_t *b) {
     /* T2: completions interrupted by a stop or crash are finished first */
     int nrec = 0;
     for (bk_txn_t *x = c->list; x; x = x->next) {
+        if (x->state != TX_ONGOING && x->state != TX_PREP_COMMIT && x->state != TX_PREP_ABORT)
+            txn_clear_offs(x); /* a Complete whose tombstone was lost */
         if (x->state == TX_PREP_COMMIT || x->state == TX_PREP_ABORT) {
             bk_job_t *j = calloc(1, sizeof(*j));
             if (!j) abort();
@@ -891,6 +1226,8 @@ void bk_txn_free(bk_broker_t *b) {
     for (bk_txn_t *t = c->list; t;) {
         bk_txn_t *n = t->next;
         txn_clear_parts(t);
+        txn_clear_offs(t);
+        free(t->offs);
         free(t->parts);
         free(t->id);
         free(t);

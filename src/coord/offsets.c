@@ -223,8 +223,9 @@ static void cg_commit_synced(void *arg, int err) {
     done(ctx);
 }
 
-void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
-                      kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx) {
+static void cg_offset_commit_impl(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
+                                  kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx,
+                                  bool txn) {
     int32_t nt = req->topics.n < 0 ? 0 : req->topics.n;
     int total = 0;
     CG_OALLOC_ARR(arena, resp->topics, nt);
@@ -252,7 +253,7 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
     cg_group_t *g = NULL;
     if (req->group_id.len <= 0) gerr = RB_INVALID_GROUP_ID;
     else {
-        g = cg_group_get(c, req->group_id.p, (size_t)req->group_id.len, gen < 0);
+        g = cg_group_get(c, req->group_id.p, (size_t)req->group_id.len, gen < 0 || txn);
         if (!g) gerr = RB_ILLEGAL_GENERATION;
     }
     cg_commit_t *cc = NULL;
@@ -264,6 +265,7 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
                 if (strlen(m->m_id) == (size_t)req->member_id.len && !memcmp(m->m_id, req->member_id.p, (size_t)req->member_id.len))
                     break;
         if (g->g_state == CG_DEAD) gerr = gen < 0 ? RB_COORDINATOR_NOT_AVAILABLE : RB_ILLEGAL_GENERATION;
+        else if (txn) gerr = RB_NONE; /* G9: the transaction coordinator checked the producer */
         else if (gen < 0 && g->g_state == CG_EMPTY) gerr = RB_NONE;
         else if (!m) gerr = RB_UNKNOWN_MEMBER_ID;
         else if (version >= 7 && req->group_instance_id.len >= 0 &&
@@ -338,6 +340,16 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
     /* G6: answer once the records are durable (outside g_mu: the callback
      * may run synchronously and takes it) */
     st_log_sync_wait(c->c_logs[g->g_part], cc->base + cc->n, cg_commit_synced, cc);
+}
+
+void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
+                      kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx) {
+    cg_offset_commit_impl(c, version, req, resp, arena, done, ctx, false);
+}
+
+void cg_offset_commit_txn(cg_coord_t *c, const kp_offset_commit_req_t *req, kp_offset_commit_resp_t *resp,
+                          rb_arena_t *arena, cg_done_fn done, void *ctx) {
+    cg_offset_commit_impl(c, 8, req, resp, arena, done, ctx, true);
 }
 
 /* ---- OffsetFetch -------------------------------------------------------------------------------------- */

@@ -14,10 +14,6 @@ import pytest
 import kwire
 from rilltest import ck_consumer, ck_create_topic, ck_producer, unique, wait_until
 
-CONTROL = 0x20
-TXN = 0x10
-
-
 def list_latest(conn, topic, partition, isolation_level):
     """ListOffsets v2 LATEST: the high watermark, or the LSO with isolation 1."""
     body = (kwire.i32(-1) + kwire.i8(isolation_level) + kwire.i32(1) + kwire.string(topic) + kwire.i32(1)
@@ -76,25 +72,7 @@ def read_all(broker, topic, nparts, isolation, expect=None, quiet=1.0, timeout=3
 
 def markers(broker, topic, partition=0):
     """(offset, commit?) of each control batch in the partition's segments."""
-    out = []
-    for path in broker.segment_files(topic, partition):
-        data = open(path, "rb").read()
-        for b in kwire.parse_batches(data):
-            if b["attributes"] & CONTROL:
-                assert b["attributes"] & TXN
-                # key of the single record: version i16 + type i16, after the header
-                rec = data[b["position"] + 61:b["position"] + b["size"]]
-                r = kwire.Reader(rec)
-                r.varint()  # length
-                r.i8()      # attributes
-                r.varint()  # timestamp delta
-                r.varint()  # offset delta
-                klen = r.varint()
-                assert klen == 4
-                version, typ = r.i16(), r.i16()
-                assert version == 0 and typ in (0, 1)
-                out.append((b["offset"], typ == 1))
-    return out
+    return [(o, c) for path in broker.segment_files(topic, partition) for o, _, c in kwire.segment_markers(path)]
 
 
 def test_commit_and_abort(broker):
@@ -186,7 +164,7 @@ def test_fencing(broker):
 def test_timeout_aborts(broker_factory):
     b = broker_factory({"transaction.abort.timed.out.transaction.cleanup.interval.ms": "100"})
     topic = ck_create_topic(b, unique("txn-to"))
-    p = txn_producer(b, unique("tid"), transaction_timeout_ms=1000, message_timeout_ms=1000)
+    p = txn_producer(b, unique("tid"), transaction_timeout_ms=3000, message_timeout_ms=3000)
     p.init_transactions(30)
     p.begin_transaction()
     p.produce(topic, value=b"late")
