@@ -366,6 +366,8 @@ void bk_handle_add_partitions_to_txn(bk_req_t *r);
 void bk_handle_end_txn(bk_req_t *r);
 void bk_handle_add_offsets_to_txn(bk_req_t *r);
 void bk_handle_txn_offset_commit(bk_req_t *r);
+void bk_handle_describe_transactions(bk_req_t *r);
+void bk_handle_list_transactions(bk_req_t *r);
 /* Whether a transaction holds an offset of group for topic-part not yet
  * committed (OffsetFetch require_stable, T6). */
 bool bk_txn_offset_pending(bk_broker_t *b, const char *group, size_t gl, const char *topic, size_t tl, int32_t part);

@@ -51,6 +51,8 @@ const bk_api_t bk_apis[] = {
     {47, 0, 0, 0, bk_handle_offset_delete, NULL},
     {60, 0, 0, 1, bk_handle_describe_cluster, NULL},
     {61, 0, 0, 0, bk_handle_describe_producers, NULL},
+    {65, 0, 0, 0, bk_handle_describe_transactions, NULL},
+    {66, 0, 0, 1, bk_handle_list_transactions, NULL},
 };
 const int bk_napis = (int)RB_ARRAY_LEN(bk_apis);
 

@@ -953,6 +953,115 @@ void bk_handle_add_offsets_to_txn(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r
 
 void bk_handle_txn_offset_commit(bk_req_t *r) { txn_submit(r, bk_req_resp_new(r), JOB_TXN_OFFSETS); }
 
+/* DescribeTransactions v0: the coordinator's view of each id (read under
+ * c_mu; answered at once). */
+void bk_handle_describe_transactions(bk_req_t *r) {
+    bk_txnc_t *c = r->r_broker->b_txn;
+    kp_describe_transactions_req_t *req = r->r_body;
+    kp_describe_transactions_resp_t *resp = bk_req_resp_new(r);
+    int32_t n = req->transactional_ids.n < 0 ? 0 : req->transactional_ids.n;
+    BK_ALLOC_ARR(r, resp->transaction_states, n);
+    if (c) pthread_mutex_lock(&c->mu);
+    for (int32_t i = 0; i < n; i++) {
+        kp_describe_transactions_resp_transaction_state_t *o = &resp->transaction_states.v[i];
+        kp_init_defaults(&kp_describe_transactions_resp_transaction_state_desc, o);
+        kp_str_t id = req->transactional_ids.v[i];
+        o->transactional_id = id;
+        o->transaction_state = bk_str(r, "");
+        o->producer_id = -1;
+        o->producer_epoch = -1;
+        o->transaction_start_time_ms = -1;
+        bk_txn_t *t = c && id.len > 0 ? txn_find(c, id.p, (size_t)id.len) : NULL;
+        if (!c) {
+            o->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+            continue;
+        }
+        if (!t || t->pid < 0 || t->state == TX_DEAD) {
+            o->error_code = RB_TRANSACTIONAL_ID_NOT_FOUND;
+            continue;
+        }
+        o->transaction_state = bk_str(r, tx_state_names[t->state]);
+        o->transaction_timeout_ms = t->timeout_ms;
+        o->transaction_start_time_ms = t->state == TX_EMPTY ? -1 : t->start_ms;
+        o->producer_id = t->pid;
+        o->producer_epoch = t->epoch;
+        int nt = 0;
+        for (int a = 0; a < t->nparts; a++) {
+            bool seen = false;
+            for (int x = 0; x < a && !seen; x++) seen = !strcmp(t->parts[x].topic, t->parts[a].topic);
+            nt += !seen;
+        }
+        BK_ALLOC_ARR(r, o->topics, nt);
+        int k = 0;
+        for (int a = 0; a < t->nparts; a++) {
+            bool seen = false;
+            for (int x = 0; x < a && !seen; x++) seen = !strcmp(t->parts[x].topic, t->parts[a].topic);
+            if (seen) continue;
+            kp_describe_transactions_resp_topic_data_t *td = &o->topics.v[k++];
+            td->topic = bk_str(r, t->parts[a].topic);
+            int np = 0;
+            for (int x = a; x < t->nparts; x++) np += !strcmp(t->parts[x].topic, t->parts[a].topic);
+            BK_ALLOC_ARR(r, td->partitions, np);
+            int q = 0;
+            for (int x = a; x < t->nparts; x++)
+                if (!strcmp(t->parts[x].topic, t->parts[a].topic)) td->partitions.v[q++] = t->parts[x].part;
+        }
+    }
+    if (c) pthread_mutex_unlock(&c->mu);
+    bk_req_respond(r, resp);
+}
+
+/* ListTransactions v0-v1: filters by state names (unknown ones are echoed
+ * back), producer ids and (v1) a minimum running time of Ongoing ones. */
+void bk_handle_list_transactions(bk_req_t *r) {
+    bk_txnc_t *c = r->r_broker->b_txn;
+    kp_list_transactions_req_t *req = r->r_body;
+    kp_list_transactions_resp_t *resp = bk_req_resp_new(r);
+    int32_t ns = req->state_filters.n < 0 ? 0 : req->state_filters.n;
+    int32_t np = req->producer_id_filters.n < 0 ? 0 : req->producer_id_filters.n;
+    int nunknown = 0;
+    kp_str_t *unknown = ns ? bk_arena_alloc_or_die(&r->r_arena, (size_t)ns * sizeof(*unknown)) : NULL;
+    for (int32_t i = 0; i < ns; i++) {
+        bool known = false;
+        for (int st = 0; st <= TX_DEAD && !known; st++)
+            known = req->state_filters.v[i].len == (int32_t)strlen(tx_state_names[st]) &&
+                    !memcmp(req->state_filters.v[i].p, tx_state_names[st], strlen(tx_state_names[st]));
+        if (!known) unknown[nunknown++] = req->state_filters.v[i];
+    }
+    resp->unknown_state_filters.n = nunknown;
+    resp->unknown_state_filters.v = unknown;
+    if (!c) {
+        resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
+        bk_req_respond(r, resp);
+        return;
+    }
+    int64_t now = rb_now_ms();
+    pthread_mutex_lock(&c->mu);
+    BK_ALLOC_ARR(r, resp->transaction_states, c->ntxn);
+    int n = 0;
+    for (bk_txn_t *t = c->list; t; t = t->next) {
+        if (t->pid < 0 || t->state == TX_DEAD) continue;
+        bool ok = ns == 0;
+        for (int32_t i = 0; i < ns && !ok; i++)
+            ok = req->state_filters.v[i].len == (int32_t)strlen(tx_state_names[t->state]) &&
+                 !memcmp(req->state_filters.v[i].p, tx_state_names[t->state], strlen(tx_state_names[t->state]));
+        if (ok && np) {
+            ok = false;
+            for (int32_t i = 0; i < np && !ok; i++) ok = req->producer_id_filters.v[i] == t->pid;
+        }
+        if (ok && r->r_hdr.api_version >= 1 && req->duration_filter >= 0)
+            ok = t->state == TX_ONGOING && now - t->start_ms >= req->duration_filter;
+        if (!ok) continue;
+        kp_list_transactions_resp_transaction_state_t *o = &resp->transaction_states.v[n++];
+        o->transactional_id = bk_str(r, t->id);
+        o->producer_id = t->pid;
+        o->transaction_state = bk_str(r, tx_state_names[t->state]);
+    }
+    resp->transaction_states.n = n;
+    pthread_mutex_unlock(&c->mu);
+    bk_req_respond(r, resp);
+}
+
 /* T6: OffsetFetch require_stable. */
 bool bk_txn_offset_pending(bk_broker_t *b, const char *group, size_t gl, const char *topic, size_t tl,
                            int32_t part) {

@@ -187,3 +187,33 @@ def test_max_timeout(broker_factory):
     with pytest.raises(ck.KafkaException) as ei:
         p.init_transactions(10)
     assert "timeout" in str(ei.value).lower()
+
+
+def test_cli_list_describe(broker):
+    from test_cli import rill, rows
+    topic = ck_create_topic(broker, unique("txn-cli"), partitions=2)
+    done, open_ = unique("tid-done"), unique("tid-open")
+    p = txn_producer(broker, done)
+    p.init_transactions(30)
+    produce_txn(p, topic, [b"x"], commit=True)
+    q = txn_producer(broker, open_)
+    q.init_transactions(30)
+    q.begin_transaction()
+    q.produce(topic, value=b"y", partition=1)
+    q.flush(30)
+    _, out, _ = rill(["txn", "list"], broker)
+    listed = {r[0]: r[1:] for r in rows(out)}
+    assert listed[done][1] == "CompleteCommit" and listed[open_][1] == "Ongoing"
+    assert int(listed[done][0]) >= 0 and listed[done][0] != listed[open_][0]
+    _, out, _ = rill(["txn", "list", "--state", "Ongoing"], broker)
+    assert [r[0] for r in rows(out)] == [open_]
+    _, out, _ = rill(["txn", "describe", open_], broker)
+    d = rows(out)
+    fields = {r[0]: r[1] for r in d if r[0] != "partition"}
+    assert fields["state"] == "Ongoing" and fields["producer.id"] == listed[open_][0]
+    assert fields["producer.epoch"] == "0" and fields["transaction.timeout.ms"] == "60000"
+    assert int(fields["start.time.ms"]) > 0
+    assert [r[1:] for r in d if r[0] == "partition"] == [[topic, "1"]]
+    _, _, err = rill(["txn", "describe", unique("tid-none")], broker, expect=1)
+    assert "TRANSACTIONAL_ID_NOT_FOUND" in err
+    q.abort_transaction(30)
