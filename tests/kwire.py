@@ -571,8 +571,8 @@ def produce_body(version, topics, acks=-1, timeout_ms=10000, transactional_id=No
     return head + i16(acks) + i32(timeout_ms) + array(topics, topic_)
 
 
-def produce_request(version, corr, topics, acks=-1, timeout_ms=10000):
-    return request(API_PRODUCE, version, corr, produce_body(version, topics, acks, timeout_ms),
+def produce_request(version, corr, topics, acks=-1, timeout_ms=10000, transactional_id=None):
+    return request(API_PRODUCE, version, corr, produce_body(version, topics, acks, timeout_ms, transactional_id),
                    header_version=2 if version >= 9 else 1)
 
 
@@ -753,9 +753,9 @@ class Conn:
         assert got == corr, "correlation id %d in response, expected %d" % (got, corr)
         return payload
 
-    def produce(self, version, topics, acks=-1, timeout=None):
+    def produce(self, version, topics, acks=-1, timeout=None, transactional_id=None):
         corr = self.next_corr()
-        self.send(produce_request(version, corr, topics, acks))
+        self.send(produce_request(version, corr, topics, acks, transactional_id=transactional_id))
         if acks == 0:
             return None
         payload = self.recv_frame(timeout)

@@ -217,3 +217,75 @@ def test_cli_list_describe(broker):
     _, _, err = rill(["txn", "describe", unique("tid-none")], broker, expect=1)
     assert "TRANSACTIONAL_ID_NOT_FOUND" in err
     q.abort_transaction(30)
+
+
+def add_partitions(conn, tid, pid, epoch, topic, partitions):
+    """AddPartitionsToTxn v1; returns the error of each partition."""
+    body = (kwire.string(tid) + kwire.i64(pid) + kwire.i16(epoch) + kwire.i32(1) + kwire.string(topic)
+            + kwire.i32(len(partitions)) + b"".join(kwire.i32(p) for p in partitions))
+    r = kwire.Reader(conn.roundtrip(24, 1, body))
+    r.i32()  # correlation id
+    r.i32()  # throttle
+    assert r.i32() == 1 and r.string() == topic
+    return [(r.i32(), r.i16())[1] for _ in range(r.i32())]
+
+
+def end_txn(conn, tid, pid, epoch, commit, version=1):
+    body = kwire.string(tid) + kwire.i64(pid) + kwire.i16(epoch) + kwire.i8(1 if commit else 0)
+    r = kwire.Reader(conn.roundtrip(26, version, body))
+    r.i32()
+    r.i32()
+    return r.i16()
+
+
+def test_bad_transactional_input(broker):
+    """Raw wire: what a transactional produce must have (the partition in the
+    ongoing transaction, the id's producer id and epoch), control batches from
+    a client, and fenced or unknown ids — Kafka's codes, nothing stored."""
+    from test_idempotent import init_producer_id, produce, stored
+    topic = ck_create_topic(broker, unique("txn-bad"), partitions=2)
+    tid = unique("tid")
+
+    def tbatch(pid, epoch, seq, attrs=0x10):
+        return kwire.build_batch([(None, b"v%d" % seq, [])], producer_id=pid, producer_epoch=epoch,
+                                 base_sequence=seq, attributes_extra=attrs)
+
+    def tproduce(c, b, partition=0, t=tid):
+        res = c.produce(9, [(topic, [(partition, b)])], transactional_id=t)
+        return res[(topic, partition)]["error"]
+
+    with kwire.Conn(broker.port) as c:
+        err, pid, epoch = init_producer_id(c, 1, transactional_id=tid)
+        assert err == 0
+        # not yet in a transaction
+        assert tproduce(c, tbatch(pid, epoch, 0)) == 48  # INVALID_TXN_STATE
+        assert add_partitions(c, tid, pid, epoch, topic, [0]) == [0]
+        assert add_partitions(c, tid, pid, epoch, topic, [7]) == [3]  # UNKNOWN_TOPIC_OR_PARTITION
+        assert add_partitions(c, tid, pid + 1, epoch, topic, [1]) == [49]  # INVALID_PRODUCER_ID_MAPPING
+        assert add_partitions(c, "no-such-" + tid, pid, epoch, topic, [1]) == [49]
+        cases = [
+            ("partition not added", tbatch(pid, epoch, 0), 1, tid, 48),
+            ("another issued producer id", tbatch(init_producer_id(c)[1], 0, 0), 0, tid, 49),
+            ("a producer id never issued", tbatch(pid + 10 ** 9, 0, 0), 0, tid, 59),
+            ("newer epoch", tbatch(pid, epoch + 1, 0), 0, tid, 47),
+            ("unknown transactional id", tbatch(pid, epoch, 0), 0, "no-such-" + tid, 49),
+            ("control batch from a client", tbatch(pid, epoch, 0, attrs=0x30), 0, tid, 87),
+            ("transactional batch without an id", tbatch(pid, epoch, 0), 0, None, 87),
+        ]
+        for what, b, part, t, code in cases:
+            assert tproduce(c, b, part, t) == code, what
+        assert stored(broker, topic, 0) == [] and stored(broker, topic, 1) == []
+        assert tproduce(c, tbatch(pid, epoch, 0)) == 0
+        assert tproduce(c, tbatch(pid, epoch, 5)) == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+        # a second instance fences the first: its transaction is aborted first
+        err2, pid2, epoch2 = init_producer_id(c, 1, transactional_id=tid)
+        while err2 == 51:  # CONCURRENT_TRANSACTIONS while the abort completes
+            err2, pid2, epoch2 = init_producer_id(c, 1, transactional_id=tid)
+        assert (err2, pid2) == (0, pid) and epoch2 > epoch
+        assert tproduce(c, tbatch(pid, epoch, 1)) == 47  # INVALID_PRODUCER_EPOCH: fenced
+        assert end_txn(c, tid, pid, epoch, True, version=1) == 47
+        assert end_txn(c, tid, pid, epoch, True, version=2) == 90  # PRODUCER_FENCED
+        assert end_txn(c, tid, pid2, epoch2, True) == 48  # nothing ongoing to commit
+        assert end_txn(c, tid, pid2, epoch2, False) == 0  # aborting nothing is fine
+        assert stored(broker, topic, 0)[0] == (0, 1) and len(stored(broker, topic, 0)) == 2  # batch + abort marker
+        assert [cm for _, cm in markers(broker, topic, 0)] == [False]
