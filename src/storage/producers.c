@@ -41,9 +41,9 @@
  * With compaction (compact.c): the cleaner rewrites only sealed segments,
  * all below the newest snapshot, so the replay after it never meets a
  * compacted segment. Without a valid newest snapshot the replay may cross
- * compacted segments and miss a producer's last batches (docs/durability.md
- * D22); keeping each producer's last batch in the cleaner, as Kafka does,
- * is left to the transactions work.
+ * compacted segments; the cleaner keeps each producer's last batch verbatim
+ * (S19, as Kafka does), so the replay still finds every producer's last
+ * sequence (docs/durability.md D22).
  *
  * Snapshot format (ours, big-endian): u32 magic "RPS1", u32 CRC-32C of what
  * follows, i64 offset, i32 count, then count entries: i64 producer id,

@@ -123,6 +123,11 @@
  *      recovery's truncation and retention are reflected by construction).
  *      Compaction keeps transactional and control batches verbatim (S9), so
  *      an aborted record is never kept while its marker is dropped.
+ *  S19. The cleaner never rewrites the batch holding a producer's last
+ *      sequence (the last batch the producer state records for it): it is
+ *      copied verbatim even when all its records are superseded, so a
+ *      replay of the log without a snapshot still finds every live
+ *      producer's last sequence (closes docs/durability.md D22's gap).
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.

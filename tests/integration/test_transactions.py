@@ -289,3 +289,56 @@ def test_bad_transactional_input(broker):
         assert end_txn(c, tid, pid2, epoch2, False) == 0  # aborting nothing is fine
         assert stored(broker, topic, 0)[0] == (0, 1) and len(stored(broker, topic, 0)) == 2  # batch + abort marker
         assert [cm for _, cm in markers(broker, topic, 0)] == [False]
+
+
+def test_compaction_keeps_aborted_filtered(broker_factory):
+    """A compacted topic with committed and aborted transactions, keys
+    overwritten by later plain records: after the cleaner ran over it,
+    read_committed still shows no aborted record and every committed key's
+    latest value; the markers are all still there (D30)."""
+    from test_compaction import cleaner_offset
+    b = broker_factory({"log.cleaner.backoff.ms": 100})
+    topic = ck_create_topic(b, unique("txn-cmp"), config={
+        "cleanup.policy": "compact", "segment.bytes": "4096", "min.cleanable.dirty.ratio": "0"})
+    p = txn_producer(b, unique("tid"))
+    p.init_transactions(30)
+    for rnd in range(6):
+        p.begin_transaction()
+        for k in range(20):
+            p.produce(topic, key=b"k%d" % k, value=b"%s-%d-%d" % (b"c" if rnd % 2 == 0 else b"a", rnd, k) + b"x" * 40)
+        p.flush(30)
+        if rnd % 2 == 0:
+            p.commit_transaction(30)
+        else:
+            p.abort_transaction(30)
+    plain = ck_producer(b)
+    for k in range(10):  # supersede half of the keys outside any transaction
+        plain.produce(topic, key=b"k%d" % k, value=b"plain-%d" % k + b"x" * 40)
+        plain.flush(30)
+    for k in range(200):  # enough to roll segments past the transactions
+        plain.produce(topic, key=b"filler-%d" % (k % 5), value=b"f" * 60)
+    plain.flush(30)
+    before = len(markers(b, topic))
+    wait_until(lambda: cleaner_offset(b, topic) > 0, 30, "a compaction pass over %s" % topic)
+    assert len(markers(b, topic)) == before == 6
+    import confluent_kafka as ck
+    c = ck_consumer(b, isolation_level="read_committed")
+    try:
+        lo, hi = c.get_watermark_offsets(ck.TopicPartition(topic, 0), timeout=10)
+        c.assign([ck.TopicPartition(topic, 0, 0)])
+        latest = {}
+        seen = []
+        deadline = time.monotonic() + 30
+        pos = 0
+        while pos < hi - 1 and time.monotonic() < deadline:
+            for m in c.consume(num_messages=500, timeout=0.2):
+                assert m.error() is None
+                latest[m.key()] = m.value()
+                seen.append(m.value())
+                pos = m.offset()
+    finally:
+        c.close()
+    assert not [v for v in seen if v.startswith(b"a-")], "an aborted record is visible after compaction"
+    for k in range(20):
+        want = (b"plain-%d" % k) if k < 10 else (b"c-4-%d" % k)
+        assert latest[b"k%d" % k].startswith(want), (k, latest[b"k%d" % k])
