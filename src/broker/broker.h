@@ -377,6 +377,9 @@ int bk_txn_produce_lock(bk_broker_t *b, const kp_str_t *tid, int64_t pid, int16_
                         int32_t part);
 void bk_txn_produce_unlock(bk_broker_t *b);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
+/* Creates an internal compacted topic (__consumer_offsets,
+ * __transaction_state) if absent (groups.c). 0 or -1 (logged). */
+int bk_internal_topic_ensure(bk_broker_t *b, const char *name, int32_t partitions, int64_t segment_bytes);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);
 void bk_produce_error_response(bk_req_t *r, int16_t err, void *resp);

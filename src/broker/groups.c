@@ -186,25 +186,9 @@ static bool bk_partition_exists(void *ctx, const char *topic, size_t len, int32_
 
 int bk_groups_start(bk_broker_t *b) {
     const char *name = CG_OFFSETS_TOPIC;
-    pthread_rwlock_rdlock(&b->b_topics_lock);
-    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
-    pthread_rwlock_unlock(&b->b_topics_lock);
-    if (!exists) {
-        bk_topic_configs_t tc = {0};
-        tc.names[tc.n] = "cleanup.policy";
-        tc.values[tc.n++] = "compact";
-        char segb[32];
-        snprintf(segb, sizeof(segb), "%lld", (long long)b->b_cfg.offsets_topic_segment_bytes);
-        tc.names[tc.n] = "segment.bytes";
-        tc.values[tc.n++] = segb;
-        char msg[300];
-        int rc = bk_topic_create(b, name, strlen(name), (int32_t)b->b_cfg.offsets_topic_num_partitions, 1, &tc,
-                                 false, msg, sizeof(msg), NULL);
-        if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
-            rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
-            return -1;
-        }
-    }
+    if (bk_internal_topic_ensure(b, name, (int32_t)b->b_cfg.offsets_topic_num_partitions,
+                                 b->b_cfg.offsets_topic_segment_bytes) < 0)
+        return -1;
     pthread_rwlock_rdlock(&b->b_topics_lock);
     bk_topic_t *t = bk_topic_find(b, name, strlen(name));
     int32_t n = t ? t->t_npartitions : 0;
@@ -233,5 +217,26 @@ int bk_groups_start(bk_broker_t *b) {
         return -1;
     }
     rb_info("group coordinator ready over %s (%d partitions) in %lld ms", name, n, (long long)(rb_mono_ms() - t0));
+    return 0;
+}
+
+int bk_internal_topic_ensure(bk_broker_t *b, const char *name, int32_t partitions, int64_t segment_bytes) {
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (exists) return 0;
+    bk_topic_configs_t tc = {0};
+    tc.names[tc.n] = "cleanup.policy";
+    tc.values[tc.n++] = "compact";
+    char segb[32];
+    snprintf(segb, sizeof(segb), "%lld", (long long)segment_bytes);
+    tc.names[tc.n] = "segment.bytes";
+    tc.values[tc.n++] = segb;
+    char msg[300];
+    int rc = bk_topic_create(b, name, strlen(name), partitions, 1, &tc, false, msg, sizeof(msg), NULL);
+    if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
+        rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
+        return -1;
+    }
     return 0;
 }

@@ -123,6 +123,32 @@ static void put_str(rb_buf_t *b, const char *s, size_t n) {
     rb_buf_put(b, s, n);
 }
 
+/* Appends one record (key k, value v or a tombstone) to the id's partition
+ * of __transaction_state; frees k and v. */
+static int txn_append_kv(bk_txnc_t *c, const char *id, rb_buf_t *k, rb_buf_t *v, bool tombstone, int64_t *last) {
+    kp_record_in_t rec = {0};
+    rec.key.p = k->p;
+    rec.key.len = (int32_t)k->len;
+    rec.value.p = v->p;
+    rec.value.len = tombstone ? -1 : (int32_t)v->len;
+    rec.timestamp = rb_now_ms();
+    rb_buf_t batch;
+    rb_buf_init(&batch);
+    kp_batch_build(&batch, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
+    rb_buf_free(k);
+    rb_buf_free(v);
+    kp_batch_info_t info = {0};
+    info.nbatches = 1;
+    info.nrecords = 1;
+    info.producer_id = -1;
+    int32_t part = cg_partition_for(id, strlen(id), c->nparts);
+    int64_t base, lat;
+    int rc = st_log_append(c->logs[part], batch.p, batch.len, &info, rb_now_ms(), &base, last, &lat);
+    rb_buf_free(&batch);
+    if (rc) rb_warn("txn: append to %s-%d failed: %s", BK_TXN_TOPIC, part, rb_err_name(rc));
+    return rc;
+}
+
 static int txn_append_state(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
     rb_buf_t k, v;
     rb_buf_init(&k);
@@ -157,27 +183,7 @@ static int txn_append_state(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
     rb_wbe32(v.p + cnt_at, (uint32_t)ntopics);
     rb_buf_u64(&v, (uint64_t)t->update_ms);
     rb_buf_u64(&v, (uint64_t)t->start_ms);
-    kp_record_in_t rec = {0};
-    rec.key.p = k.p;
-    rec.key.len = (int32_t)k.len;
-    rec.value.p = v.p;
-    rec.value.len = (int32_t)v.len;
-    rec.timestamp = rb_now_ms();
-    rb_buf_t batch;
-    rb_buf_init(&batch);
-    kp_batch_build(&batch, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
-    rb_buf_free(&k);
-    rb_buf_free(&v);
-    kp_batch_info_t info = {0};
-    info.nbatches = 1;
-    info.nrecords = 1;
-    info.producer_id = -1;
-    int32_t part = cg_partition_for(t->id, strlen(t->id), c->nparts);
-    int64_t base, lat;
-    int rc = st_log_append(c->logs[part], batch.p, batch.len, &info, rb_now_ms(), &base, last, &lat);
-    rb_buf_free(&batch);
-    if (rc) rb_warn("txn: append to %s-%d failed: %s", BK_TXN_TOPIC, part, rb_err_name(rc));
-    return rc;
+    return txn_append_kv(c, t->id, &k, &v, false, last);
 }
 
 /* T6: the pending offsets of t (none: a tombstone). */
@@ -203,26 +209,7 @@ static int txn_append_offs(bk_txnc_t *c, const bk_txn_t *t, int64_t *last) {
             else rb_buf_u16(&v, 0xffff);
         }
     }
-    kp_record_in_t rec = {0};
-    rec.key.p = k.p;
-    rec.key.len = (int32_t)k.len;
-    rec.value.p = v.p;
-    rec.value.len = t->noffs ? (int32_t)v.len : -1;
-    rec.timestamp = rb_now_ms();
-    rb_buf_t batch;
-    rb_buf_init(&batch);
-    kp_batch_build(&batch, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
-    rb_buf_free(&k);
-    rb_buf_free(&v);
-    kp_batch_info_t info = {0};
-    info.nbatches = 1;
-    info.nrecords = 1;
-    info.producer_id = -1;
-    int32_t part = cg_partition_for(t->id, strlen(t->id), c->nparts);
-    int64_t base, lat;
-    int rc = st_log_append(c->logs[part], batch.p, batch.len, &info, rb_now_ms(), &base, last, &lat);
-    rb_buf_free(&batch);
-    return rc;
+    return txn_append_kv(c, t->id, &k, &v, t->noffs == 0, last);
 }
 
 /* ---- blocking durability waits (worker thread only) --------------------------------------- */
@@ -1177,88 +1164,16 @@ static void txn_replay_record(bk_txnc_t *c, const kp_record_t *rec) {
     t->start_ms = start;
 }
 
-static int txn_replay_partition(bk_txnc_t *c, int32_t part) {
-    st_log_t *l = c->logs[part];
-    st_log_state_t st;
-    st_log_state(l, &st);
-    int64_t off = st.log_start_offset;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    while (off < st.high_watermark) {
-        st_read_t rd;
-        int rc = st_log_read(l, off, 4u << 20, true, &rd);
-        if (rc) {
-            free(buf);
-            return rc;
-        }
-        if (rd.len == 0) {
-            if (rd.fd >= 0) close(rd.fd);
-            break;
-        }
-        if (rd.len > cap) {
-            free(buf);
-            cap = rd.len;
-            buf = malloc(cap);
-            if (!buf) abort();
-        }
-        size_t got = 0;
-        while (got < rd.len) {
-            ssize_t n = pread(rd.fd, buf + got, rd.len - got, rd.file_off + (off_t)got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += (size_t)n;
-        }
-        close(rd.fd);
-        if (got < rd.len) {
-            free(buf);
-            return RB_KAFKA_STORAGE_ERROR;
-        }
-        size_t pos = 0;
-        int64_t next = off;
-        while (pos < got) {
-            kp_batch_hdr_t h;
-            if (kp_batch_hdr_parse(buf + pos, got - pos, &h)) break;
-            size_t blen = KP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
-            next = h.base_offset + h.last_offset_delta + 1;
-            if (!(h.attributes & (KP_ATTR_COMPRESSION_MASK | KP_ATTR_CONTROL))) {
-                rb_rd_t rr;
-                rb_rd_init(&rr, buf + pos + KP_BATCH_HEADER_SIZE, blen - KP_BATCH_HEADER_SIZE);
-                for (int32_t i = 0; i < h.records_count; i++) {
-                    kp_record_t rec;
-                    if (kp_record_next(&rr, &rec)) break;
-                    txn_replay_record(c, &rec);
-                }
-            }
-            pos += blen;
-        }
-        if (next <= off) break;
-        off = next;
-    }
-    free(buf);
-    return 0;
+static void txn_replay_one(void *ctx, int64_t offset, const kp_record_t *rec) {
+    (void)offset;
+    txn_replay_record(ctx, rec);
 }
 
 int bk_txn_start(bk_broker_t *b) {
     const char *name = BK_TXN_TOPIC;
-    pthread_rwlock_rdlock(&b->b_topics_lock);
-    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
-    pthread_rwlock_unlock(&b->b_topics_lock);
-    if (!exists) {
-        bk_topic_configs_t tc = {0};
-        tc.names[tc.n] = "cleanup.policy";
-        tc.values[tc.n++] = "compact";
-        char segb[32];
-        snprintf(segb, sizeof(segb), "%lld", (long long)b->b_cfg.transaction_state_log_segment_bytes);
-        tc.names[tc.n] = "segment.bytes";
-        tc.values[tc.n++] = segb;
-        char msg[300];
-        int rc = bk_topic_create(b, name, strlen(name), (int32_t)b->b_cfg.transaction_state_log_num_partitions, 1,
-                                 &tc, false, msg, sizeof(msg), NULL);
-        if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
-            rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
-            return -1;
-        }
-    }
+    if (bk_internal_topic_ensure(b, name, (int32_t)b->b_cfg.transaction_state_log_num_partitions,
+                                 b->b_cfg.transaction_state_log_segment_bytes) < 0)
+        return -1;
     bk_txnc_t *c = calloc(1, sizeof(*c));
     if (!c) abort();
     c->b = b;
@@ -1279,7 +1194,7 @@ int bk_txn_start(bk_broker_t *b) {
     }
     int64_t t0 = rb_mono_ms();
     for (int32_t p = 0; p < c->nparts; p++) {
-        int rc = txn_replay_partition(c, p);
+        int rc = st_log_scan_records(c->logs[p], txn_replay_one, c, NULL);
         if (rc) {
             rb_error("txn: cannot replay %s-%d: %s", name, p, rb_err_name(rc));
             free(c->logs);

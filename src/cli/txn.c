@@ -46,15 +46,22 @@ static int cli_txn_bootstrap(const char *brokers, char *host, size_t cap, int *p
     return cli_parse_int(ps, 1, 65535, port);
 }
 
-static int cli_txn_list(const cli_common_t *cm, char **states, size_t nstates) {
-    char host[256];
-    int port;
-    if (cli_txn_bootstrap(cm->cm_brokers, host, sizeof host, &port)) {
+/* The first bootstrap broker and a fresh arena for the answers; 0 or
+ * CLI_EXIT_USAGE (printed). */
+static int cli_txn_begin(const cli_common_t *cm, char *host, size_t cap, int *port, rb_arena_t *ar) {
+    if (cli_txn_bootstrap(cm->cm_brokers, host, cap, port)) {
         cli_errf("cannot parse the broker address '%s'", cm->cm_brokers);
         return CLI_EXIT_USAGE;
     }
+    rb_arena_init(ar, 64u << 20);
+    return 0;
+}
+
+static int cli_txn_list(const cli_common_t *cm, char **states, size_t nstates) {
+    char host[256];
+    int port;
     rb_arena_t ar;
-    rb_arena_init(&ar, 64u << 20);
+    if (cli_txn_begin(cm, host, sizeof host, &port, &ar)) return CLI_EXIT_USAGE;
     kp_list_transactions_req_t req;
     kp_init_defaults(&kp_list_transactions_req_desc, &req);
     kp_str_t *sf = nstates ? calloc(nstates, sizeof(*sf)) : NULL;
@@ -91,12 +98,8 @@ static int cli_txn_list(const cli_common_t *cm, char **states, size_t nstates) {
 static int cli_txn_describe(const cli_common_t *cm, const char *id) {
     char host[256];
     int port;
-    if (cli_txn_bootstrap(cm->cm_brokers, host, sizeof host, &port)) {
-        cli_errf("cannot parse the broker address '%s'", cm->cm_brokers);
-        return CLI_EXIT_USAGE;
-    }
     rb_arena_t ar;
-    rb_arena_init(&ar, 64u << 20);
+    if (cli_txn_begin(cm, host, sizeof host, &port, &ar)) return CLI_EXIT_USAGE;
     int out = CLI_EXIT_FAIL;
     kp_find_coordinator_req_t fq;
     kp_init_defaults(&kp_find_coordinator_req_desc, &fq);

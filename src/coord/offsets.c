@@ -615,73 +615,22 @@ static void cg_replay_record(cg_coord_t *c, int32_t part, int64_t offset, const 
     }
 }
 
+typedef struct {
+    cg_coord_t *c;
+    int32_t part;
+} cg_replay_ctx_t;
+
+static void cg_replay_one(void *ctx, int64_t offset, const kp_record_t *rec) {
+    cg_replay_ctx_t *x = ctx;
+    cg_replay_record(x->c, x->part, offset, rec);
+}
+
 static int cg_replay_partition(cg_coord_t *c, int32_t part) {
-    st_log_t *l = c->c_logs[part];
-    st_log_state_t st;
-    st_log_state(l, &st);
-    int64_t off = st.log_start_offset;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
+    cg_replay_ctx_t x = {c, part};
     int64_t nrec = 0;
-    while (off < st.high_watermark) {
-        st_read_t rd;
-        int rc = st_log_read(l, off, 4u << 20, true, &rd);
-        if (rc) {
-            free(buf);
-            return rc;
-        }
-        if (rd.len == 0) {
-            if (rd.fd >= 0) close(rd.fd);
-            break;
-        }
-        if (rd.len > cap) {
-            free(buf);
-            cap = rd.len;
-            buf = malloc(cap);
-            if (!buf) abort();
-        }
-        size_t got = 0;
-        while (got < rd.len) {
-            ssize_t n = pread(rd.fd, buf + got, rd.len - got, rd.file_off + (off_t)got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += (size_t)n;
-        }
-        close(rd.fd);
-        if (got < rd.len) {
-            free(buf);
-            return RB_KAFKA_STORAGE_ERROR;
-        }
-        size_t pos = 0;
-        int64_t next = off;
-        while (pos < got) {
-            kp_batch_hdr_t h;
-            if (kp_batch_hdr_parse(buf + pos, got - pos, &h)) break;
-            size_t blen = KP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
-            next = h.base_offset + h.last_offset_delta + 1;
-            if ((h.attributes & KP_ATTR_COMPRESSION_MASK) || (h.attributes & KP_ATTR_CONTROL)) {
-                if (h.attributes & KP_ATTR_COMPRESSION_MASK)
-                    rb_warn("coord: %s-%d: compressed batch at %lld skipped", CG_OFFSETS_TOPIC, part,
-                            (long long)h.base_offset);
-                pos += blen;
-                continue;
-            }
-            rb_rd_t rr;
-            rb_rd_init(&rr, buf + pos + KP_BATCH_HEADER_SIZE, blen - KP_BATCH_HEADER_SIZE);
-            for (int32_t i = 0; i < h.records_count; i++) {
-                kp_record_t rec;
-                if (kp_record_next(&rr, &rec)) break;
-                cg_replay_record(c, part, h.base_offset + rec.offset_delta, &rec);
-                nrec++;
-            }
-            pos += blen;
-        }
-        if (next <= off) break; /* no progress: stop rather than loop */
-        off = next;
-    }
-    free(buf);
+    int rc = st_log_scan_records(c->c_logs[part], cg_replay_one, &x, &nrec);
     if (nrec) rb_info("coord: replayed %lld record(s) of %s-%d", (long long)nrec, CG_OFFSETS_TOPIC, part);
-    return 0;
+    return rc;
 }
 
 int cg_replay(cg_coord_t *c) {

@@ -272,6 +272,13 @@ typedef struct {
  * end offset; RB_KAFKA_STORAGE_ERROR (also for a fatal log). */
 int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_read_t *out);
 
+/* Calls fn for every record of every uncompressed data batch from the log
+ * start to the high watermark, in offset order (control batches and, with a
+ * warning, compressed ones are skipped): the replay of the internal topics.
+ * 0 or the read's error; *nrecords (may be NULL) = records passed to fn. */
+typedef void (*st_record_fn)(void *ctx, int64_t offset, const kp_record_t *rec);
+int st_log_scan_records(st_log_t *l, st_record_fn fn, void *ctx, int64_t *nrecords);
+
 /* ListOffsets by timestamp, as Kafka answers it: the first batch (below the
  * high watermark) whose max timestamp >= ts, then inside it the first record
  * whose timestamp >= ts — its offset and timestamp (for a LogAppendTime batch:

@@ -15,7 +15,7 @@ STT_FIXTURE("txn", 1500, 100)
  * keyed); returns st_log_append's code. */
 static int txn_append(st_log_t *l, int64_t pid, int16_t epoch, int32_t seq, int n, bool keyed, int64_t *base) {
     kp_record_in_t recs[16];
-    char vals[16][16], keys[16][8];
+    char vals[16][32], keys[16][16];
     memset(recs, 0, sizeof(recs));
     for (int i = 0; i < n; i++) {
         snprintf(vals[i], sizeof(vals[i]), "v%d-%d", seq, i);
@@ -142,7 +142,7 @@ static void test_cleaner_keeps_producer_last_batch(void **state) {
     int64_t last_base = -1;
     for (int s = 0; s < 4; s++) {
         kp_record_in_t recs[4];
-        char keys[4][8];
+        char keys[4][16];
         memset(recs, 0, sizeof(recs));
         for (int i = 0; i < 4; i++) {
             snprintf(keys[i], sizeof(keys[i]), "k%d", i);
@@ -161,7 +161,7 @@ static void test_cleaner_keeps_producer_last_batch(void **state) {
     }
     for (int r = 0; r < 30; r++) { /* plain keyed records: supersede, and roll segments */
         kp_record_in_t rec = {0};
-        char key[8];
+        char key[16];
         snprintf(key, sizeof(key), "k%d", r % 4);
         rec.key.p = (const uint8_t *)key;
         rec.key.len = 2;
