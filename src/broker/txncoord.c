@@ -573,6 +573,18 @@ static void job_init(bk_txnc_t *c, bk_job_t *j) {
         return;
     }
     bool ongoing = t->state == TX_ONGOING;
+    if (ongoing) {
+        /* T4: abort the previous instance's transaction under a bumped epoch
+         * (kept at an exhausted epoch: the retry then gets a new id) */
+        if (t->epoch < INT16_MAX - 1) t->epoch++;
+        t->timeout_ms = to;
+        t->update_ms = rb_now_ms();
+        t->state = TX_PREP_ABORT;
+        pthread_mutex_unlock(&c->mu);
+        txn_complete(c, t, false);
+        resp->error_code = RB_CONCURRENT_TRANSACTIONS; /* the client retries and gets a fresh epoch */
+        return;
+    }
     if (t->pid < 0 || t->epoch >= INT16_MAX - 1) {
         pthread_mutex_unlock(&c->mu);
         int64_t id = bk_pid_allocate(b);
@@ -582,24 +594,12 @@ static void job_init(bk_txnc_t *c, bk_job_t *j) {
             resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
             return;
         }
-        if (ongoing) {
-            /* epoch exhausted with a transaction open: abort it under the old id first */
-            t->epoch++;
-        } else {
-            t->pid = id;
-            t->epoch = -1;
-        }
+        t->pid = id;
+        t->epoch = -1;
     }
     t->epoch++; /* T4: fence the previous instance */
     t->timeout_ms = to;
     t->update_ms = rb_now_ms();
-    if (ongoing) {
-        t->state = TX_PREP_ABORT;
-        pthread_mutex_unlock(&c->mu);
-        txn_complete(c, t, false);
-        resp->error_code = RB_CONCURRENT_TRANSACTIONS; /* the client retries and gets a fresh epoch */
-        return;
-    }
     t->state = TX_EMPTY;
     txn_clear_parts(t);
     bk_txn_t s;
