@@ -3,7 +3,8 @@ separate process so it can be killed with SIGKILL): reads topic IN with
 read_committed from the offsets committed for GROUP, and for each batch of
 records, in one transaction, produces value b"copied:" + value to OUT and
 commits the input offsets with send_offsets_to_transaction. Any error ends
-the process with status 3; stdout says "ready" once initialised and
+the process with status 3; stdout says "ready" once initialised,
+"produced N" once a transaction's records are written (with PAUSE_MS) and
 "committed N" after each transaction (the test restarts it, as after a crash).
 
 usage: txn_copier.py BOOTSTRAP IN OUT NPARTS GROUP TRANSACTIONAL_ID [PAUSE_MS [BATCH]]
@@ -41,6 +42,7 @@ def main():
             nxt[m.partition()] = m.offset() + 1
         if pause:
             p.flush(30)  # the records are in the log, the transaction open
+            print("produced %d" % len(msgs), flush=True)
             time.sleep(pause)
         p.send_offsets_to_transaction([TopicPartition(tin, k, v) for k, v in nxt.items()],
                                       c.consumer_group_metadata(), 30)
