@@ -336,6 +336,32 @@ def read_segment_batches(path):
         return list(parse_batches(f.read()))
 
 
+def segment_markers(path):
+    """(offset, producer id, commit?) of each transaction marker (control
+    batch) in a segment file; asserts Kafka's marker format."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    for b in parse_batches(data):
+        if not b["attributes"] & 0x20:
+            continue
+        assert b["attributes"] & 0x10, "a control batch must be transactional"
+        pid = struct.unpack_from(">q", data, b["position"] + 43)[0]
+        r = Reader(data[b["position"] + BATCH_HEADER_LEN:b["position"] + b["size"]])
+        r.varint()  # record length
+        r.i8()      # attributes
+        r.varint()  # timestamp delta
+        r.varint()  # offset delta
+        assert r.varint() == 4
+        version, typ = r.i16(), r.i16()
+        assert version == 0 and typ in (0, 1), (version, typ)
+        assert r.varint() == 6
+        assert r.i16() == 0  # value: version 0 + coordinator epoch
+        r.i32()
+        out.append((b["offset"], pid, typ == 1))
+    return out
+
+
 # ---------------------------------------------------------------------------
 # codecs
 # ---------------------------------------------------------------------------
@@ -545,8 +571,8 @@ def produce_body(version, topics, acks=-1, timeout_ms=10000, transactional_id=No
     return head + i16(acks) + i32(timeout_ms) + array(topics, topic_)
 
 
-def produce_request(version, corr, topics, acks=-1, timeout_ms=10000):
-    return request(API_PRODUCE, version, corr, produce_body(version, topics, acks, timeout_ms),
+def produce_request(version, corr, topics, acks=-1, timeout_ms=10000, transactional_id=None):
+    return request(API_PRODUCE, version, corr, produce_body(version, topics, acks, timeout_ms, transactional_id),
                    header_version=2 if version >= 9 else 1)
 
 
@@ -727,9 +753,9 @@ class Conn:
         assert got == corr, "correlation id %d in response, expected %d" % (got, corr)
         return payload
 
-    def produce(self, version, topics, acks=-1, timeout=None):
+    def produce(self, version, topics, acks=-1, timeout=None, transactional_id=None):
         corr = self.next_corr()
-        self.send(produce_request(version, corr, topics, acks))
+        self.send(produce_request(version, corr, topics, acks, transactional_id=transactional_id))
         if acks == 0:
             return None
         payload = self.recv_frame(timeout)

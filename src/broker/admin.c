@@ -57,7 +57,7 @@ void bk_handle_list_offsets(bk_req_t *r) {
             if (rp->timestamp == -2) { /* EARLIEST */
                 off = st.log_start_offset;
             } else if (rp->timestamp == -1) { /* LATEST: the high watermark (LSO for read_committed) */
-                off = st.high_watermark;
+                off = req->isolation_level == 1 ? st_log_lso(log) : st.high_watermark;
             } else if (rp->timestamp == -3) { /* MAX_TIMESTAMP (v7+) */
                 if (v < 7) {
                     pr->error_code = RB_UNSUPPORTED_VERSION;

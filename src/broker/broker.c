@@ -47,6 +47,7 @@ int bk_broker_start(bk_broker_t *b) {
     if (bk_pids_load(b) < 0) return -1;
     if (bk_topics_load(b) < 0) return -1;
     if (bk_groups_start(b) < 0) return -1;
+    if (bk_txn_start(b) < 0) return -1;
     int nloops = (int)cfg->num_network_threads;
     if (nloops <= 0) nloops = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (nloops <= 0) nloops = 1;
@@ -72,8 +73,10 @@ void bk_broker_stop(bk_broker_t *b) {
     atomic_store(&b->b_stopping, true);
     rn_server_stop(b->b_server);      /* no more requests; connections closed */
     cg_coord_stop(b->b_coord);        /* timers stopped; parked joins/syncs answered (posts queued) */
+    bk_txn_stop(b);                   /* the coordinator's worker joined (a completion in progress ends) */
     bk_topics_close(b);               /* logs flushed and closed (pending commits answered) */
     cg_coord_free(b->b_coord);
+    bk_txn_free(b);
     b->b_coord = NULL;
     for (int i = 0; i < b->b_nmgrs; i++) st_mgr_close(b->b_mgrs[i]); /* checkpoint + clean-shutdown marker */
     rn_server_free(b->b_server);      /* late completions find their connections closed */

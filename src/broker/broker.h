@@ -113,6 +113,15 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
       "Largest session.timeout.ms a group member may ask for")                                             \
     X(offset_metadata_max_bytes, "offset.metadata.max.bytes", BK_CFG_INT, "4096",                           \
       "Largest metadata string of a committed offset")                                                     \
+    X(transaction_state_log_num_partitions, "transaction.state.log.num.partitions", BK_CFG_INT, "50",        \
+      "Partitions of __transaction_state when it is created (id -> partition by hash of the transactional.id)") \
+    X(transaction_state_log_segment_bytes, "transaction.state.log.segment.bytes", BK_CFG_INT, "104857600",  \
+      "segment.bytes of __transaction_state when it is created (it is compacted)")                         \
+    X(transaction_max_timeout_ms, "transaction.max.timeout.ms", BK_CFG_INT, "900000",                       \
+      "Largest transaction.timeout.ms a producer may ask for (else INVALID_TRANSACTION_TIMEOUT)")          \
+    X(transaction_abort_timed_out_transaction_cleanup_interval_ms,                                          \
+      "transaction.abort.timed.out.transaction.cleanup.interval.ms", BK_CFG_INT, "10000",                   \
+      "How often the transaction coordinator aborts transactions older than their timeout")                \
     X(log_level, "rill.log.level", BK_CFG_STRING, "info", "debug, info, warn or error")
 
 typedef struct {
@@ -249,6 +258,7 @@ struct bk_broker {
     pthread_mutex_t b_pid_mu;      /* producer-id allocation (txn.c, B5) */
     int64_t b_pid_reserved;        /* first id not reserved on disk */
     _Atomic int64_t b_pid_next;    /* next id to hand out */
+    struct bk_txnc *b_txn;         /* the transaction coordinator (txncoord.c) */
 };
 
 int bk_broker_start(bk_broker_t *b);
@@ -345,7 +355,31 @@ void bk_handle_describe_producers(bk_req_t *r);
 int bk_pids_load(bk_broker_t *b);
 int64_t bk_pid_allocate(bk_broker_t *b);
 bool bk_pid_issued(bk_broker_t *b, int64_t pid);
+/* The transaction coordinator (txncoord.c, T1-T5). */
+typedef struct bk_txnc bk_txnc_t;
+int bk_txn_start(bk_broker_t *b);
+void bk_txn_stop(bk_broker_t *b);
+void bk_txn_free(bk_broker_t *b);
+/* InitProducerId with a transactional.id (resp allocated, defaults set). */
+void bk_txn_init_producer_id(bk_req_t *r, void *resp);
+void bk_handle_add_partitions_to_txn(bk_req_t *r);
+void bk_handle_end_txn(bk_req_t *r);
+void bk_handle_add_offsets_to_txn(bk_req_t *r);
+void bk_handle_txn_offset_commit(bk_req_t *r);
+void bk_handle_describe_transactions(bk_req_t *r);
+void bk_handle_list_transactions(bk_req_t *r);
+/* Whether a transaction holds an offset of group for topic-part not yet
+ * committed (OffsetFetch require_stable, T6). */
+bool bk_txn_offset_pending(bk_broker_t *b, const char *group, size_t gl, const char *topic, size_t tl, int32_t part);
+/* A transactional batch for topic-part: 0 with the coordinator locked (append,
+ * then bk_txn_produce_unlock), or the Kafka error to answer (T3). */
+int bk_txn_produce_lock(bk_broker_t *b, const kp_str_t *tid, int64_t pid, int16_t epoch, const char *topic,
+                        int32_t part);
+void bk_txn_produce_unlock(bk_broker_t *b);
 void bk_offset_commit_error_response(bk_req_t *r, int16_t err, void *resp);
+/* Creates an internal compacted topic (__consumer_offsets,
+ * __transaction_state) if absent (groups.c). 0 or -1 (logged). */
+int bk_internal_topic_ensure(bk_broker_t *b, const char *name, int32_t partitions, int64_t segment_bytes);
 /* Creates __consumer_offsets if absent and starts the coordinator. */
 int bk_groups_start(bk_broker_t *b);
 void bk_produce_error_response(bk_req_t *r, int16_t err, void *resp);

@@ -38,6 +38,10 @@ const bk_api_t bk_apis[] = {
     {20, 0, 0, 6, bk_handle_delete_topics, bk_delete_topics_error_response},
     {21, 0, 0, 2, bk_handle_delete_records, NULL},
     {22, 0, 0, 5, bk_handle_init_producer_id, NULL},
+    {24, 0, 0, 3, bk_handle_add_partitions_to_txn, NULL},
+    {25, 0, 0, 3, bk_handle_add_offsets_to_txn, NULL},
+    {26, 0, 0, 3, bk_handle_end_txn, NULL},
+    {28, 0, 0, 3, bk_handle_txn_offset_commit, NULL},
     {32, 0, 0, 4, bk_handle_describe_configs, NULL},
     {33, 0, 0, 2, bk_handle_alter_configs, NULL},
     {35, 0, 0, 4, bk_handle_describe_log_dirs, NULL},
@@ -47,6 +51,8 @@ const bk_api_t bk_apis[] = {
     {47, 0, 0, 0, bk_handle_offset_delete, NULL},
     {60, 0, 0, 1, bk_handle_describe_cluster, NULL},
     {61, 0, 0, 0, bk_handle_describe_producers, NULL},
+    {65, 0, 0, 0, bk_handle_describe_transactions, NULL},
+    {66, 0, 0, 1, bk_handle_list_transactions, NULL},
 };
 const int bk_napis = (int)RB_ARRAY_LEN(bk_apis);
 

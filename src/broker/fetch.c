@@ -131,8 +131,10 @@ static void bk_fetch_build(bk_fetch_t *f) {
             bk_partition_t *p = t->t_parts[fp->partition];
             st_log_state_t st;
             st_log_state(p->p_log, &st);
+            bool committed = v >= 4 && req->isolation_level == 1;
+            int64_t lso = st_log_lso(p->p_log);
             pd->high_watermark = st.high_watermark;
-            pd->last_stable_offset = st.high_watermark;
+            pd->last_stable_offset = lso;
             pd->log_start_offset = st.log_start_offset;
             if (st.fatal) {
                 pd->error_code = RB_KAFKA_STORAGE_ERROR;
@@ -145,6 +147,7 @@ static void bk_fetch_build(bk_fetch_t *f) {
                 continue;
             }
             if (fp->fetch_offset >= st.high_watermark) continue; /* nothing visible yet */
+            if (committed && fp->fetch_offset >= lso) continue;     /* read_committed: not yet stable (S17) */
             int64_t pmax = fp->partition_max_bytes;
             if (pmax <= 0) continue;
             int64_t limit = RB_MIN(pmax, budget - f->f_bytes);
@@ -158,8 +161,28 @@ static void bk_fetch_build(bk_fetch_t *f) {
                 continue;
             }
             pd->high_watermark = rd.high_watermark;
-            pd->last_stable_offset = rd.high_watermark;
             pd->log_start_offset = rd.log_start_offset;
+            if (committed) {
+                /* only whole batches below the LSO, and the aborted
+                 * transactions of that range for the client to filter (S18) */
+                st_aborted_txn_t *ab = NULL;
+                int nab = 0;
+                st_log_txn_view(p->p_log, fp->fetch_offset, lso, &lso, &ab, &nab);
+                if (st_read_trim(&rd, lso) != 0) {
+                    if (rd.fd >= 0) close(rd.fd);
+                    free(ab);
+                    pd->error_code = RB_KAFKA_STORAGE_ERROR;
+                    f->f_any_error = true;
+                    continue;
+                }
+                BK_ALLOC_ARR(r, pd->aborted_transactions, nab);
+                for (int j = 0; j < nab; j++) {
+                    pd->aborted_transactions.v[j].producer_id = ab[j].pid;
+                    pd->aborted_transactions.v[j].first_offset = ab[j].first;
+                }
+                free(ab);
+            }
+            pd->last_stable_offset = lso;
             if (rd.len > 0) {
                 pd->records.in_file = true;
                 pd->records.fd = rd.fd;

@@ -120,6 +120,29 @@ void bk_handle_offset_fetch(bk_req_t *r) {
     kp_offset_fetch_resp_t *resp = bk_req_resp_new(r);
     if (!bk_coord_ready(r)) resp->error_code = RB_COORDINATOR_NOT_AVAILABLE;
     else cg_offset_fetch(r->r_broker->b_coord, r->r_hdr.api_version, r->r_body, resp, &r->r_arena);
+    kp_offset_fetch_req_t *req = r->r_body;
+    int16_t v = r->r_hdr.api_version;
+    if (v >= 7 && req->require_stable) { /* T6: an offset pending in a transaction */
+        bk_broker_t *b = r->r_broker;
+        if (v == 7) {
+            for (int32_t i = 0; i < resp->topics.n; i++)
+                for (int32_t k = 0; k < resp->topics.v[i].partitions.n; k++)
+                    if (bk_txn_offset_pending(b, req->group_id.p, (size_t)RB_MAX(req->group_id.len, 0),
+                                              resp->topics.v[i].name.p, (size_t)RB_MAX(resp->topics.v[i].name.len, 0),
+                                              resp->topics.v[i].partitions.v[k].partition_index))
+                        resp->topics.v[i].partitions.v[k].error_code = RB_UNSTABLE_OFFSET_COMMIT;
+        } else {
+            for (int32_t g = 0; g < resp->groups.n; g++) {
+                kp_offset_fetch_resp_offset_fetch_response_group_t *gr = &resp->groups.v[g];
+                for (int32_t i = 0; i < gr->topics.n; i++)
+                    for (int32_t k = 0; k < gr->topics.v[i].partitions.n; k++)
+                        if (bk_txn_offset_pending(b, gr->group_id.p, (size_t)RB_MAX(gr->group_id.len, 0),
+                                                  gr->topics.v[i].name.p, (size_t)RB_MAX(gr->topics.v[i].name.len, 0),
+                                                  gr->topics.v[i].partitions.v[k].partition_index))
+                            gr->topics.v[i].partitions.v[k].error_code = RB_UNSTABLE_OFFSET_COMMIT;
+            }
+        }
+    }
     bk_req_respond(r, resp);
 }
 
@@ -163,25 +186,9 @@ static bool bk_partition_exists(void *ctx, const char *topic, size_t len, int32_
 
 int bk_groups_start(bk_broker_t *b) {
     const char *name = CG_OFFSETS_TOPIC;
-    pthread_rwlock_rdlock(&b->b_topics_lock);
-    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
-    pthread_rwlock_unlock(&b->b_topics_lock);
-    if (!exists) {
-        bk_topic_configs_t tc = {0};
-        tc.names[tc.n] = "cleanup.policy";
-        tc.values[tc.n++] = "compact";
-        char segb[32];
-        snprintf(segb, sizeof(segb), "%lld", (long long)b->b_cfg.offsets_topic_segment_bytes);
-        tc.names[tc.n] = "segment.bytes";
-        tc.values[tc.n++] = segb;
-        char msg[300];
-        int rc = bk_topic_create(b, name, strlen(name), (int32_t)b->b_cfg.offsets_topic_num_partitions, 1, &tc,
-                                 false, msg, sizeof(msg), NULL);
-        if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
-            rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
-            return -1;
-        }
-    }
+    if (bk_internal_topic_ensure(b, name, (int32_t)b->b_cfg.offsets_topic_num_partitions,
+                                 b->b_cfg.offsets_topic_segment_bytes) < 0)
+        return -1;
     pthread_rwlock_rdlock(&b->b_topics_lock);
     bk_topic_t *t = bk_topic_find(b, name, strlen(name));
     int32_t n = t ? t->t_npartitions : 0;
@@ -210,5 +217,26 @@ int bk_groups_start(bk_broker_t *b) {
         return -1;
     }
     rb_info("group coordinator ready over %s (%d partitions) in %lld ms", name, n, (long long)(rb_mono_ms() - t0));
+    return 0;
+}
+
+int bk_internal_topic_ensure(bk_broker_t *b, const char *name, int32_t partitions, int64_t segment_bytes) {
+    pthread_rwlock_rdlock(&b->b_topics_lock);
+    bool exists = bk_topic_find(b, name, strlen(name)) != NULL;
+    pthread_rwlock_unlock(&b->b_topics_lock);
+    if (exists) return 0;
+    bk_topic_configs_t tc = {0};
+    tc.names[tc.n] = "cleanup.policy";
+    tc.values[tc.n++] = "compact";
+    char segb[32];
+    snprintf(segb, sizeof(segb), "%lld", (long long)segment_bytes);
+    tc.names[tc.n] = "segment.bytes";
+    tc.values[tc.n++] = segb;
+    char msg[300];
+    int rc = bk_topic_create(b, name, strlen(name), partitions, 1, &tc, false, msg, sizeof(msg), NULL);
+    if (rc && rc != RB_TOPIC_ALREADY_EXISTS) {
+        rb_error("cannot create %s: %s (%s)", name, rb_err_name(rc), msg);
+        return -1;
+    }
     return 0;
 }

@@ -145,10 +145,9 @@ void bk_handle_describe_cluster(bk_req_t *r) {
 }
 
 /* FindCoordinator v0-v5: on a single node this broker coordinates every group
- * (and, once transactions exist, every transactional id). Served now because
+ * (key type 0) and every transactional id (key type 1). Served now because
  * librdkafka 2.0.2 enables LZ4 only when FindCoordinator v0 is advertised;
- * the group APIs themselves come with consumer groups. Transaction
- * coordinators are not available until transactions are served. */
+ * the group APIs themselves come with consumer groups. */
 void bk_handle_find_coordinator(bk_req_t *r) {
     bk_broker_t *b = r->r_broker;
     kp_find_coordinator_req_t *req = r->r_body;
@@ -156,10 +155,10 @@ void bk_handle_find_coordinator(bk_req_t *r) {
     int16_t v = r->r_hdr.api_version;
     int16_t err = 0;
     const char *msg = NULL;
-    if (req->key_type == 1) {
+    if (req->key_type == 1 && !b->b_txn) {
         err = RB_COORDINATOR_NOT_AVAILABLE;
-        msg = "transactions are not served yet";
-    } else if (req->key_type != 0) {
+        msg = "the transaction coordinator is not started";
+    } else if (req->key_type != 0 && req->key_type != 1) {
         err = RB_INVALID_REQUEST;
         msg = "unknown coordinator key type";
     }

@@ -263,14 +263,6 @@ void bk_handle_produce(bk_req_t *r) {
         snprintf(first_err, sizeof(first_err), "invalid acks %d", acks);
         goto done;
     }
-    if (req->transactional_id.len >= 0) {
-        /* transactions come with the exactly-once work; until then refuse them
-         * cleanly rather than store batches we cannot account for */
-        bk_produce_error_response(r, RB_TRANSACTIONAL_ID_AUTHORIZATION_FAILED, resp);
-        any_error = true;
-        snprintf(first_err, sizeof(first_err), "transactional produce is not supported yet");
-        goto done;
-    }
     bk_produce_autocreate(b, req);
     kp_batch_limits_t lim = {0};
     lim.max_decompressed_bytes = (size_t)b->b_cfg.max_decompressed_batch_bytes;
@@ -311,11 +303,19 @@ void bk_handle_produce(bk_req_t *r) {
                              "Produce v3+ requests must contain exactly one record batch per partition (got %d)",
                              info.nbatches);
                 }
-                if (!err && info.any_transactional) {
-                    /* Kafka: transactional records need a transactional id
-                     * (and we serve no transactions yet) */
+                if (!err && info.any_control) {
+                    /* Kafka: markers are written by the coordinator only (S17) */
+                    err = RB_INVALID_RECORD;
+                    snprintf(msg, sizeof(msg), "control batches cannot be produced by clients");
+                }
+                if (!err && info.any_transactional && req->transactional_id.len < 0) {
+                    /* Kafka: transactional records need a transactional id */
                     err = RB_INVALID_RECORD;
                     snprintf(msg, sizeof(msg), "transactional batch in a produce without a transactional id");
+                }
+                if (!err && info.any_transactional && info.producer_id < 0) {
+                    err = RB_INVALID_RECORD;
+                    snprintf(msg, sizeof(msg), "transactional batch without a producer id");
                 }
                 if (!err && info.producer_id >= 0 && !bk_pid_issued(b, info.producer_id)) {
                     err = RB_UNKNOWN_PRODUCER_ID; /* B6 */
@@ -332,10 +332,22 @@ void bk_handle_produce(bk_req_t *r) {
                     if (!err && recs != pd->records.p)
                         err = kp_batch_validate(recs, rlen, &lim, &info, msg, sizeof(msg));
                 }
+                bool txn_locked = false;
+                if (!err && info.any_transactional) {
+                    /* T3: the partition must be in the producer's ongoing transaction */
+                    kp_batch_hdr_t bh;
+                    err = kp_batch_hdr_parse(recs, rlen, &bh);
+                    if (!err) err = bk_txn_produce_lock(b, &req->transactional_id, bh.producer_id, bh.producer_epoch,
+                                                        t->t_name, pd->index);
+                    if (err) snprintf(msg, sizeof(msg), "transactional batch of producer %lld: %s",
+                                      (long long)info.producer_id, rb_err_name(err));
+                    else txn_locked = true;
+                }
                 if (!err) {
                     int64_t base = -1, last = -1, lat = -1;
                     err = st_log_append(p->p_log, (uint8_t *)recs, rlen, &info, now,
                                         &base, &last, &lat);
+                    if (txn_locked) bk_txn_produce_unlock(b);
                     if (err == RB_DUPLICATE_SEQUENCE_NUMBER) {
                         /* a retry of one of the producer's last 5 batches: stored
                          * once, answered with its original offsets and no error

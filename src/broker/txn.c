@@ -1,8 +1,9 @@
 /*
  * txn.c — producer ids: InitProducerId v0-v5 for idempotent producers, the
  * durable producer-id allocator, and DescribeProducers v0 (each partition's
- * producer state, as kafka-transactions.sh describe-producers shows it). (Transactions will live here too; until then
- * an InitProducerId with a transactional.id is refused.)
+ * producer state, as kafka-transactions.sh describe-producers shows it). An
+ * InitProducerId with a transactional.id goes to the transaction coordinator
+ * (txncoord.c).
  *
  * Invariants:
  *  B5. A producer id is never handed out twice, across restarts and crashes.
@@ -95,8 +96,8 @@ void bk_handle_init_producer_id(bk_req_t *r) {
     if (req->transactional_id.len == 0) {
         resp->error_code = RB_INVALID_REQUEST; /* Kafka: an empty transactional.id */
     } else if (req->transactional_id.len > 0) {
-        /* no transaction coordinator yet: a clear, non-retriable refusal */
-        resp->error_code = RB_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+        bk_txn_init_producer_id(r, resp); /* txncoord.c answers */
+        return;
     } else {
         int64_t id = bk_pid_allocate(b);
         if (id < 0) {
@@ -111,9 +112,9 @@ void bk_handle_init_producer_id(bk_req_t *r) {
 
 /* DescribeProducers v0: per requested partition, the producers the log
  * holds state for (storage S13-S16). last_timestamp is when the broker last
- * appended for the producer (Kafka: the batch's max timestamp); there are
- * no transactions yet, so coordinator_epoch and current_txn_start_offset are
- * -1. Unknown topics/partitions: UNKNOWN_TOPIC_OR_PARTITION per partition. */
+ * appended for the producer (Kafka: the batch's max timestamp);
+ * current_txn_start_offset is the first offset of its open transaction in
+ * the partition (S17), else -1. Unknown topics/partitions: UNKNOWN_TOPIC_OR_PARTITION per partition. */
 void bk_handle_describe_producers(bk_req_t *r) {
     bk_broker_t *b = r->r_broker;
     kp_describe_producers_req_t *req = r->r_body;
@@ -140,6 +141,9 @@ void bk_handle_describe_producers(bk_req_t *r) {
             st_producer_info_t *ps = NULL;
             int n = 0;
             st_log_producers(t->t_parts[idx]->p_log, &ps, &n);
+            st_txn_open_t *open = NULL;
+            int nopen = 0;
+            st_log_open_txns(t->t_parts[idx]->p_log, &open, &nopen);
             BK_ALLOC_ARR(r, pr->active_producers, n);
             for (int j = 0; j < n; j++) {
                 kp_describe_producers_resp_producer_state_t *o = &pr->active_producers.v[j];
@@ -149,8 +153,14 @@ void bk_handle_describe_producers(bk_req_t *r) {
                 o->last_timestamp = ps[j].last_ms;
                 o->coordinator_epoch = -1;
                 o->current_txn_start_offset = -1;
+                for (int q = 0; q < nopen; q++)
+                    if (open[q].pid == ps[j].pid) {
+                        o->coordinator_epoch = 0; /* a single coordinator that never changes */
+                        o->current_txn_start_offset = open[q].first;
+                    }
             }
             free(ps);
+            free(open);
         }
     }
     pthread_rwlock_unlock(&b->b_topics_lock);

@@ -197,6 +197,14 @@ int cli_topic_main(int argc, char **argv);
 /* logdirs.c: adds each partition's size (bytes, all log dirs) on the broker at
  * host:port into sizes[0..nparts) (entries left -1 stay -1 when absent).
  * Returns 0, or -1 when the request failed. */
+/* One request of API api_key version ver (body: the kp request struct) to
+ * host:port, its response decoded into resp (the kp response struct; strings
+ * and arrays live in ar, which the caller frees). 0 or -1 (connect, I/O,
+ * timeout, undecodable answer). */
+int cli_kp_call(const char *host, int port, int16_t api_key, int16_t ver, const void *body, void *resp,
+                rb_arena_t *ar, int timeout_ms);
+/* txn.c: `rill txn list|describe` (ListTransactions / DescribeTransactions). */
+int cli_txn_main(int argc, char **argv);
 int cli_logdirs_sizes(const char *host, int port, const char *topic, int32_t nparts, int64_t *sizes, int timeout_ms);
 int cli_produce_main(int argc, char **argv);
 int cli_consume_main(int argc, char **argv);

@@ -20,6 +20,7 @@ static const cli_cmd_t cli_cmds[] = {
     {"produce", cli_produce_main, "produce one record per stdin line"},
     {"consume", cli_consume_main, "print records of a topic (partition assignment, no group)"},
     {"group", cli_group_main, "list, describe (members, offsets, lag), reset offsets of and delete groups"},
+    {"txn", cli_txn_main, "list transactions and describe one (ListTransactions / DescribeTransactions)"},
     {"perf", cli_perf_main, "throughput and latency tests: produce, consume, e2e"},
 };
 

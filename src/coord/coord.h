@@ -93,6 +93,11 @@
  *      record of each key and drops tombstones after delete.retention.ms
  *      (storage.h S9-S12), so the replay of G7 reads one record per live
  *      key plus the uncleaned head and rebuilds the same state.
+ *  G9. Offsets committed in a transaction (TxnOffsetCommit) are kept by the
+ *      transaction coordinator (broker/txncoord.c, T6) until the transaction
+ *      commits; only then are they written here, as ordinary offset records
+ *      (cg_offset_commit_txn), so OffsetFetch never returns an offset of an
+ *      open or aborted transaction.
  *
  * Threads: cg_* request functions are called on event-loop threads, any
  * number concurrently. A parked request's response is filled in later (under
@@ -164,6 +169,11 @@ void cg_leave_group(cg_coord_t *c, int16_t version, const kp_leave_group_req_t *
  * durable, G6); the others answer before returning. */
 void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
                       kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx);
+/* The offsets of a committed transaction (the transaction coordinator's
+ * TxnOffsetCommit, G9): as an OffsetCommit v8 with no member checks; the
+ * group is created if absent. Completes through done once durable. */
+void cg_offset_commit_txn(cg_coord_t *c, const kp_offset_commit_req_t *req, kp_offset_commit_resp_t *resp,
+                          rb_arena_t *arena, cg_done_fn done, void *ctx);
 void cg_offset_fetch(cg_coord_t *c, int16_t version, const kp_offset_fetch_req_t *req, kp_offset_fetch_resp_t *resp,
                      rb_arena_t *arena);
 

@@ -223,8 +223,9 @@ static void cg_commit_synced(void *arg, int err) {
     done(ctx);
 }
 
-void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
-                      kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx) {
+static void cg_offset_commit_impl(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
+                                  kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx,
+                                  bool txn) {
     int32_t nt = req->topics.n < 0 ? 0 : req->topics.n;
     int total = 0;
     CG_OALLOC_ARR(arena, resp->topics, nt);
@@ -252,7 +253,7 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
     cg_group_t *g = NULL;
     if (req->group_id.len <= 0) gerr = RB_INVALID_GROUP_ID;
     else {
-        g = cg_group_get(c, req->group_id.p, (size_t)req->group_id.len, gen < 0);
+        g = cg_group_get(c, req->group_id.p, (size_t)req->group_id.len, gen < 0 || txn);
         if (!g) gerr = RB_ILLEGAL_GENERATION;
     }
     cg_commit_t *cc = NULL;
@@ -264,6 +265,7 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
                 if (strlen(m->m_id) == (size_t)req->member_id.len && !memcmp(m->m_id, req->member_id.p, (size_t)req->member_id.len))
                     break;
         if (g->g_state == CG_DEAD) gerr = gen < 0 ? RB_COORDINATOR_NOT_AVAILABLE : RB_ILLEGAL_GENERATION;
+        else if (txn) gerr = RB_NONE; /* G9: the transaction coordinator checked the producer */
         else if (gen < 0 && g->g_state == CG_EMPTY) gerr = RB_NONE;
         else if (!m) gerr = RB_UNKNOWN_MEMBER_ID;
         else if (version >= 7 && req->group_instance_id.len >= 0 &&
@@ -338,6 +340,16 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
     /* G6: answer once the records are durable (outside g_mu: the callback
      * may run synchronously and takes it) */
     st_log_sync_wait(c->c_logs[g->g_part], cc->base + cc->n, cg_commit_synced, cc);
+}
+
+void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
+                      kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx) {
+    cg_offset_commit_impl(c, version, req, resp, arena, done, ctx, false);
+}
+
+void cg_offset_commit_txn(cg_coord_t *c, const kp_offset_commit_req_t *req, kp_offset_commit_resp_t *resp,
+                          rb_arena_t *arena, cg_done_fn done, void *ctx) {
+    cg_offset_commit_impl(c, 8, req, resp, arena, done, ctx, true);
 }
 
 /* ---- OffsetFetch -------------------------------------------------------------------------------------- */
@@ -603,73 +615,22 @@ static void cg_replay_record(cg_coord_t *c, int32_t part, int64_t offset, const 
     }
 }
 
+typedef struct {
+    cg_coord_t *c;
+    int32_t part;
+} cg_replay_ctx_t;
+
+static void cg_replay_one(void *ctx, int64_t offset, const kp_record_t *rec) {
+    cg_replay_ctx_t *x = ctx;
+    cg_replay_record(x->c, x->part, offset, rec);
+}
+
 static int cg_replay_partition(cg_coord_t *c, int32_t part) {
-    st_log_t *l = c->c_logs[part];
-    st_log_state_t st;
-    st_log_state(l, &st);
-    int64_t off = st.log_start_offset;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
+    cg_replay_ctx_t x = {c, part};
     int64_t nrec = 0;
-    while (off < st.high_watermark) {
-        st_read_t rd;
-        int rc = st_log_read(l, off, 4u << 20, true, &rd);
-        if (rc) {
-            free(buf);
-            return rc;
-        }
-        if (rd.len == 0) {
-            if (rd.fd >= 0) close(rd.fd);
-            break;
-        }
-        if (rd.len > cap) {
-            free(buf);
-            cap = rd.len;
-            buf = malloc(cap);
-            if (!buf) abort();
-        }
-        size_t got = 0;
-        while (got < rd.len) {
-            ssize_t n = pread(rd.fd, buf + got, rd.len - got, rd.file_off + (off_t)got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            got += (size_t)n;
-        }
-        close(rd.fd);
-        if (got < rd.len) {
-            free(buf);
-            return RB_KAFKA_STORAGE_ERROR;
-        }
-        size_t pos = 0;
-        int64_t next = off;
-        while (pos < got) {
-            kp_batch_hdr_t h;
-            if (kp_batch_hdr_parse(buf + pos, got - pos, &h)) break;
-            size_t blen = KP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
-            next = h.base_offset + h.last_offset_delta + 1;
-            if ((h.attributes & KP_ATTR_COMPRESSION_MASK) || (h.attributes & KP_ATTR_CONTROL)) {
-                if (h.attributes & KP_ATTR_COMPRESSION_MASK)
-                    rb_warn("coord: %s-%d: compressed batch at %lld skipped", CG_OFFSETS_TOPIC, part,
-                            (long long)h.base_offset);
-                pos += blen;
-                continue;
-            }
-            rb_rd_t rr;
-            rb_rd_init(&rr, buf + pos + KP_BATCH_HEADER_SIZE, blen - KP_BATCH_HEADER_SIZE);
-            for (int32_t i = 0; i < h.records_count; i++) {
-                kp_record_t rec;
-                if (kp_record_next(&rr, &rec)) break;
-                cg_replay_record(c, part, h.base_offset + rec.offset_delta, &rec);
-                nrec++;
-            }
-            pos += blen;
-        }
-        if (next <= off) break; /* no progress: stop rather than loop */
-        off = next;
-    }
-    free(buf);
+    int rc = st_log_scan_records(c->c_logs[part], cg_replay_one, &x, &nrec);
     if (nrec) rb_info("coord: replayed %lld record(s) of %s-%d", (long long)nrec, CG_OFFSETS_TOPIC, part);
-    return 0;
+    return rc;
 }
 
 int cg_replay(cg_coord_t *c) {

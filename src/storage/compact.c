@@ -183,8 +183,21 @@ static int cc_records(cc_rd_t *r, const kp_batch_hdr_t *h, const uint8_t **p, si
 }
 
 static bool cc_keep_verbatim(const kp_batch_hdr_t *h) {
-    /* transactional and control batches are left for the transactions work */
+    /* transactional and control batches: a marker is never dropped while
+     * records of its transaction stay, nor an aborted record kept without
+     * its marker (S18: both stay) */
     return (h->attributes & (KP_ATTR_TRANSACTIONAL | KP_ATTR_CONTROL)) != 0;
+}
+
+/* S19: the last batch of a producer keeps its sequence state readable from
+ * the log (a replay without a snapshot, D22): it is never rewritten. */
+static bool cc_producer_last(st_log_t *l, const kp_batch_hdr_t *h) {
+    if (h->producer_id < 0) return false;
+    pthread_mutex_lock(&l->l_mutex);
+    const st_prod_t *pp = st_pt_find(&l->l_prods, h->producer_id);
+    bool last = pp && pp->p_n > 0 && pp->p_b[pp->p_n - 1].pb_last_off == st__hdr_last(h);
+    pthread_mutex_unlock(&l->l_mutex);
+    return last;
 }
 
 /* ---- the pass ---- */
@@ -265,7 +278,7 @@ static int cc_flush(cc_pass_t *p, int fd, int64_t *pos) {
 /* Filters one batch (in p->rd.buf) into p->wbuf. */
 static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete_ms) {
     size_t size = (size_t)st__hdr_size(h);
-    if (cc_keep_verbatim(h) || h->base_offset >= p->end) {
+    if (cc_keep_verbatim(h) || h->base_offset >= p->end || cc_producer_last(p->l, h)) {
         rb_buf_put(&p->wbuf, p->rd.buf, size);
         return 0;
     }

@@ -425,6 +425,8 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     if (rc < 0) goto fail;
     rc = st__pt_load(l); /* producer state: snapshot + replay (S15) */
     if (rc < 0) goto fail;
+    rc = st__txn_load(l); /* open and aborted transactions (S18) */
+    if (rc < 0) goto fail;
 
     pthread_mutex_lock(&m->m_mutex);
     for (st_log_t *o = m->m_logs; o; o = o->l_next) {
@@ -470,6 +472,7 @@ void st__log_free(st_log_t *l) {
     for (int i = 0; i < l->l_nsegs; i++) st__seg_unref(l->l_segs[i]);
     free(l->l_segs);
     st_pt_free(&l->l_prods);
+    st__txn_free(l);
     st_waiter_t *w = l->l_waiters;
     while (w) {
         st_waiter_t *n = w->w_next;
@@ -568,8 +571,10 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
         nb++;
     }
     if (nb == 0) return RB_CORRUPT_MESSAGE;
-    if (any_pid && (nb != 1 || first.base_sequence < 0)) return RB_INVALID_RECORD;
-    int32_t last_seq = any_pid ? st_seq_add(first.base_sequence, first.last_offset_delta) : -1;
+    /* a transaction marker (S17): one control batch, no sequence */
+    bool marker = any_pid && nb == 1 && (first.attributes & KP_ATTR_CONTROL);
+    if (any_pid && (nb != 1 || (first.base_sequence < 0 && !marker))) return RB_INVALID_RECORD;
+    int32_t last_seq = any_pid && !marker ? st_seq_add(first.base_sequence, first.last_offset_delta) : -1;
 
     pthread_mutex_lock(&l->l_mutex);
     int rc = RB_KAFKA_STORAGE_ERROR;
@@ -579,7 +584,13 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
         goto out;
     }
     st__pt_maybe_expire(l, now_ms); /* S16 */
-    if (any_pid) { /* S13: check and write in one l_mutex section */
+    if (marker) {
+        const st_prod_t *pp = st_pt_find(&l->l_prods, first.producer_id);
+        if (pp && first.producer_epoch < pp->p_epoch) {
+            rc = RB_INVALID_PRODUCER_EPOCH;
+            goto out;
+        }
+    } else if (any_pid) { /* S13: check and write in one l_mutex section */
         int64_t df = -1, dl = -1;
         rc = st_pt_check(&l->l_prods, first.producer_id, first.producer_epoch, first.base_sequence, last_seq, &df,
                          &dl);
@@ -639,6 +650,7 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
         kp_batch_hdr_t h;
         st__hdr_decode(records + p, &h);
         st__idx_on_batch(s, at + (int64_t)p, &h, l->l_cfg.index_interval_bytes);
+        if (h.attributes & KP_ATTR_TRANSACTIONAL) st__txn_on_batch(l, records + p, &h); /* S17 */
         if (h.max_timestamp > l->l_max_ts) {
             l->l_max_ts = h.max_timestamp;
             l->l_max_ts_off = h.base_offset;
@@ -651,7 +663,9 @@ int st_log_append(st_log_t *l, uint8_t *records, size_t len, const kp_batch_info
     *base_offset = l->l_leo;
     *last_offset = next - 1;
     *log_append_time = l->l_cfg.log_append_time ? now_ms : -1;
-    if (any_pid) /* S14: only once written */
+    if (marker) /* S17: a newer epoch fences the older one */
+        st_pt_fence(&l->l_prods, first.producer_id, first.producer_epoch, now_ms);
+    else if (any_pid) /* S14: only once written */
         st_pt_record(&l->l_prods, first.producer_id, first.producer_epoch, first.base_sequence, last_seq, l->l_leo,
                      next - 1, now_ms);
     l->l_leo = next;

@@ -41,9 +41,9 @@
  * With compaction (compact.c): the cleaner rewrites only sealed segments,
  * all below the newest snapshot, so the replay after it never meets a
  * compacted segment. Without a valid newest snapshot the replay may cross
- * compacted segments and miss a producer's last batches (docs/durability.md
- * D22); keeping each producer's last batch in the cleaner, as Kafka does,
- * is left to the transactions work.
+ * compacted segments; the cleaner keeps each producer's last batch verbatim
+ * (S19, as Kafka does), so the replay still finds every producer's last
+ * sequence (docs/durability.md D22).
  *
  * Snapshot format (ours, big-endian): u32 magic "RPS1", u32 CRC-32C of what
  * follows, i64 offset, i32 count, then count entries: i64 producer id,
@@ -117,8 +117,8 @@ static st_prod_t *pt_get(st_ptab_t *t, int64_t pid) {
 int st_pt_check(const st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, int32_t last_seq,
                 int64_t *dup_first, int64_t *dup_last) {
     const st_prod_t *p = st_pt_find(t, pid);
+    if (p && epoch < p->p_epoch) return RB_INVALID_PRODUCER_EPOCH; /* also after a fencing marker (S17) */
     if (!p || p->p_n == 0) return first_seq == 0 ? 0 : RB_UNKNOWN_PRODUCER_ID;
-    if (epoch < p->p_epoch) return RB_INVALID_PRODUCER_EPOCH;
     if (epoch > p->p_epoch) return first_seq == 0 ? 0 : RB_OUT_OF_ORDER_SEQUENCE_NUMBER;
     for (int i = 0; i < p->p_n; i++) {
         const st_pbatch_t *b = &p->p_b[i];
@@ -149,6 +149,15 @@ void st_pt_record(st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, i
     b->pb_first_off = first_off;
     b->pb_last_off = last_off;
     if (now_ms > p->p_last_ms) p->p_last_ms = now_ms;
+}
+
+void st_pt_fence(st_ptab_t *t, int64_t pid, int16_t epoch, int64_t now_ms) {
+    const st_prod_t *c = st_pt_find(t, pid);
+    if (c && epoch <= c->p_epoch) return;
+    st_prod_t *p = pt_get(t, pid);
+    p->p_epoch = epoch;
+    p->p_n = 0; /* the new epoch's first batch starts at sequence 0 */
+    p->p_last_ms = now_ms;
 }
 
 void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms) {

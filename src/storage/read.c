@@ -356,3 +356,70 @@ int st_log_max_timestamp(st_log_t *l, int64_t *offset, int64_t *timestamp) {
     st__seg_unref(sn.seg);
     return 0;
 }
+
+/* Thread note: any thread; reads through st_log_read (whole batches below the
+ * high watermark), so appends continue meanwhile. */
+int st_log_scan_records(st_log_t *l, st_record_fn fn, void *ctx, int64_t *nrecords) {
+    st_log_state_t st;
+    st_log_state(l, &st);
+    int64_t off = st.log_start_offset, n = 0;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (off < st.high_watermark) {
+        st_read_t rd;
+        rc = st_log_read(l, off, 4u << 20, true, &rd);
+        if (rc) break;
+        if (rd.len == 0) {
+            if (rd.fd >= 0) close(rd.fd);
+            break;
+        }
+        if (rd.len > cap) {
+            free(buf);
+            cap = rd.len;
+            buf = malloc(cap);
+            if (!buf) abort();
+        }
+        size_t got = 0;
+        while (got < rd.len) {
+            ssize_t k = pread(rd.fd, buf + got, rd.len - got, rd.file_off + (off_t)got);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) break;
+            got += (size_t)k;
+        }
+        close(rd.fd);
+        if (got < rd.len) {
+            rc = RB_KAFKA_STORAGE_ERROR;
+            break;
+        }
+        size_t pos = 0;
+        int64_t next = off;
+        while (pos < got) {
+            kp_batch_hdr_t h;
+            if (kp_batch_hdr_parse(buf + pos, got - pos, &h)) break;
+            size_t blen = KP_BATCH_LOG_OVERHEAD + (size_t)h.batch_length;
+            next = h.base_offset + h.last_offset_delta + 1;
+            if ((h.attributes & KP_ATTR_COMPRESSION_MASK) || (h.attributes & KP_ATTR_CONTROL)) {
+                if (h.attributes & KP_ATTR_COMPRESSION_MASK)
+                    rb_warn("storage: %s: compressed batch at %lld skipped by the scan", l->l_dir,
+                            (long long)h.base_offset);
+                pos += blen;
+                continue;
+            }
+            rb_rd_t rr;
+            rb_rd_init(&rr, buf + pos + KP_BATCH_HEADER_SIZE, blen - KP_BATCH_HEADER_SIZE);
+            for (int32_t i = 0; i < h.records_count; i++) {
+                kp_record_t rec;
+                if (kp_record_next(&rr, &rec)) break;
+                fn(ctx, h.base_offset + rec.offset_delta, &rec);
+                n++;
+            }
+            pos += blen;
+        }
+        if (next <= off) break; /* no progress: stop rather than loop */
+        off = next;
+    }
+    free(buf);
+    if (nrecords) *nrecords = n;
+    return rc;
+}

@@ -105,6 +105,29 @@
  *      default 1 day); then it is dropped: by the next append to the log at
  *      least every min(expiration, 10 min), and when a snapshot is written
  *      or loaded.
+ *  S17. Transactions (txnidx.c): a partition tracks, per producer, the first
+ *      offset of its open transaction (a transactional batch opens one if
+ *      none is open; a control batch, i.e. a marker, closes it). The last
+ *      stable offset LSO = min(high watermark, first offset of the oldest
+ *      open transaction); a read_committed read returns only whole batches
+ *      below it (st_read_trim). A marker is written only by the broker
+ *      (clients' control batches are refused before the append); a marker
+ *      whose epoch is below the producer's is refused (INVALID_PRODUCER_EPOCH),
+ *      one above it fences the older epoch (the next data batch starts at
+ *      sequence 0); markers never enter the sequence window.
+ *  S18. Each abort marker closing an open transaction adds (producer id,
+ *      first offset, marker offset) to the partition's aborted list; entries
+ *      wholly below the log start offset are dropped. Both the open table
+ *      and the aborted list are rebuilt at open from every batch header of
+ *      every segment (the log is the index: nothing extra is persisted, so
+ *      recovery's truncation and retention are reflected by construction).
+ *      Compaction keeps transactional and control batches verbatim (S9), so
+ *      an aborted record is never kept while its marker is dropped.
+ *  S19. The cleaner never rewrites the batch holding a producer's last
+ *      sequence (the last batch the producer state records for it): it is
+ *      copied verbatim even when all its records are superseded, so a
+ *      replay of the log without a snapshot still finds every live
+ *      producer's last sequence (closes docs/durability.md D22's gap).
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -249,6 +272,13 @@ typedef struct {
  * end offset; RB_KAFKA_STORAGE_ERROR (also for a fatal log). */
 int st_log_read(st_log_t *l, int64_t offset, size_t max_bytes, bool min_one, st_read_t *out);
 
+/* Calls fn for every record of every uncompressed data batch from the log
+ * start to the high watermark, in offset order (control batches and, with a
+ * warning, compressed ones are skipped): the replay of the internal topics.
+ * 0 or the read's error; *nrecords (may be NULL) = records passed to fn. */
+typedef void (*st_record_fn)(void *ctx, int64_t offset, const kp_record_t *rec);
+int st_log_scan_records(st_log_t *l, st_record_fn fn, void *ctx, int64_t *nrecords);
+
 /* ListOffsets by timestamp, as Kafka answers it: the first batch (below the
  * high watermark) whose max timestamp >= ts, then inside it the first record
  * whose timestamp >= ts — its offset and timestamp (for a LogAppendTime batch:
@@ -335,6 +365,9 @@ int st_pt_check(const st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_se
 /* Records an appended batch (a new epoch resets the window). Aborts on OOM. */
 void st_pt_record(st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, int32_t last_seq, int64_t first_off,
                   int64_t last_off, int64_t now_ms);
+/* A transaction marker of pid at epoch: a higher epoch than the known one
+ * replaces it, with an empty window (S17). Aborts on OOM. */
+void st_pt_fence(st_ptab_t *t, int64_t pid, int16_t epoch, int64_t now_ms);
 /* Drops producers idle for max_idle_ms or more. */
 void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms);
 void st_pt_free(st_ptab_t *t);
@@ -357,6 +390,34 @@ int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
 /* producer.id.expiration.ms for every log of the manager (default
  * ST_PRODUCER_EXPIRATION_MS; >= 1). */
 void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
+
+/* ---- transactions (txnidx.c; S17-S18) ---- */
+typedef struct {
+    int64_t pid;
+    int64_t first;   /* first offset of the producer's open transaction */
+} st_txn_open_t;
+typedef struct {
+    int64_t pid;
+    int64_t first;   /* first offset of the aborted transaction ... */
+    int64_t last;    /* ... and the offset of its abort marker */
+} st_aborted_txn_t;
+/* The last stable offset (S17). Any thread. */
+int64_t st_log_lso(st_log_t *l);
+/* The LSO and the aborted transactions overlapping [from, upto): a malloc'd
+ * array (NULL when n is 0) the caller frees. Any thread. */
+int st_log_txn_view(st_log_t *l, int64_t from, int64_t upto, int64_t *lso, st_aborted_txn_t **out, int *n);
+/* The open transactions of the log (a malloc'd array the caller frees). */
+int st_log_open_txns(st_log_t *l, st_txn_open_t **out, int *n);
+/* Shortens a read to the whole batches whose base offset is below upto
+ * (reads their headers from rd->fd); a read left empty has its fd closed
+ * and set to -1. 0 or RB_KAFKA_STORAGE_ERROR. */
+int st_read_trim(st_read_t *rd, int64_t upto);
+/* Builds a transaction marker (a control batch of one record: key version 0
+ * + type, 0 abort / 1 commit; value version 0 + coordinator epoch). */
+void st_marker_build(rb_buf_t *out, int64_t pid, int16_t epoch, bool commit, int32_t coordinator_epoch,
+                     int64_t now_ms);
+/* Parses a marker batch (whole batch bytes); 0 with *commit, or RB_CORRUPT_MESSAGE. */
+int st_marker_parse(const uint8_t *batch, size_t len, bool *commit);
 
 const char *st_log_topic(const st_log_t *l);
 int32_t st_log_partition(const st_log_t *l);

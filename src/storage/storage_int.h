@@ -129,6 +129,10 @@ struct st_log {
     int64_t l_clean_off;        /* cleaner checkpoint: first dirty offset (-1: never cleaned) */
     st_ptab_t l_prods;          /* idempotent producer state (producers.c, S13-S16) */
     int64_t l_prods_expire_at;  /* wall-clock ms of the next expiry pass on append */
+    st_txn_open_t *l_topen;     /* open transactions: producer -> first offset (txnidx.c, S17) */
+    int l_ntopen, l_topen_cap;
+    st_aborted_txn_t *l_tab;    /* aborted transactions, by marker offset (S18) */
+    int l_ntab, l_tab_cap;
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -292,6 +296,12 @@ int st__ckpt_write(st_mgr_t *m);
 int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms);
 /* Rebuilds l's producer state at open (S15). 0 or -errno. */
 int st__pt_load(st_log_t *l);
+/* Transactions (txnidx.c): account one written batch (l_mutex held, or the
+ * log not yet shared); rebuild from every segment at open; free. */
+void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h);
+int st__txn_load(st_log_t *l);
+void st__txn_free(st_log_t *l);
+int64_t st__txn_lso(const st_log_t *l);
 /* On append (l_mutex held): drops expired producers every
  * min(expiration, ST_PRODUCER_EXPIRE_CHECK_MS). */
 void st__pt_maybe_expire(st_log_t *l, int64_t now_ms);

@@ -19,7 +19,6 @@ REQUEST_TIMED_OUT = 7
 INVALID_REQUEST = 42
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 UNKNOWN_PRODUCER_ID = 59
 INVALID_RECORD = 87
 PRODUCE_V = 9
@@ -86,10 +85,14 @@ def test_init_producer_id_versions(shared_broker, version):
             assert err == NONE and pid2 not in seen and epoch2 == 0
 
 
-def test_init_producer_id_transactional_refused(shared_broker):
+def test_init_producer_id_transactional_served(shared_broker):
+    """With the transaction coordinator (test_transactions.py) a transactional.id gets an id;
+    an empty one is still INVALID_REQUEST."""
     with kwire.Conn(shared_broker.port) as c:
-        assert init_producer_id(c, 1, transactional_id="txn-1")[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        assert init_producer_id(c, 4, transactional_id="txn-1")[0] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        err, pid, epoch = init_producer_id(c, 1, transactional_id="txn-1")
+        assert (err, epoch) == (NONE, 0) and pid >= 0
+        err, pid2, epoch2 = init_producer_id(c, 4, transactional_id="txn-1")
+        assert (err, pid2, epoch2) == (NONE, pid, 1)  # the same id, the epoch bumped (fencing)
         assert init_producer_id(c, 1, transactional_id="")[0] == INVALID_REQUEST
 
 
