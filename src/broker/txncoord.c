@@ -312,6 +312,15 @@ static void txn_clear_offs(bk_txn_t *t) {
     t->noffs = 0;
 }
 
+/* A new transaction (Empty or Complete -> Ongoing) starts with no partitions
+ * and no pending offsets. c->mu held. */
+static void txn_begin(bk_txn_t *t) {
+    txn_clear_parts(t);
+    txn_clear_offs(t);
+    t->state = TX_ONGOING;
+    t->start_ms = rb_now_ms();
+}
+
 static void txn_put_off(bk_txn_t *t, const char *group, size_t gl, const char *topic, size_t tl, int32_t part,
                         int64_t offset, int32_t leader_epoch, const char *meta, int32_t ml) {
     bk_toff_t *o = NULL;
@@ -653,8 +662,11 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
                     req->v3_and_below_producer_epoch, &t, r->r_hdr.api_version, 2);
     if (!err && unknown) err = RB_UNKNOWN_TOPIC_OR_PARTITION;
     if (!err) {
-        bool fresh = t->state != TX_ONGOING;
         bool added = false;
+        if (t->state != TX_ONGOING) { /* the first partition starts the transaction */
+            txn_begin(t);
+            added = true;
+        }
         for (int32_t i = 0; i < nt; i++) {
             kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
             for (int32_t k = 0; k < tq->partitions.n; k++) {
@@ -663,18 +675,6 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
                     added = true;
                 }
             }
-        }
-        if (fresh) {
-            txn_clear_parts(t);
-            txn_clear_offs(t);
-            for (int32_t i = 0; i < nt; i++) {
-                kp_add_partitions_to_txn_req_add_partitions_to_txn_topic_t *tq = &req->v3_and_below_topics.v[i];
-                for (int32_t k = 0; k < tq->partitions.n; k++)
-                    txn_add_part(t, tq->name.p, (size_t)tq->name.len, tq->partitions.v[k]);
-            }
-            t->state = TX_ONGOING;
-            t->start_ms = rb_now_ms();
-            added = true;
         }
         if (added) {
             t->update_ms = rb_now_ms();
@@ -729,13 +729,7 @@ static void job_add_offsets(bk_txnc_t *c, bk_job_t *j) {
     pthread_mutex_lock(&c->mu);
     int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
                         2);
-    if (!err && t->state != TX_ONGOING) {
-        /* Kafka lets AddOffsetsToTxn start a transaction too */
-        txn_clear_parts(t);
-        txn_clear_offs(t);
-        t->state = TX_ONGOING;
-        t->start_ms = rb_now_ms();
-    }
+    if (!err && t->state != TX_ONGOING) txn_begin(t); /* Kafka lets AddOffsetsToTxn start a transaction too */
     if (!err && !txn_has_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part)) {
         txn_add_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part);
         t->update_ms = rb_now_ms();
