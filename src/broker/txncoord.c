@@ -312,6 +312,16 @@ static void txn_clear_offs(bk_txn_t *t) {
     t->noffs = 0;
 }
 
+/* Frees an entry taken out of the table (c->mu not needed). */
+static void txn_free_one(bk_txn_t *t) {
+    txn_clear_parts(t);
+    txn_clear_offs(t);
+    free(t->offs);
+    free(t->parts);
+    free(t->id);
+    free(t);
+}
+
 /* A new transaction (Empty or Complete -> Ongoing) starts with no partitions
  * and no pending offsets. c->mu held. */
 static void txn_begin(bk_txn_t *t) {
@@ -753,6 +763,13 @@ static void job_txn_offsets(bk_txnc_t *c, bk_job_t *j) {
     BK_ALLOC_ARR(r, resp->topics, nt);
     int err = 0;
     if (req->group_id.len <= 0) err = RB_INVALID_GROUP_ID;
+    /* T8: v3+ names the consumer's generation and member; checked by the
+     * group coordinator as an OffsetCommit is, before anything is kept */
+    if (!err && r->r_hdr.api_version >= 3) {
+        if (!b->b_coord) err = RB_COORDINATOR_NOT_AVAILABLE;
+        else err = cg_txn_offset_check(b->b_coord, req->group_id, req->generation_id, req->member_id,
+                                       req->group_instance_id);
+    }
     bk_txn_t *t = NULL;
     bk_txn_t s;
     bool stored = false;
@@ -841,9 +858,63 @@ static void txn_expire_scan(bk_txnc_t *c) {
     }
 }
 
+/* T7: removes transactional ids idle (Empty or Complete*) for longer than
+ * transactional.id.expiration.ms: Dead under c->mu, then a durable
+ * tombstone of the key, then out of the table. Worker thread only (no job
+ * holds a bk_txn_t meanwhile). A failed tombstone puts the id back as it was;
+ * the next scan retries. */
+static void txn_remove_expired(bk_txnc_t *c) {
+    int64_t exp = c->b->b_cfg.transactional_id_expiration_ms;
+    for (;;) {
+        int64_t now = rb_now_ms();
+        bk_txn_t *hit = NULL;
+        pthread_mutex_lock(&c->mu);
+        for (bk_txn_t *t = c->list; t && !hit; t = t->next)
+            if (t->pid >= 0 && (t->state == TX_EMPTY || t->state == TX_DONE_COMMIT || t->state == TX_DONE_ABORT) &&
+                t->noffs == 0 && now - t->update_ms > exp)
+                hit = t;
+        int8_t was = hit ? hit->state : TX_DEAD;
+        if (hit) hit->state = TX_DEAD; /* from here every request sees the id as unknown */
+        pthread_mutex_unlock(&c->mu);
+        if (!hit) return;
+        rb_buf_t k, v;
+        rb_buf_init(&k);
+        rb_buf_init(&v);
+        rb_buf_u16(&k, 0);
+        put_str(&k, hit->id, strlen(hit->id));
+        int64_t last;
+        int rc = txn_append_kv(c, hit->id, &k, &v, true, &last);
+        if (!rc) {
+            bk_syncw_t w;
+            syncw_init(&w);
+            syncw_add(&w, c->logs[cg_partition_for(hit->id, strlen(hit->id), c->nparts)], last + 1);
+            rc = syncw_wait(&w);
+        }
+        pthread_mutex_lock(&c->mu);
+        if (rc) {
+            hit->state = was;
+            pthread_mutex_unlock(&c->mu);
+            rb_warn("txn %s: expiry tombstone not written (%s); retried at the next scan", hit->id, rb_err_name(rc));
+            return;
+        }
+        rb_info("txn %s: transactional id expired (producer %lld epoch %d, idle %lld ms): removed", hit->id,
+                (long long)hit->pid, hit->epoch, (long long)(now - hit->update_ms));
+        for (bk_txn_t **pp = &c->list; *pp; pp = &(*pp)->next)
+            if (*pp == hit) {
+                *pp = hit->next;
+                break;
+            }
+        c->ntxn--;
+        pthread_mutex_unlock(&c->mu);
+        txn_free_one(hit);
+    }
+}
+
 static void *txn_worker(void *arg) {
     bk_txnc_t *c = arg;
-    int64_t next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+    const bk_config_t *cfg = &c->b->b_cfg;
+    int64_t next_scan = rb_mono_ms() + cfg->transaction_abort_timed_out_transaction_cleanup_interval_ms;
+    int64_t next_remove = rb_mono_ms() + cfg->transaction_remove_expired_transaction_cleanup_interval_ms;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         bk_job_t *j = c->head;
@@ -852,13 +923,20 @@ static void *txn_worker(void *arg) {
             if (now >= next_scan) {
                 pthread_mutex_unlock(&c->mu);
                 txn_expire_scan(c);
-                next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+                next_scan = rb_mono_ms() + cfg->transaction_abort_timed_out_transaction_cleanup_interval_ms;
+                pthread_mutex_lock(&c->mu);
+                continue;
+            }
+            if (now >= next_remove) {
+                pthread_mutex_unlock(&c->mu);
+                txn_remove_expired(c);
+                next_remove = rb_mono_ms() + cfg->transaction_remove_expired_transaction_cleanup_interval_ms;
                 pthread_mutex_lock(&c->mu);
                 continue;
             }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = next_scan - now;
+            int64_t wait = (next_scan < next_remove ? next_scan : next_remove) - now;
             ts.tv_sec += wait / 1000;
             ts.tv_nsec += (wait % 1000) * 1000000;
             if (ts.tv_nsec >= 1000000000) {
@@ -1196,6 +1274,17 @@ int bk_txn_start(bk_broker_t *b) {
             return -1;
         }
     }
+    /* T7: ids whose last record is a tombstone are gone */
+    for (bk_txn_t **pp = &c->list; *pp;) {
+        bk_txn_t *x = *pp;
+        if (x->state != TX_DEAD || x->pid >= 0 || x->noffs) {
+            pp = &x->next;
+            continue;
+        }
+        *pp = x->next;
+        c->ntxn--;
+        txn_free_one(x);
+    }
     /* T2: completions interrupted by a stop or crash are finished first */
     int nrec = 0;
     for (bk_txn_t *x = c->list; x; x = x->next) {
@@ -1243,12 +1332,7 @@ void bk_txn_free(bk_broker_t *b) {
     if (!c) return;
     for (bk_txn_t *t = c->list; t;) {
         bk_txn_t *n = t->next;
-        txn_clear_parts(t);
-        txn_clear_offs(t);
-        free(t->offs);
-        free(t->parts);
-        free(t->id);
-        free(t);
+        txn_free_one(t);
         t = n;
     }
     free(c->logs);
