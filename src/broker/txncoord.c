@@ -859,10 +859,11 @@ static void txn_expire_scan(bk_txnc_t *c) {
 }
 
 /* T7: removes transactional ids idle (Empty or Complete*) for longer than
- * transactional.id.expiration.ms: Dead under c->mu, then a durable
- * tombstone of the key, then out of the table. Worker thread only (no job
- * holds a bk_txn_t meanwhile). A failed tombstone puts the id back as it was;
- * the next scan retries. */
+ * transactional.id.expiration.ms: a tombstone of the key, durable, then Dead
+ * and out of the table. Worker thread only: every state change runs here, so
+ * the id cannot change while the tombstone is written (a transactional
+ * Produce meanwhile finds it not Ongoing: INVALID_TXN_STATE). A failed
+ * tombstone leaves the id as it was; the next scan retries. */
 static void txn_remove_expired(bk_txnc_t *c) {
     int64_t exp = c->b->b_cfg.transactional_id_expiration_ms;
     for (;;) {
@@ -873,8 +874,6 @@ static void txn_remove_expired(bk_txnc_t *c) {
             if (t->pid >= 0 && (t->state == TX_EMPTY || t->state == TX_DONE_COMMIT || t->state == TX_DONE_ABORT) &&
                 t->noffs == 0 && now - t->update_ms > exp)
                 hit = t;
-        int8_t was = hit ? hit->state : TX_DEAD;
-        if (hit) hit->state = TX_DEAD; /* from here every request sees the id as unknown */
         pthread_mutex_unlock(&c->mu);
         if (!hit) return;
         rb_buf_t k, v;
@@ -890,13 +889,12 @@ static void txn_remove_expired(bk_txnc_t *c) {
             syncw_add(&w, c->logs[cg_partition_for(hit->id, strlen(hit->id), c->nparts)], last + 1);
             rc = syncw_wait(&w);
         }
-        pthread_mutex_lock(&c->mu);
         if (rc) {
-            hit->state = was;
-            pthread_mutex_unlock(&c->mu);
             rb_warn("txn %s: expiry tombstone not written (%s); retried at the next scan", hit->id, rb_err_name(rc));
             return;
         }
+        pthread_mutex_lock(&c->mu);
+        hit->state = TX_DEAD; /* answered as unknown from here (T1: the tombstone is durable) */
         rb_info("txn %s: transactional id expired (producer %lld epoch %d, idle %lld ms): removed", hit->id,
                 (long long)hit->pid, hit->epoch, (long long)(now - hit->update_ms));
         for (bk_txn_t **pp = &c->list; *pp; pp = &(*pp)->next)
