@@ -51,6 +51,23 @@
  *      step (2) of a commit, before the Complete record, and are dropped by
  *      an abort; OffsetFetch with require_stable answers
  *      UNSTABLE_OFFSET_COMMIT for a partition with a pending offset.
+ *  T7. An id that is Empty, CompleteCommit or CompleteAbort and whose state
+ *      was not updated for transactional.id.expiration.ms is removed by the
+ *      worker (checked every
+ *      transaction.remove.expired.transaction.cleanup.interval.ms): a
+ *      tombstone for its key, durable, then Dead and out of the table, so
+ *      DescribeTransactions answers TRANSACTIONAL_ID_NOT_FOUND only once the
+ *      replay at start can no longer bring it back (the replay drops ids
+ *      whose last record is a tombstone); its next InitProducerId allocates a
+ *      new producer id at epoch 0. Ongoing and Prepare* ids are never
+ *      removed (T5 aborts an Ongoing one first; it expires after that).
+ *  T8. TxnOffsetCommit v3+ carries the consumer's generation, member id and
+ *      group.instance.id; the group coordinator checks them as an
+ *      OffsetCommit's (cg_txn_offset_check: UNKNOWN_MEMBER_ID,
+ *      ILLEGAL_GENERATION, FENCED_INSTANCE_ID) before any offset is kept, so
+ *      a zombie consumer's offsets never join a transaction. v0-v2, or
+ *      generation -1 with an empty member id and no instance id, is not
+ *      checked (a producer committing offsets without a consumer group).
  */
 #include "broker/broker.h"
 
@@ -763,8 +780,7 @@ static void job_txn_offsets(bk_txnc_t *c, bk_job_t *j) {
     BK_ALLOC_ARR(r, resp->topics, nt);
     int err = 0;
     if (req->group_id.len <= 0) err = RB_INVALID_GROUP_ID;
-    /* T8: v3+ names the consumer's generation and member; checked by the
-     * group coordinator as an OffsetCommit is, before anything is kept */
+    /* T8: the consumer's group metadata, checked before anything is kept */
     if (!err && r->r_hdr.api_version >= 3) {
         if (!b->b_coord) err = RB_COORDINATOR_NOT_AVAILABLE;
         else err = cg_txn_offset_check(b->b_coord, req->group_id, req->generation_id, req->member_id,
