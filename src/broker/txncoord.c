@@ -329,16 +329,6 @@ static void txn_clear_offs(bk_txn_t *t) {
     t->noffs = 0;
 }
 
-/* Frees an entry taken out of the table (c->mu not needed). */
-static void txn_free_one(bk_txn_t *t) {
-    txn_clear_parts(t);
-    txn_clear_offs(t);
-    free(t->offs);
-    free(t->parts);
-    free(t->id);
-    free(t);
-}
-
 /* A new transaction (Empty or Complete -> Ongoing) starts with no partitions
  * and no pending offsets. c->mu held. */
 static void txn_begin(bk_txn_t *t) {
@@ -423,6 +413,12 @@ static void txn_copy_free(bk_txn_t *t) {
     free(t->parts);
     free(t->offs);
     free(t->id);
+}
+
+/* Frees an entry taken out of the table (c->mu not needed). */
+static void txn_free_one(bk_txn_t *t) {
+    txn_copy_free(t);
+    free(t);
 }
 
 /* ---- completion (T2) ---------------------------------------------------------------------- */
