@@ -14,18 +14,7 @@ import pytest
 import kwire
 from rilltest import ck_consumer, ck_create_topic, ck_producer, unique, wait_until
 
-def list_latest(conn, topic, partition, isolation_level):
-    """ListOffsets v2 LATEST: the high watermark, or the LSO with isolation 1."""
-    body = (kwire.i32(-1) + kwire.i8(isolation_level) + kwire.i32(1) + kwire.string(topic) + kwire.i32(1)
-            + kwire.i32(partition) + kwire.i64(-1))
-    r = kwire.Reader(conn.roundtrip(2, 2, body))
-    r.i32()  # correlation id
-    r.i32()  # throttle
-    assert r.i32() == 1 and r.string() == topic and r.i32() == 1
-    assert r.i32() == partition
-    assert r.i16() == 0
-    r.i64()  # timestamp
-    return r.i64()
+list_latest = kwire.list_latest
 
 
 def txn_producer(broker, tid, **conf):
