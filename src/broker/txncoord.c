@@ -61,7 +61,7 @@
  *      that AddPartitionsToTxn / AddOffsetsToTxn arrived on, and an EndTxn
  *      for an Ongoing transaction arriving on an older connection is
  *      refused with INVALID_TXN_STATE, changing nothing. Without KIP-890's
- *      epoch bump per transaction (EndTxn v5, not served) this is the only
+ *      epoch bump per transaction (not implemented) this is the only
  *      thing telling the two transactions apart: same producer id, same
  *      epoch. The floor lives in memory only: a restart closes every
  *      connection, so no request from before it can arrive after it.
