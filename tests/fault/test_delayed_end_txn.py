@@ -17,59 +17,35 @@ first half early and librdkafka's next produce of the transaction fails.
 The CI variant runs 8 iterations, the soak variant 60."""
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 import kwire
+from lproxy import LoopbackProxy
 from rilltest import ck_consumer, ck_create_topic, ck_producer, unique
 
 API_END_TXN = 26
 FLEXIBLE_END_TXN = 3  # EndTxn is flexible from v3: the response header has tagged fields
 
 
-class HoldProxy:
-    """Pumps bytes between clients and the broker, one broker connection per
-    client connection, parsing the client's request frames. Once armed, the
-    next EndTxn request is not forwarded: from then on that connection's
-    client side gets nothing more (the client times out and leaves), while
-    its broker side stays open. release() sends the held frame on it and
-    returns the error code of the broker's answer."""
+class HoldProxy(LoopbackProxy):
+    """Pumps bytes between clients and the broker, parsing the client's
+    request frames. Once armed, the next EndTxn request is not forwarded:
+    from then on that connection's client side gets nothing more (the
+    client times out and leaves), while its broker side stays open.
+    release() sends the held frame on it and returns the error code of the
+    broker's answer."""
 
     def __init__(self):
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.target = None
-        self.cv = threading.Condition()
         self.armed = False
         self.held = None  # {"frame", "server", "resp" (bytes the broker sent after the hold)}
-        self.socks = set()
-        self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-            except OSError:
-                c.close()
-                continue
-            for x in (c, s):
-                x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                x.settimeout(None)
-            st = {"held": None}
-            with self.cv:
-                self.socks.update((c, s))
-            threading.Thread(target=self._c2s, args=(c, s, st), daemon=True).start()
-            threading.Thread(target=self._s2c, args=(c, s, st), daemon=True).start()
+    def serve(self, c, s):
+        st = {"held": None}
+        self.spawn(self._c2s, c, s, st)
+        self.spawn(self._s2c, c, s, st)
 
     @staticmethod
     def _close(x):
@@ -99,12 +75,12 @@ class HoldProxy:
                         break
                     frame, buf = buf[:4 + n], buf[4 + n:]
                     api = struct.unpack(">h", frame[4:6])[0] if n >= 2 else -1
-                    with self.cv:
+                    with self.lock:
                         if api == API_END_TXN and self.armed and st["held"] is None:
                             self.armed = False
                             st["held"] = {"frame": frame, "server": s, "resp": b""}
                             self.held = st["held"]
-                            self.cv.notify_all()
+                            self.lock.notify_all()
                     if st["held"] is not None:
                         break
                     out += frame
@@ -122,10 +98,10 @@ class HoldProxy:
                 data = s.recv(65536)
                 if not data:
                     break
-                with self.cv:
+                with self.lock:
                     if st["held"] is not None:
                         st["held"]["resp"] += data
-                        self.cv.notify_all()
+                        self.lock.notify_all()
                         continue
                 c.sendall(data)
         except OSError:
@@ -133,13 +109,13 @@ class HoldProxy:
         self._close(c)
 
     def arm(self):
-        with self.cv:
+        with self.lock:
             self.held = None
             self.armed = True
 
     def wait_held(self, timeout):
-        with self.cv:
-            assert self.cv.wait_for(lambda: self.held is not None, timeout), "no EndTxn reached the proxy"
+        with self.lock:
+            assert self.lock.wait_for(lambda: self.held is not None, timeout), "no EndTxn reached the proxy"
 
     def release(self, timeout=15):
         """Delivers the held EndTxn; returns the broker's error code for it."""
@@ -165,19 +141,12 @@ class HoldProxy:
                 return r.i16()
             return None
 
-        with self.cv:
-            assert self.cv.wait_for(lambda: answer() is not None, timeout), "the broker did not answer the late EndTxn"
+        with self.lock:
+            assert self.lock.wait_for(lambda: answer() is not None, timeout), "the broker did not answer the late EndTxn"
             err = answer()
         self._close(h["server"])
         return err
 
-    def close(self):
-        self.stopping = True
-        self.lsock.close()
-        with self.cv:
-            socks = list(self.socks)
-        for x in socks:
-            self._close(x)
 
 
 def lso(broker, topic):
