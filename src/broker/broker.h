@@ -360,7 +360,7 @@ void bk_handle_describe_producers(bk_req_t *r);
 int bk_pids_load(bk_broker_t *b);
 int64_t bk_pid_allocate(bk_broker_t *b);
 bool bk_pid_issued(bk_broker_t *b, int64_t pid);
-/* The transaction coordinator (txncoord.c, T1-T8). */
+/* The transaction coordinator (txncoord.c, T1-T9). */
 typedef struct bk_txnc bk_txnc_t;
 int bk_txn_start(bk_broker_t *b);
 void bk_txn_stop(bk_broker_t *b);

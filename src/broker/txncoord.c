@@ -61,7 +61,21 @@
  *      whose last record is a tombstone); its next InitProducerId allocates a
  *      new producer id at epoch 0. Ongoing and Prepare* ids are never
  *      removed (T5 aborts an Ongoing one first; it expires after that).
- *  T8. TxnOffsetCommit v3+ carries the consumer's generation, member id and
+ *  T8. A delayed EndTxn never ends a later transaction (the KAFKA-17754
+ *      pattern: a client's EndTxn is held up in the network, the client
+ *      gives up on that connection, retries on a new one, and begins the
+ *      next transaction before the held request arrives). Clients send all
+ *      of a transactional id's coordinator requests on one connection at a
+ *      time and only ever move to a newer one; connection ids grow in
+ *      accept order. So each transaction keeps the newest connection id
+ *      that AddPartitionsToTxn / AddOffsetsToTxn arrived on, and an EndTxn
+ *      for an Ongoing transaction arriving on an older connection is
+ *      refused with INVALID_TXN_STATE, changing nothing. Without KIP-890's
+ *      epoch bump per transaction (not implemented) this is the only
+ *      thing telling the two transactions apart: same producer id, same
+ *      epoch. The floor lives in memory only: a restart closes every
+ *      connection, so no request from before it can arrive after it.
+ *  T9. TxnOffsetCommit v3+ carries the consumer's generation, member id and
  *      group.instance.id; the group coordinator checks them as an
  *      OffsetCommit's (cg_txn_offset_check: UNKNOWN_MEMBER_ID,
  *      ILLEGAL_GENERATION, FENCED_INSTANCE_ID) before any offset is kept, so
@@ -99,6 +113,7 @@ typedef struct bk_txn {
     int nparts, cap;
     struct bk_toff *offs; /* T6: offsets pending until the commit */
     int noffs, offs_cap;
+    uint64_t conn_floor; /* T8: newest connection that added to the transaction (not persisted) */
 } bk_txn_t;
 
 typedef struct bk_toff {
@@ -116,6 +131,7 @@ typedef struct bk_job {
     void *resp;
     rn_loop_t *loop;
     bk_txn_t *t; /* RECOVER / EXPIRE */
+    uint64_t conn_id; /* the request's connection (accept order, T8) */
 } bk_job_t;
 
 struct bk_txnc {
@@ -336,6 +352,11 @@ static void txn_begin(bk_txn_t *t) {
     txn_clear_offs(t);
     t->state = TX_ONGOING;
     t->start_ms = rb_now_ms();
+}
+
+/* T8: the floor only rises (connection ids grow in accept order). */
+static void txn_raise_floor(bk_txn_t *t, uint64_t conn_id) {
+    if (conn_id > t->conn_floor) t->conn_floor = conn_id;
 }
 
 static void txn_put_off(bk_txn_t *t, const char *group, size_t gl, const char *topic, size_t tl, int32_t part,
@@ -686,6 +707,7 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
     if (!err && unknown) err = RB_UNKNOWN_TOPIC_OR_PARTITION;
     if (!err) {
         bool added = false;
+        txn_raise_floor(t, j->conn_id);
         if (t->state != TX_ONGOING) { /* the first partition starts the transaction */
             txn_begin(t);
             added = true;
@@ -753,6 +775,7 @@ static void job_add_offsets(bk_txnc_t *c, bk_job_t *j) {
     int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
                         2);
     if (!err && t->state != TX_ONGOING) txn_begin(t); /* Kafka lets AddOffsetsToTxn start a transaction too */
+    if (!err) txn_raise_floor(t, j->conn_id);
     if (!err && !txn_has_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part)) {
         txn_add_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part);
         t->update_ms = rb_now_ms();
@@ -776,7 +799,7 @@ static void job_txn_offsets(bk_txnc_t *c, bk_job_t *j) {
     BK_ALLOC_ARR(r, resp->topics, nt);
     int err = 0;
     if (req->group_id.len <= 0) err = RB_INVALID_GROUP_ID;
-    /* T8: the consumer's group metadata, checked before anything is kept */
+    /* T9: the consumer's group metadata, checked before anything is kept */
     if (!err && r->r_hdr.api_version >= 3) {
         if (!b->b_coord) err = RB_COORDINATOR_NOT_AVAILABLE;
         else err = cg_txn_offset_check(b->b_coord, req->group_id, req->generation_id, req->member_id,
@@ -833,6 +856,16 @@ static void job_end(bk_txnc_t *c, bk_job_t *j) {
     pthread_mutex_lock(&c->mu);
     int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
                         2);
+    if (!err && t->state == TX_ONGOING && j->conn_id < t->conn_floor) {
+        /* T8: sent before the client moved to a newer connection, which has
+         * since added to this transaction: a delayed EndTxn of an earlier
+         * transaction, never one for this one */
+        rb_warn("txn %s: EndTxn(%s) on connection %llu, older than connection %llu that added to the ongoing "
+                "transaction: refused as a delayed request",
+                t->id, req->committed ? "commit" : "abort", (unsigned long long)j->conn_id,
+                (unsigned long long)t->conn_floor);
+        err = RB_INVALID_TXN_STATE;
+    }
     if (!err) {
         if (t->state == TX_ONGOING) {
             t->state = req->committed ? TX_PREP_COMMIT : TX_PREP_ABORT;
@@ -992,6 +1025,7 @@ static void txn_submit(bk_req_t *r, void *resp, bk_job_kind_t kind) {
     j->r = r;
     j->resp = resp;
     j->loop = rn_conn_loop(r->r_conn);
+    j->conn_id = rn_conn_id(r->r_conn);
     txn_enqueue(r->r_broker->b_txn, j);
 }
 
