@@ -316,6 +316,8 @@ typedef struct {
     int64_t bytes_read;      /* of the segments rewritten */
     int64_t bytes_written;
     int64_t records_removed;
+    int64_t aborted_removed; /* of which records of aborted transactions (S20) */
+    int64_t markers_removed; /* transaction markers removed (S21) */
     int32_t segments;        /* rewritten */
     int64_t map_bytes;       /* memory of the key map */
     int64_t dirty_bytes;     /* bytes of the segments holding [first_dirty, end_offset) */

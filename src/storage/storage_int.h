@@ -302,6 +302,9 @@ void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h
 int st__txn_load(st_log_t *l);
 void st__txn_free(st_log_t *l);
 int64_t st__txn_lso(const st_log_t *l);
+/* The cleaner removed the abort marker of pid at marker_off: its entry
+ * leaves the aborted list (l_mutex held; compact.c, S21). */
+void st__txn_forget_aborted(st_log_t *l, int64_t pid, int64_t marker_off);
 /* On append (l_mutex held): drops expired producers every
  * min(expiration, ST_PRODUCER_EXPIRE_CHECK_MS). */
 void st__pt_maybe_expire(st_log_t *l, int64_t now_ms);

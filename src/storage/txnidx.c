@@ -104,6 +104,15 @@ int64_t st__txn_lso(const st_log_t *l) {
     return lso;
 }
 
+void st__txn_forget_aborted(st_log_t *l, int64_t pid, int64_t marker_off) {
+    for (int i = 0; i < l->l_ntab; i++) {
+        if (l->l_tab[i].pid != pid || l->l_tab[i].last != marker_off) continue;
+        memmove(l->l_tab + i, l->l_tab + i + 1, (size_t)(l->l_ntab - i - 1) * sizeof(*l->l_tab));
+        l->l_ntab--;
+        return;
+    }
+}
+
 void st__txn_free(st_log_t *l) {
     free(l->l_topen);
     free(l->l_tab);
