@@ -201,14 +201,14 @@ static bool cc_producer_last(st_log_t *l, const kp_batch_hdr_t *h) {
     return last;
 }
 
-/* S19 for markers: a marker after the producer's last data batch (or, with
- * no batch in its window since a fence, one at its current epoch) may be
- * what carries its epoch (a fence) to a replay without a snapshot: it stays. */
+/* S19 for markers: the producer's last marker, unless a data batch of the
+ * producer follows it, may be all that carries its epoch (a fence) to a
+ * replay without a snapshot: it stays. */
 static bool cc_marker_last(st_log_t *l, const kp_batch_hdr_t *h) {
     pthread_mutex_lock(&l->l_mutex);
     const st_prod_t *pp = st_pt_find(&l->l_prods, h->producer_id);
-    bool last = pp && (pp->p_n > 0 ? h->base_offset > pp->p_b[pp->p_n - 1].pb_last_off
-                                   : h->producer_epoch >= pp->p_epoch);
+    bool last = st__txn_last_marker(l, h->producer_id) == h->base_offset &&
+                !(pp && pp->p_n > 0 && pp->p_b[pp->p_n - 1].pb_last_off > h->base_offset);
     pthread_mutex_unlock(&l->l_mutex);
     return last;
 }

@@ -15,7 +15,8 @@
  *    marker; every aborted-list entry still has its abort marker;
  *  - markers stay while younger than delete.retention.ms; then those of
  *    transactions with no record left go (an abort marker one pass after
- *    its records), but never a producer's last one (S19).
+ *    its records), but never a producer's last one (S19), also for a
+ *    producer that writes markers only (offsets in __consumer_offsets).
  * The same holds after a clean reopen (the tables rebuilt from the log) and
  * after the open transaction commits.
  */
@@ -210,7 +211,7 @@ static void check(st_log_t *l, int64_t E) {
         if (R[i].off < lso && (R[i].txn < 0 || T[R[i].txn].state == 1)) latest_want[R[i].key] = i;
     /* read_committed as a client filters: a transactional batch of a
      * producer is aborted from an entry's first offset to its marker */
-    bool aborted_now[NPID] = {false};
+    bool aborted_now[NPID + 1] = {false};
     int ai = 0;
     for (int i = 0; i < ns; i++) {
         const seen_t *s = &S[i];
@@ -285,6 +286,10 @@ static void test_model(void **state) {
     f->cfg.min_cleanable_dirty_ratio = 0;
     fx_open(f);
     for (int i = 0; i < NPID; i++) open_txn[i] = -1;
+    /* 104 writes markers only, as a transaction with only offsets does in
+     * __consumer_offsets: they go but its last one */
+    int64_t only[100];
+    int nonly = 0;
     /* producers 101 and 102 commit or abort; 103 commits or aborts until
      * its last transaction, which stays open */
     for (int op = 0; op < 500; op++) {
@@ -292,8 +297,10 @@ static void test_model(void **state) {
         int what = (int)(rnd() % 10);
         if (what < 4) data_batch(f->l, pi, 1 + (int)(rnd() % 3), -1);
         else if (what < 6 && open_txn[pi] >= 0) end_txn(f->l, pi, rnd() % 2 == 0);
+        else if (what == 6 && rnd() % 8 == 0) assert_int_equal(stt_marker(f->l, 104, 0, true, &only[nonly++]), 0);
         else data_batch(f->l, -1, 1 + (int)(rnd() % 3), -1);
     }
+    assert_true(nonly > 3);
     for (int pi = 0; pi < 2; pi++) { /* each ends with a committed batch of its own key */
         if (open_txn[pi] >= 0) end_txn(f->l, pi, false);
         data_batch(f->l, pi, 1, 10 + pi);
@@ -363,6 +370,7 @@ static void test_model(void **state) {
     for (int pi = 0; pi < NPID; pi++)
         if (last_marker[pi] >= 0) assert_true(marker_present(last_marker[pi]));
     assert_true(marker_present(fence));
+    for (int i = 0; i < nonly; i++) assert_int_equal(marker_present(only[i]), i == nonly - 1);
 
     /* a clean reopen rebuilds the tables from what is left */
     stt_fx_close(f);
