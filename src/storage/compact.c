@@ -1,6 +1,7 @@
 /*
  * compact.c — log compaction (cleanup.policy=compact) on the manager's
- * cleaner thread, and the crash-safe swap of cleaned segments (S9-S12).
+ * cleaner thread, and the crash-safe swap of cleaned segments (S9-S12;
+ * with transactions S19-S21).
  *
  * A pass over one log:
  *   1. under l_mutex: pick the sealed segments wholly below the last

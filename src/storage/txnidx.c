@@ -9,6 +9,8 @@
  * Both tables live under l_mutex and are small: one entry per producer with
  * an open transaction, one per aborted transaction still in the log. The
  * aborted list is ordered by marker offset (markers are appended in order).
+ * A third, for the cleaner (S19), holds each producer's last marker offset;
+ * the cleaner drops the entry of an abort marker it removed (S21).
  */
 #include "storage/storage_int.h"
 
