@@ -163,7 +163,7 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
         for off, (k, v) in pending.items():
             model[off] = (k, v, "a", pending_txn)
         pending = {}
-        pp = ck_producer(b, **{"acks": "all", "linger.ms": 5})
+        pp = ck_producer(b, **{"acks": "all", "linger.ms": 5, "batch.num.messages": 40})
         for t in range(rng.randint(10, 25)):
             commit = rng.randrange(3) != 0
             d = Delivery()
@@ -199,6 +199,18 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
             pending_txn = (cycle, "open")
         stage = os.path.join(b.partition_dir(topic, 0), "cleaner-staging")
         if cycle % 2 == 0:
+            # aim at a pass in flight: a segment's worth of plain records
+            # makes new dirty data, then kill as soon as the staging dir
+            # shows (or after 2 s)
+            if not pending:
+                dp = Delivery()
+                for i in range(120):
+                    pp.produce(topic, key=b"k%d" % rng.randrange(40), value=b"q%d-%d-%s" % (cycle, i, b"z" * 60),
+                               on_delivery=dp)
+                ck_produce_sync(pp, 60)
+                assert not dp.errors(), "seed %d: %s" % (seed, dp.errors()[:3])
+                for m in dp.ok():
+                    model[m.offset()] = (m.key(), m.value(), "c", None)
             deadline = time.monotonic() + 2
             while not os.path.exists(stage) and time.monotonic() < deadline:
                 time.sleep(0.0005)
