@@ -35,10 +35,10 @@ def cleaner_offset(broker, topic):
     return -1
 
 
-def read_all(broker, topic):
-    c = ck_consumer(broker)
-    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)
-    assert lo == 0
+def read_values(broker, topic, isolation, upto):
+    """offset -> (key, value) a consumer with this isolation level returns
+    from 0 until it returned offset upto (or everything when upto < 0)."""
+    c = ck_consumer(broker, isolation_level=isolation)
     c.assign([TopicPartition(topic, 0, 0)])
     out, last = {}, [-1]
 
@@ -48,10 +48,35 @@ def read_all(broker, topic):
             assert m.offset() > last[0]
             last[0] = m.offset()
             out[m.offset()] = (m.key(), m.value())
-        return last[0] >= hi - 1
-    wait_until(done, 60, "a full read up to %d" % hi)
+        return last[0] >= upto
+    if upto >= 0:
+        wait_until(done, 60, "a %s read up to %d" % (isolation, upto))
     c.close()
-    return out, hi
+    return out
+
+
+def read_all(broker, topic):
+    c = ck_consumer(broker)
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=20)
+    c.close()
+    assert lo == 0
+    return read_values(broker, topic, "read_uncommitted", hi - 1), hi
+
+
+def kill9_in_pass(b, topic, rng, aim):
+    """kill -9: with aim, as soon as a pass's staging dir shows (or after
+    2 s) plus up to 10 ms, else at a random moment; True if the kill left a
+    pass's files staged."""
+    stage = os.path.join(b.partition_dir(topic, 0), "cleaner-staging")
+    if aim:
+        deadline = time.monotonic() + 2
+        while not os.path.exists(stage) and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        time.sleep(rng.uniform(0, 0.01))
+    else:
+        time.sleep(rng.uniform(0, 0.25))  # a random moment to kill at, not a wait for a condition
+    b.kill9()
+    return os.path.exists(stage)
 
 
 def test_kill9_during_compaction(broker_factory):
@@ -74,18 +99,8 @@ def test_kill9_during_compaction(broker_factory):
         assert not d.errors(), "seed %d: %s" % (seed, d.errors()[:3])
         for m in d.ok():
             model[m.offset()] = (m.key(), m.value())
-        stage = os.path.join(b.partition_dir(topic, 0), "cleaner-staging")
-        if cycle % 2 == 0:
-            # aim at a pass in flight: kill as soon as its staging dir shows (or after 2 s)
-            deadline = time.monotonic() + 2
-            while not os.path.exists(stage) and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            time.sleep(rng.uniform(0, 0.01))
-        else:
-            time.sleep(rng.uniform(0, 0.25))  # a random moment to kill at, not a wait for a condition
-        b.kill9()
-        if os.path.exists(stage):
-            staged_kills += 1
+        # every other cycle aims at a pass in flight
+        staged_kills += kill9_in_pass(b, topic, rng, cycle % 2 == 0)
         b.start()
         got, hi = read_all(b, topic)
         assert hi == max(model) + 1, "seed %d cycle %d: high watermark %d, acknowledged up to %d" % (
@@ -112,26 +127,6 @@ def test_kill9_during_compaction(broker_factory):
 TXN_CYCLES = 10
 
 
-def read_values(broker, topic, isolation, upto):
-    """offset -> (key, value) a consumer with this isolation level returns
-    from 0 until it returned offset upto (or everything when upto < 0)."""
-    c = ck_consumer(broker, isolation_level=isolation)
-    c.assign([TopicPartition(topic, 0, 0)])
-    out, last = {}, [-1]
-
-    def done():
-        for m in c.consume(num_messages=1000, timeout=0.2):
-            assert m.error() is None, m.error()
-            assert m.offset() > last[0]
-            last[0] = m.offset()
-            out[m.offset()] = (m.key(), m.value())
-        return last[0] >= upto
-    if upto >= 0:
-        wait_until(done, 60, "a %s read up to %d" % (isolation, upto))
-    c.close()
-    return out
-
-
 def test_kill9_during_compaction_with_transactions(broker_factory):
     """kill -9 while the cleaner works on transactional data (bounded:
     TXN_CYCLES cycles). Each cycle: a transactional producer (same
@@ -156,6 +151,15 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
     pending = {}      # the open transaction the last kill left: offset -> (key, value)
     pending_txn = None
     staged_kills = 0
+
+    def plain(pp, n, tag):
+        dp = Delivery()
+        for i in range(n):
+            pp.produce(topic, key=b"k%d" % rng.randrange(40), value=b"%s-%d" % (tag, i), on_delivery=dp)
+        ck_produce_sync(pp, 60)
+        assert not dp.errors(), "seed %d: %s" % (seed, dp.errors()[:3])
+        for m in dp.ok():
+            model[m.offset()] = (m.key(), m.value(), "c", None)
     for cycle in range(TXN_CYCLES):
         p = ck_producer(b, **{"transactional_id": tid, "linger.ms": 5, "batch.num.messages": 40,
                               "compression.type": rng.choice(["none", "gzip", "zstd"])})
@@ -181,13 +185,7 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
             for m in d.ok():
                 model[m.offset()] = (m.key(), m.value(), "c" if commit else "a", (cycle, t))
             if rng.randrange(3) == 0:
-                dp = Delivery()
-                for i in range(rng.randint(1, 20)):
-                    pp.produce(topic, key=b"k%d" % rng.randrange(40), value=b"p%d-%d-%d" % (cycle, t, i), on_delivery=dp)
-                ck_produce_sync(pp, 60)
-                assert not dp.errors(), "seed %d: %s" % (seed, dp.errors()[:3])
-                for m in dp.ok():
-                    model[m.offset()] = (m.key(), m.value(), "c", None)
+                plain(pp, rng.randint(1, 20), b"p%d-%d" % (cycle, t))
         if cycle % 3 == 1:  # a transaction left open by the kill
             d = Delivery()
             p.begin_transaction()
@@ -197,29 +195,11 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
             assert not d.errors(), "seed %d: %s" % (seed, d.errors()[:3])
             pending = {m.offset(): (m.key(), m.value()) for m in d.ok()}
             pending_txn = (cycle, "open")
-        stage = os.path.join(b.partition_dir(topic, 0), "cleaner-staging")
-        if cycle % 2 == 0:
-            # aim at a pass in flight: a segment's worth of plain records
-            # makes new dirty data, then kill as soon as the staging dir
-            # shows (or after 2 s)
-            if not pending:
-                dp = Delivery()
-                for i in range(120):
-                    pp.produce(topic, key=b"k%d" % rng.randrange(40), value=b"q%d-%d-%s" % (cycle, i, b"z" * 60),
-                               on_delivery=dp)
-                ck_produce_sync(pp, 60)
-                assert not dp.errors(), "seed %d: %s" % (seed, dp.errors()[:3])
-                for m in dp.ok():
-                    model[m.offset()] = (m.key(), m.value(), "c", None)
-            deadline = time.monotonic() + 2
-            while not os.path.exists(stage) and time.monotonic() < deadline:
-                time.sleep(0.0005)
-            time.sleep(rng.uniform(0, 0.01))
-        else:
-            time.sleep(rng.uniform(0, 0.25))  # a random moment to kill at, not a wait for a condition
-        b.kill9()
-        if os.path.exists(stage):
-            staged_kills += 1
+        if cycle % 2 == 0 and not pending:
+            # aiming at a pass in flight: a segment's worth of plain records
+            # makes new dirty data
+            plain(pp, 120, b"q%d" % cycle + b"z" * 60)
+        staged_kills += kill9_in_pass(b, topic, rng, cycle % 2 == 0)
         b.start()
         what = "seed %d cycle %d" % (seed, cycle)
         committed = [off for off in sorted(model) if model[off][2] == "c"]
@@ -246,7 +226,7 @@ def test_kill9_during_compaction_with_transactions(broker_factory):
         last_txn = pending_txn if pending else model[max(o for o in model if model[o][3] is not None)][3]
         left = [off for off in raw if off < e and off in model and model[off][2] == "a" and model[off][3] != last_txn]
         assert not left, "%s: aborted records below the cleaner checkpoint %d: %s" % (what, e, left[:5])
-        assert not os.path.exists(stage)
+        assert not os.path.exists(os.path.join(b.partition_dir(topic, 0), "cleaner-staging"))
         del p, pp
     finished = b.log_text().count("finishing an interrupted compaction swap")
     removed = sum(int(x) for x in re.findall(r"\((\d+) aborted\)", b.log_text()))
