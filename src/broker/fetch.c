@@ -164,7 +164,9 @@ static void bk_fetch_build(bk_fetch_t *f) {
             pd->log_start_offset = rd.log_start_offset;
             if (committed) {
                 /* only whole batches below the LSO, and the aborted
-                 * transactions of that range for the client to filter (S18) */
+                 * transactions of that range for the client to filter (S18),
+                 * taken after the read: the cleaner drops an abort marker's
+                 * entry with its segments (S21) */
                 st_aborted_txn_t *ab = NULL;
                 int nab = 0;
                 st_log_txn_view(p->p_log, fp->fetch_offset, lso, &lso, &ab, &nab);

@@ -1,27 +1,35 @@
 /*
  * compact.c — log compaction (cleanup.policy=compact) on the manager's
- * cleaner thread, and the crash-safe swap of cleaned segments (S9-S12).
+ * cleaner thread, and the crash-safe swap of cleaned segments (S9-S12;
+ * with transactions S19-S21).
  *
  * A pass over one log:
- *   1. under l_mutex: pick the sealed segments wholly below the high
- *      watermark (never the active one), minus those younger than
+ *   1. under l_mutex: pick the sealed segments wholly below the last
+ *      stable offset (at most the high watermark; never the active one, never
+ *      an open transaction's records, S20), minus those younger than
  *      min.compaction.lag.ms; decide from the dirty ratio (bytes at or after
  *      the cleaner checkpoint over all of them) or max.compaction.lag.ms
- *      whether to clean; take references. Nothing else runs under the lock.
+ *      whether to clean; take references and a copy of the aborted
+ *      transactions that can touch them (S18). Nothing else runs under the lock.
  *   2. write the recovery checkpoint (so the recovery point covers every
  *      segment this pass may rewrite, which recovery relies on, S10);
- *   3. map: read the dirty records from the checkpoint on, key -> latest
- *      offset, within the memory budget; where the budget ends, the pass ends
+ *   3. map: read the dirty records from the checkpoint on (plain ones and
+ *      those of committed transactions; never markers or aborted records),
+ *      key -> latest offset, within the memory budget; where the budget ends, the pass ends
  *      (end offset E), and the rest waits for the next pass;
  *   4. group the selected segments with base < E (consecutive ones whose
  *      sizes add up to at most segment.bytes) and write each group's
  *      cleaned copy into `<partition>/cleaner-staging/` (the group's first
  *      base, same offsets: a record is
  *      dropped when its key has a later offset in the map, or it is a
- *      tombstone older than delete.retention.ms; records at or after E, null
- *      keys, transactional and control batches are kept verbatim; a batch
+ *      tombstone older than delete.retention.ms, or its batch belongs to an
+ *      aborted transaction (S20); a marker is dropped once no record of its
+ *      transaction remains and it is older than delete.retention.ms (S21);
+ *      records at or after E, null keys and each producer's last batch
+ *      (S19) are kept verbatim; a batch
  *      that loses records is rebuilt with the same base offset,
- *      lastOffsetDelta, base timestamp and producer fields, the kept
+ *      lastOffsetDelta, base timestamp, attributes (transactional bit
+ *      included) and producer fields, the kept
  *      records' largest timestamp as max timestamp (CreateTime), and
  *      recompressed with its codec), build its indexes, fdatasync all of it and the
  *      staging dir;
@@ -31,7 +39,8 @@
  *      commit point; rename every staged file over its original, unlink the
  *      merged segments, fsync the partition dir, swap the segments in
  *      memory under l_mutex (readers holding the old ones keep their fds),
- *      remove `cleaner-swap` and fsync the dir again;
+ *      drop the removed abort markers' entries from the aborted list (same
+ *      l_mutex section), remove `cleaner-swap` and fsync the dir again;
  *   6. the cleaner checkpoint becomes E (written with the other checkpoints).
  * A failure before the commit point removes the staging dir (the old
  * segments stay); a failure after it makes the log fatal and the next open
@@ -182,13 +191,6 @@ static int cc_records(cc_rd_t *r, const kp_batch_hdr_t *h, const uint8_t **p, si
     return 0;
 }
 
-static bool cc_keep_verbatim(const kp_batch_hdr_t *h) {
-    /* transactional and control batches: a marker is never dropped while
-     * records of its transaction stay, nor an aborted record kept without
-     * its marker (S18: both stay) */
-    return (h->attributes & (KP_ATTR_TRANSACTIONAL | KP_ATTR_CONTROL)) != 0;
-}
-
 /* S19: the last batch of a producer keeps its sequence state readable from
  * the log (a replay without a snapshot, D22): it is never rewritten. */
 static bool cc_producer_last(st_log_t *l, const kp_batch_hdr_t *h) {
@@ -198,6 +200,38 @@ static bool cc_producer_last(st_log_t *l, const kp_batch_hdr_t *h) {
     bool last = pp && pp->p_n > 0 && pp->p_b[pp->p_n - 1].pb_last_off == st__hdr_last(h);
     pthread_mutex_unlock(&l->l_mutex);
     return last;
+}
+
+/* S19 for markers: the producer's last marker, unless a data batch of the
+ * producer follows it, may be all that carries its epoch (a fence) to a
+ * replay without a snapshot: it stays. */
+static bool cc_marker_last(st_log_t *l, const kp_batch_hdr_t *h) {
+    pthread_mutex_lock(&l->l_mutex);
+    const st_prod_t *pp = st_pt_find(&l->l_prods, h->producer_id);
+    bool last = st__txn_last_marker(l, h->producer_id) == h->base_offset &&
+                !(pp && pp->p_n > 0 && pp->p_b[pp->p_n - 1].pb_last_off > h->base_offset);
+    pthread_mutex_unlock(&l->l_mutex);
+    return last;
+}
+
+/* ---- transactions in a pass ----
+ * Which transaction a batch belongs to follows from the log's order: a
+ * producer's transactional batches up to its next marker. The pass reads
+ * every batch from the first segment to its end offset in order, so for
+ * each producer it knows whether a batch of its current transaction was
+ * read (seen) and whether one was written to the cleaned copy (kept) when
+ * it reaches the marker; every record of that transaction lies before the
+ * marker, hence in the pass's range. */
+typedef struct {
+    int64_t pid;  /* -1: empty slot */
+    bool seen;    /* a batch of its current transaction was read in this pass ... */
+    bool kept;    /* ... and one of them is kept */
+} cc_txn_t;
+
+static int cc_ab_cmp(const void *a, const void *b) {
+    const st_aborted_txn_t *x = a, *y = b;
+    if (x->pid != y->pid) return x->pid < y->pid ? -1 : 1;
+    return x->first < y->first ? -1 : x->first > y->first;
 }
 
 /* ---- the pass ---- */
@@ -221,7 +255,63 @@ typedef struct {
     rb_buf_t wbuf, out, plain;
     cc_rd_t rd;
     st_clean_stats_t *st;
+    st_aborted_txn_t *ab;   /* the aborted transactions of the range (S18), by (pid, first) */
+    int nab;
+    cc_txn_t *tx;           /* per producer: its current transaction (open addressing) */
+    size_t txcap, ntx;
+    st_aborted_txn_t *gone; /* abort markers removed: their aborted-list entries go at the swap */
+    int ngone, gone_cap;
 } cc_pass_t;
+
+/* The transactional batch h belongs to an aborted transaction: one of its
+ * producer's aborted entries has first <= base <= marker offset. */
+static bool cc_aborted(const cc_pass_t *p, const kp_batch_hdr_t *h) {
+    if (!(h->attributes & KP_ATTR_TRANSACTIONAL) || h->producer_id < 0) return false;
+    int lo = 0, hi = p->nab; /* first entry > (pid, base) */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        const st_aborted_txn_t *a = &p->ab[mid];
+        if (a->pid < h->producer_id || (a->pid == h->producer_id && a->first <= h->base_offset)) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo == 0) return false;
+    const st_aborted_txn_t *a = &p->ab[lo - 1];
+    return a->pid == h->producer_id && h->base_offset <= a->last;
+}
+
+static cc_txn_t *cc_txn(cc_pass_t *p, int64_t pid) {
+    if ((p->ntx + 1) * 4 > p->txcap * 3) {
+        size_t nc = p->txcap ? p->txcap * 2 : 64;
+        cc_txn_t *nt = malloc(nc * sizeof(*nt));
+        if (!nt) abort();
+        for (size_t i = 0; i < nc; i++) nt[i].pid = -1;
+        for (size_t i = 0; i < p->txcap; i++) {
+            if (p->tx[i].pid < 0) continue;
+            size_t j = (size_t)((uint64_t)p->tx[i].pid * 0x9E3779B97F4A7C15ull >> 32) & (nc - 1);
+            while (nt[j].pid >= 0) j = (j + 1) & (nc - 1);
+            nt[j] = p->tx[i];
+        }
+        free(p->tx);
+        p->tx = nt;
+        p->txcap = nc;
+    }
+    size_t j = (size_t)((uint64_t)pid * 0x9E3779B97F4A7C15ull >> 32) & (p->txcap - 1);
+    while (p->tx[j].pid >= 0 && p->tx[j].pid != pid) j = (j + 1) & (p->txcap - 1);
+    if (p->tx[j].pid < 0) {
+        p->tx[j].pid = pid;
+        p->tx[j].seen = p->tx[j].kept = false;
+        p->ntx++;
+    }
+    return &p->tx[j];
+}
+
+/* A transactional data batch of h's producer was read; kept: written out. */
+static void cc_txn_note(cc_pass_t *p, const kp_batch_hdr_t *h, bool kept) {
+    if (!(h->attributes & KP_ATTR_TRANSACTIONAL) || h->producer_id < 0) return;
+    cc_txn_t *t = cc_txn(p, h->producer_id);
+    t->seen = true;
+    if (kept) t->kept = true;
+}
 
 /* Step 3: the map over [first_dirty, end of the selected segments). */
 static int cc_build_map(cc_pass_t *p, int64_t limit_off) {
@@ -235,7 +325,9 @@ static int cc_build_map(cc_pass_t *p, int64_t limit_off) {
         kp_batch_hdr_t h;
         int rc;
         while ((rc = cc_next(&p->rd, &h)) == 1) {
-            if (st__hdr_last(&h) < p->first_dirty || cc_keep_verbatim(&h)) continue;
+            /* markers carry no key; aborted records never enter the map, so
+             * one never shadows a committed record of its key (S20) */
+            if (st__hdr_last(&h) < p->first_dirty || (h.attributes & KP_ATTR_CONTROL) || cc_aborted(p, &h)) continue;
             const uint8_t *recs;
             size_t n;
             if ((rc = cc_records(&p->rd, &h, &recs, &n))) return rc;
@@ -275,13 +367,53 @@ static int cc_flush(cc_pass_t *p, int fd, int64_t *pos) {
     return 0;
 }
 
-/* Filters one batch (in p->rd.buf) into p->wbuf. */
-static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete_ms) {
+/* A marker (in p->rd.buf) below the end offset goes (S21) when no record
+ * of its transaction remains in the log (a commit: none kept in this pass;
+ * an abort: none even read in this pass, i.e. an earlier pass removed them
+ * all, so a fetch that read the old segments never meets an aborted-list
+ * entry without its marker), it is older than delete.retention.ms, and it
+ * is not its producer's last (S19). Else it is copied verbatim. Either way
+ * the producer's next transactional batch starts a new transaction. */
+static int cc_filter_marker(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete_ms) {
     size_t size = (size_t)st__hdr_size(h);
-    if (cc_keep_verbatim(h) || h->base_offset >= p->end || cc_producer_last(p->l, h)) {
+    cc_txn_t *t = h->producer_id >= 0 ? cc_txn(p, h->producer_id) : NULL;
+    bool commit = true;
+    bool drop = t && st__hdr_last(h) < p->end && st_marker_parse(p->rd.buf, size, &commit) == 0 &&
+                (commit ? !t->kept : !t->seen) && h->max_timestamp >= 0 &&
+                p->now_ms - h->max_timestamp > delete_ms && !cc_marker_last(p->l, h);
+    if (t) t->seen = t->kept = false;
+    if (!drop) {
         rb_buf_put(&p->wbuf, p->rd.buf, size);
         return 0;
     }
+    p->st->markers_removed++;
+    if (!commit) {
+        if (p->ngone == p->gone_cap) {
+            int nc = p->gone_cap ? p->gone_cap * 2 : 16;
+            st_aborted_txn_t *ng = realloc(p->gone, (size_t)nc * sizeof(*ng));
+            if (!ng) abort();
+            p->gone = ng;
+            p->gone_cap = nc;
+        }
+        p->gone[p->ngone].pid = h->producer_id;
+        p->gone[p->ngone].first = -1;
+        p->gone[p->ngone].last = h->base_offset;
+        p->ngone++;
+    }
+    return 0;
+}
+
+/* Filters one batch (in p->rd.buf) into p->wbuf. */
+static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete_ms) {
+    size_t size = (size_t)st__hdr_size(h);
+    if (h->attributes & KP_ATTR_CONTROL) return cc_filter_marker(p, h, delete_ms);
+    if (h->base_offset >= p->end || cc_producer_last(p->l, h)) {
+        rb_buf_put(&p->wbuf, p->rd.buf, size);
+        cc_txn_note(p, h, true);
+        return 0;
+    }
+    /* S20: a batch of an aborted transaction loses every record */
+    bool aborted = cc_aborted(p, h);
     const uint8_t *recs;
     size_t n;
     int rc = cc_records(&p->rd, h, &recs, &n);
@@ -297,8 +429,8 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
         kp_record_t rec;
         if (kp_record_next(&rd, &rec)) return RB_KAFKA_STORAGE_ERROR;
         int64_t off = h->base_offset + rec.offset_delta;
-        bool keep = true;
-        if (rec.key.len >= 0 && off < p->end) {
+        bool keep = !aborted;
+        if (keep && rec.key.len >= 0 && off < p->end) {
             int64_t latest = cc_get(&p->map, rec.key.p, (size_t)rec.key.len);
             if (latest > off) keep = false;                      /* superseded */
             else if (rec.value.len < 0 && tomb_old) keep = false; /* an expired tombstone */
@@ -310,11 +442,13 @@ static int cc_filter_batch(cc_pass_t *p, const kp_batch_hdr_t *h, int64_t delete
             if (ts > max_ts) max_ts = ts;
         }
     }
+    cc_txn_note(p, h, kept > 0);
     if (kept == h->records_count) {
         rb_buf_put(&p->wbuf, p->rd.buf, size);
         return 0;
     }
     p->st->records_removed += h->records_count - kept;
+    if (aborted) p->st->aborted_removed += h->records_count;
     if (kept == 0) return 0;
     /* rebuild: same header fields but count, length and CRC */
     size_t start = p->wbuf.len;
@@ -545,6 +679,9 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
             if (l->l_rcache[i].rc_seg_base == jb->src->seg_base) l->l_rcache[i].rc_off = -1;
     }
     cc_fix_max_ts(l, p->jobs[0].src->seg_base, p->swapped_end);
+    /* removed abort markers leave the aborted list with their segments, so
+     * no fetch after the swap lists a transaction whose marker is gone */
+    for (int i = 0; i < p->ngone; i++) st__txn_forget_aborted(l, p->gone[i].pid, p->gone[i].last);
     pthread_mutex_unlock(&l->l_mutex);
     if (unlink(swap) < 0) return -errno;
     return rb_fsync_dir(l->l_dir);
@@ -580,10 +717,13 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
         pthread_mutex_unlock(&l->l_mutex);
         return 0;
     }
+    /* S20: the cleanable range ends at the last stable offset (at most the
+     * high watermark): an open transaction's records are never touched */
+    int64_t lso = st__txn_lso(l);
     int n = 0;
     while (n < l->l_nsegs - 1) {
         st_seg_t *s = l->l_segs[n];
-        if (!s->seg_sealed || l->l_segs[n + 1]->seg_base > l->l_hw) break;
+        if (!s->seg_sealed || l->l_segs[n + 1]->seg_base > lso) break;
         if (cfg.min_compaction_lag_ms > 0 && now_ms - seg_ts(s) < cfg.min_compaction_lag_ms) break;
         n++;
     }
@@ -614,7 +754,19 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
     }
     p.njobs = n;
     int64_t limit_off = p.jobs[n - 1].next_base;
+    /* the aborted transactions that can touch the range: every one whose
+     * marker lies below the LSO is already listed (S18) */
+    for (int i = 0; i < l->l_ntab; i++)
+        if (l->l_tab[i].first < limit_off) p.nab++;
+    if (p.nab) {
+        p.ab = malloc((size_t)p.nab * sizeof(*p.ab));
+        if (!p.ab) abort();
+        p.nab = 0;
+        for (int i = 0; i < l->l_ntab; i++)
+            if (l->l_tab[i].first < limit_off) p.ab[p.nab++] = l->l_tab[i];
+    }
     pthread_mutex_unlock(&l->l_mutex);
+    if (p.nab > 1) qsort(p.ab, (size_t)p.nab, sizeof(*p.ab), cc_ab_cmp);
     p.first_dirty = first_dirty;
     snprintf(p.stage, sizeof(p.stage), "%s/%s", l->l_dir, ST_STAGE_DIR);
     rb_buf_init(&p.wbuf);
@@ -674,9 +826,11 @@ int st_log_compact_run(st_log_t *l, int64_t now_ms, int64_t budget, st_clean_sta
     atomic_fetch_add(&m->m_cc_passes, 1);
     stats->elapsed_ms = rb_mono_ms() - t0;
     rb_info("storage: %s: compacted [%" PRId64 ", %" PRId64 "): %d segment(s), %" PRId64 " -> %" PRId64
-            " bytes, %" PRId64 " record(s) removed, dirty %" PRId64 " bytes, map %" PRId64 " bytes, %" PRId64 " ms",
+            " bytes, %" PRId64 " record(s) removed (%" PRId64 " aborted), %" PRId64 " marker(s) removed, dirty %" PRId64
+            " bytes, map %" PRId64 " bytes, %" PRId64 " ms",
             l->l_dir, p.first_dirty, p.end, stats->segments, stats->bytes_read, stats->bytes_written,
-            stats->records_removed, stats->dirty_bytes, stats->map_bytes, stats->elapsed_ms);
+            stats->records_removed, stats->aborted_removed, stats->markers_removed, stats->dirty_bytes,
+            stats->map_bytes, stats->elapsed_ms);
     rc = 1;
     goto done;
 fail:
@@ -708,6 +862,9 @@ done:
         st__seg_unref(p.jobs[j].src);
     }
     free(p.jobs);
+    free(p.ab);
+    free(p.tx);
+    free(p.gone);
     cc_map_free(&p.map);
     rb_buf_free(&p.wbuf);
     rb_buf_free(&p.out);

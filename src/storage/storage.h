@@ -54,12 +54,14 @@
  *      segment's base. Appends, reads and the flusher never wait for it
  *      beyond a short l_mutex section.
  *  S9. Compaction (cleanup.policy compact, compact.c) rewrites only sealed
- *      segments wholly below the high watermark, never the active one; it
- *      keeps offsets (a segment keeps its base even if its first records
- *      go), never moves the log start offset, keeps null-key records and
- *      transactional/control batches verbatim, and below a pass's end offset
- *      E drops a record only when a later record of its key lies below E,
- *      or when it is a tombstone older than delete_retention_ms.
+ *      segments wholly below the last stable offset (S20; at most the high
+ *      watermark), never the active one; it keeps offsets (a segment keeps
+ *      its base even if its first records go), never moves the log start
+ *      offset, keeps null-key records, and below a pass's end offset E
+ *      drops a record only when a later record of its key (plain or of a
+ *      committed transaction) lies below E, when it is a tombstone older
+ *      than delete_retention_ms, or when it belongs to an aborted
+ *      transaction (S20); a marker only as S21 says.
  *  S10. Gaps: offsets inside and between compacted segments may jump;
  *      reads skip them (a removed offset reads as the next batch, an empty
  *      segment as the next segment). Before a pass the recovery checkpoint
@@ -121,13 +123,35 @@
  *      and the aborted list are rebuilt at open from every batch header of
  *      every segment (the log is the index: nothing extra is persisted, so
  *      recovery's truncation and retention are reflected by construction).
- *      Compaction keeps transactional and control batches verbatim (S9), so
- *      an aborted record is never kept while its marker is dropped.
+ *      Compaction never drops a marker while a record of its transaction
+ *      stays (S21), so the rebuild still pairs every remaining transactional
+ *      record with its own marker.
  *  S19. The cleaner never rewrites the batch holding a producer's last
  *      sequence (the last batch the producer state records for it): it is
- *      copied verbatim even when all its records are superseded, so a
- *      replay of the log without a snapshot still finds every live
- *      producer's last sequence (closes docs/durability.md D22's gap).
+ *      copied verbatim even when all its records are superseded or aborted,
+ *      so a replay of the log without a snapshot still finds every live
+ *      producer's last sequence (closes docs/durability.md D22's gap). Nor
+ *      does it drop a producer's last marker (the log tracks each
+ *      producer's last marker offset) unless a data batch of the producer
+ *      follows it: a fence may be all that carries the producer's epoch.
+ *  S20. Compaction and transactions: the cleanable range ends at the LSO
+ *      (S17), so an open transaction's records are never mapped or
+ *      rewritten. Records of committed transactions enter the key map and
+ *      are dropped like plain ones; a rebuilt batch keeps its attributes
+ *      (transactional bit), producer id, epoch, base sequence, base offset
+ *      and lastOffsetDelta. Batches of aborted transactions (a producer's
+ *      transactional batch within an aborted-list entry of that producer)
+ *      never enter the key map, so they never cause a committed record's
+ *      removal, and lose all their records (but S19's batch).
+ *  S21. A pass reads every batch from the first segment to its end in
+ *      order; a marker below the end is dropped when no batch of its
+ *      transaction is kept (commit) or none was even read in this pass
+ *      (abort: an earlier pass removed them all), it is older than
+ *      delete_retention_ms (its max timestamp) and it is not S19's last
+ *      marker. A dropped abort marker's entry leaves the aborted list in
+ *      the same l_mutex section as the segment swap; a read_committed fetch
+ *      reads its data before it takes the aborted list, so it never gets an
+ *      entry without its marker in data it could filter wrongly.
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -316,6 +340,8 @@ typedef struct {
     int64_t bytes_read;      /* of the segments rewritten */
     int64_t bytes_written;
     int64_t records_removed;
+    int64_t aborted_removed; /* of which records of aborted transactions (S20) */
+    int64_t markers_removed; /* transaction markers removed (S21) */
     int32_t segments;        /* rewritten */
     int64_t map_bytes;       /* memory of the key map */
     int64_t dirty_bytes;     /* bytes of the segments holding [first_dirty, end_offset) */

@@ -133,6 +133,8 @@ struct st_log {
     int l_ntopen, l_topen_cap;
     st_aborted_txn_t *l_tab;    /* aborted transactions, by marker offset (S18) */
     int l_ntab, l_tab_cap;
+    st_txn_open_t *l_lastmk;    /* per producer: offset of its last marker in the log (S19) */
+    int l_nlastmk, l_lastmk_cap;
 
     /* guarded by m_mutex */
     struct st_log *l_next;      /* manager's list of open logs */
@@ -302,6 +304,11 @@ void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h
 int st__txn_load(st_log_t *l);
 void st__txn_free(st_log_t *l);
 int64_t st__txn_lso(const st_log_t *l);
+/* The cleaner removed the abort marker of pid at marker_off: its entry
+ * leaves the aborted list (l_mutex held; compact.c, S21). */
+void st__txn_forget_aborted(st_log_t *l, int64_t pid, int64_t marker_off);
+/* The offset of pid's last marker in the log, or -1 (l_mutex held). */
+int64_t st__txn_last_marker(const st_log_t *l, int64_t pid);
 /* On append (l_mutex held): drops expired producers every
  * min(expiration, ST_PRODUCER_EXPIRE_CHECK_MS). */
 void st__pt_maybe_expire(st_log_t *l, int64_t now_ms);

@@ -9,6 +9,8 @@
  * Both tables live under l_mutex and are small: one entry per producer with
  * an open transaction, one per aborted transaction still in the log. The
  * aborted list is ordered by marker offset (markers are appended in order).
+ * A third, for the cleaner (S19), holds each producer's last marker offset;
+ * the cleaner drops the entry of an abort marker it removed (S21).
  */
 #include "storage/storage_int.h"
 
@@ -62,6 +64,26 @@ static void *grow(void *p, int *cap, size_t elem) {
     return np;
 }
 
+/* S19: the cleaner keeps each producer's last marker (it may be all that
+ * tells a replay the producer's epoch); markers come in offset order. */
+static void txn_note_marker(st_log_t *l, int64_t pid, int64_t off) {
+    for (int i = 0; i < l->l_nlastmk; i++)
+        if (l->l_lastmk[i].pid == pid) {
+            l->l_lastmk[i].first = off;
+            return;
+        }
+    if (l->l_nlastmk == l->l_lastmk_cap) l->l_lastmk = grow(l->l_lastmk, &l->l_lastmk_cap, sizeof(*l->l_lastmk));
+    l->l_lastmk[l->l_nlastmk].pid = pid;
+    l->l_lastmk[l->l_nlastmk].first = off;
+    l->l_nlastmk++;
+}
+
+int64_t st__txn_last_marker(const st_log_t *l, int64_t pid) {
+    for (int i = 0; i < l->l_nlastmk; i++)
+        if (l->l_lastmk[i].pid == pid) return l->l_lastmk[i].first;
+    return -1;
+}
+
 void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h) {
     if (!(h->attributes & KP_ATTR_TRANSACTIONAL) || h->producer_id < 0) return;
     int i = topen_find(l, h->producer_id);
@@ -73,6 +95,7 @@ void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h
         l->l_ntopen++;
         return;
     }
+    txn_note_marker(l, h->producer_id, h->base_offset);
     bool commit = true;
     if (batch && st_marker_parse(batch, (size_t)st__hdr_size(h), &commit) != 0) {
         rb_warn("storage: %s: unreadable transaction marker at %lld ignored", l->l_dir, (long long)h->base_offset);
@@ -104,12 +127,23 @@ int64_t st__txn_lso(const st_log_t *l) {
     return lso;
 }
 
+void st__txn_forget_aborted(st_log_t *l, int64_t pid, int64_t marker_off) {
+    for (int i = 0; i < l->l_ntab; i++) {
+        if (l->l_tab[i].pid != pid || l->l_tab[i].last != marker_off) continue;
+        memmove(l->l_tab + i, l->l_tab + i + 1, (size_t)(l->l_ntab - i - 1) * sizeof(*l->l_tab));
+        l->l_ntab--;
+        return;
+    }
+}
+
 void st__txn_free(st_log_t *l) {
     free(l->l_topen);
     free(l->l_tab);
+    free(l->l_lastmk);
     l->l_topen = NULL;
     l->l_tab = NULL;
-    l->l_ntopen = l->l_topen_cap = l->l_ntab = l->l_tab_cap = 0;
+    l->l_lastmk = NULL;
+    l->l_ntopen = l->l_topen_cap = l->l_ntab = l->l_tab_cap = l->l_nlastmk = l->l_lastmk_cap = 0;
 }
 
 /* S18: every batch header of every segment; markers are read whole (they are

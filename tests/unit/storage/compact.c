@@ -681,9 +681,12 @@ static void test_max_timestamp(void **state) {
     close_all(l, mg, dir);
 }
 
-/* Transactional batches are left alone (kept byte for byte, not in the map)
- * until the transactions work decides what compaction does with them. */
-static void test_transactional_verbatim(void **state) {
+/* A transaction holds the cleaner below its first offset while open (S20):
+ * its batch stays byte for byte though later plain records supersede it;
+ * once committed, its records are compacted like plain ones (the batch
+ * superseded whole goes; the producer's last batch stays, S19).
+ * tests/unit/storage/txnclean.c checks the rest against a model. */
+static void test_transactional(void **state) {
     (void)state;
     char *dir;
     st_mgr_t *mg;
@@ -711,14 +714,37 @@ static void test_transactional_verbatim(void **state) {
     assert_int_equal(pread(rd.fd, before, b.len, rd.file_off), (ssize_t)b.len);
     close(rd.fd);
     st_clean_stats_t cs;
-    assert_int_equal(st_log_compact_run(l, rb_now_ms(), 0, &cs), 1);
-    assert_true(cs.records_removed > 0); /* the later plain duplicates went */
+    assert_int_equal(st_log_lso(l), 0);
+    assert_int_equal(st_log_compact_run(l, rb_now_ms(), 0, &cs), 0); /* nothing below the LSO */
     assert_int_equal(st_log_read(l, 0, 1 << 20, true, &rd), 0);
     uint8_t *after = malloc(b.len);
     assert_true(rd.len >= b.len);
     assert_int_equal(pread(rd.fd, after, b.len, rd.file_off), (ssize_t)b.len);
     close(rd.fd);
     assert_memory_equal(before, after, b.len); /* offsets 0-1 still there, byte for byte */
+    /* a second batch of the transaction (key-b), the commit, more plain ones */
+    r[0].key.p = (const uint8_t *)"key-b";
+    rb_buf_reset(&b);
+    kp_batch_build(&b, 0, KP_COMP_NONE, r, 1, 7, 0, 2, KP_ATTR_TRANSACTIONAL);
+    int64_t second;
+    assert_int_equal(stt_append_blob(l, &b, rb_now_ms(), &second, &lo), 0);
+    int64_t m;
+    assert_int_equal(stt_marker(l, 7, 0, true, &m), 0);
+    for (int i = 0; i < 8; i++) one_rec(l, "key-c", 3000 + i);
+    assert_int_equal(st_log_lso(l), m + 9);
+    assert_int_equal(st_log_compact_run(l, rb_now_ms(), 0, &cs), 1);
+    assert_true(cs.records_removed >= 2);
+    stt_b_t bs[8];
+    assert_int_equal(st_log_read(l, 0, 1 << 20, true, &rd), 0);
+    assert_true(stt_parse_read(&rd, bs, 8) >= 1);
+    assert_true(bs[0].base >= 2); /* the superseded transactional batch is gone */
+    assert_int_equal(st_log_read(l, second, 1 << 20, true, &rd), 0);
+    assert_true(stt_parse_read(&rd, bs, 8) >= 1);
+    assert_int_equal(bs[0].base, second); /* the producer's last batch (S19) */
+    assert_int_equal(st_log_read(l, m, 1 << 20, true, &rd), 0);
+    assert_true(stt_parse_read(&rd, bs, 8) >= 1);
+    assert_int_equal(bs[0].base, m); /* and its marker (records of it remain) */
+    assert_true(bs[0].attrs & KP_ATTR_CONTROL);
     free(before);
     free(after);
     rb_buf_free(&b);
@@ -736,7 +762,7 @@ int main(void) {
         cmocka_unit_test(test_max_lag),
         cmocka_unit_test(test_min_lag),
         cmocka_unit_test(test_max_timestamp),
-        cmocka_unit_test(test_transactional_verbatim),
+        cmocka_unit_test(test_transactional),
     };
     rb_log_min_level = RB_LOG_ERROR;
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -80,6 +80,23 @@ static inline int64_t stt_append(st_log_t *l, int nb, int n, int64_t ts0, size_t
     return base;
 }
 
+/* Appends a transaction marker as the coordinator does (directly: the
+ * produce path refuses control batches). Returns st_log_append's code. */
+static inline int stt_marker(st_log_t *l, int64_t pid, int16_t epoch, bool commit, int64_t *off) {
+    rb_buf_t b;
+    rb_buf_init(&b);
+    st_marker_build(&b, pid, epoch, commit, 0, rb_now_ms());
+    kp_batch_info_t info = {0};
+    info.nbatches = 1;
+    info.nrecords = 1;
+    info.any_transactional = info.any_control = true;
+    info.producer_id = pid;
+    int64_t last, lat;
+    int rc = st_log_append(l, b.p, b.len, &info, rb_now_ms(), off, &last, &lat);
+    rb_buf_free(&b);
+    return rc;
+}
+
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;

@@ -42,17 +42,8 @@ static int marker(st_log_t *l, int64_t pid, int16_t epoch, bool commit, int64_t 
     bool c = !commit;
     assert_int_equal(st_marker_parse(b.p, b.len, &c), 0);
     assert_int_equal(c, commit);
-    /* kp_batch_validate refuses control batches (clients may not write
-     * them): the coordinator appends its markers directly, as here */
-    kp_batch_info_t info = {0};
-    info.nbatches = 1;
-    info.nrecords = 1;
-    info.any_transactional = info.any_control = true;
-    info.producer_id = pid;
-    int64_t last, lat;
-    int rc = st_log_append(l, b.p, b.len, &info, rb_now_ms(), off, &last, &lat);
     rb_buf_free(&b);
-    return rc;
+    return stt_marker(l, pid, epoch, commit, off);
 }
 
 static int64_t lso_durable(st_log_t *l) {
