@@ -23,7 +23,8 @@
  *      that loses records is rebuilt with the same base offset,
  *      lastOffsetDelta, base timestamp and producer fields, the kept
  *      records' largest timestamp as max timestamp (CreateTime), and
- *      recompressed with its codec), build its indexes, fdatasync all of it and the
+ *      recompressed with its codec), build its indexes (the .txnindex: the
+ *      group's entries concatenated, S20), fdatasync all of it and the
  *      staging dir;
  *   5. under m_del_mutex (no retention or DeleteRecords meanwhile): check
  *      the source segments are still in the log, write `cleaner-swap`
@@ -356,6 +357,7 @@ static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
             if (p->wbuf.len >= CC_WBUF && (rc = cc_flush(p, fd, &wpos))) return rc;
         }
         if (rc < 0) return rc;
+        if ((rc = st__xidx_copy(p->stage, jb->dst, src)) < 0) return rc; /* the group's aborts (S20) */
         p->st->bytes_read += src->seg_size;
         p->jobs[j].merged = j > g;
     }
@@ -372,8 +374,11 @@ static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
     if (rc < 0) return rc;
     if (sc.invalid || sc.end_pos != wpos) return RB_KAFKA_STORAGE_ERROR;
     st__idx_seal(d);
-    if (fdatasync(d->seg_fd) < 0 || fdatasync(d->seg_ofd) < 0 || fdatasync(d->seg_tfd) < 0) return -errno;
+    if (fdatasync(d->seg_fd) < 0 || fdatasync(d->seg_ofd) < 0 || fdatasync(d->seg_tfd) < 0 ||
+        fdatasync(d->seg_xfd) < 0)
+        return -errno;
     d->seg_synced = wpos;
+    d->seg_xsynced = d->seg_xn;
     d->seg_next_off = lastj->next_base;
     d->seg_max_ts = sc.max_ts;
     d->seg_max_ts_off = sc.max_ts_off;

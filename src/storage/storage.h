@@ -348,6 +348,7 @@ typedef struct st_prod {
     int p_n;                          /* batches in p_b, oldest first */
     st_pbatch_t p_b[ST_PROD_WINDOW];
     int64_t p_last_ms;                /* last write (wall clock ms), for expiry */
+    int64_t p_txn_first;              /* first offset of its open transaction, -1 if none (S17) */
     struct st_prod *p_next;
 } st_prod_t;
 typedef struct {
@@ -368,13 +369,20 @@ void st_pt_record(st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, i
 /* A transaction marker of pid at epoch: a higher epoch than the known one
  * replaces it, with an empty window (S17). Aborts on OOM. */
 void st_pt_fence(st_ptab_t *t, int64_t pid, int16_t epoch, int64_t now_ms);
-/* Drops producers idle for max_idle_ms or more. */
+/* Drops producers idle for max_idle_ms or more (never one with an open
+ * transaction: its first offset holds the LSO, S17). */
 void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms);
 void st_pt_free(st_ptab_t *t);
-/* Snapshot encoding (the `.snapshot` file's content) and decoding (adds to t;
- * RB_CORRUPT_MESSAGE for anything malformed). */
+/* Snapshot encoding (the `.snapshot` file's content, version 2: with each
+ * producer's open transaction, S15) and decoding (adds to t; RB_CORRUPT_MESSAGE
+ * for anything malformed; a version 1 file decodes with no open transaction,
+ * *version says which). */
 int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out);
 int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset);
+int st_pt_decode_v(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset, int *version);
+/* The open transaction of pid starts at first (-1: none); creates the entry
+ * (epoch -1) if needed. Aborts on OOM. */
+void st_pt_set_txn(st_ptab_t *t, int64_t pid, int64_t first);
 /* The state of one producer in a log: 0 with epoch and the last batch's last
  * sequence, or RB_ERR_NOT_FOUND. Any thread. */
 int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq);
