@@ -28,8 +28,11 @@
  *    no fsync) at every segment roll and at close, named by the offset they
  *    cover up to (exclusive). At open a snapshot past the log end offset is
  *    removed (recovery truncated what it described), one that fails its CRC
- *    is removed, and the state is the newest valid one plus every producer
- *    batch from its offset to the log end; with none, every batch of the log.
+ *    or has the old version is removed, and the state is the newest valid one
+ *    (at or below the first segment whose .txnindex is rebuilt, S21) plus
+ *    every batch from its offset to the log end, markers included (their
+ *    epochs fence, they close transactions); with none, every batch of the
+ *    log. The snapshot also restores the open transactions (S17).
  *    Retention never removes snapshots, so state survives segment deletion;
  *    after writing one we keep only the two newest.
  *  - A producer that has not written for producer.id.expiration.ms (default

@@ -8,7 +8,8 @@
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
  * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
  * per-dir `cleaner-offset-checkpoint`, the `.kafka_cleanShutdown` marker and
- * the producer-state `.snapshot` files; one flusher thread per manager that
+ * the producer-state `.snapshot` files, the per-segment `.txnindex` (aborted
+ * transactions, S20); one flusher thread per manager that
  * group-commits fdatasync for all logs, and one cleaner thread per manager
  * that applies retention and compacts logs whose cleanup policy includes
  * compact (compact.c).
@@ -94,11 +95,15 @@
  *      leaves no trace in it; the broker answers a duplicate under acks=all
  *      only once the original's offsets are below the high watermark (S2).
  *  S15. `<offset>.snapshot` files hold the state for every batch below
- *      offset; one is written at each roll and at close. They are a cache:
- *      at open a snapshot past the log end or failing its CRC is removed and
- *      the state is the newest valid snapshot plus a replay of the producer
- *      batches from its offset to the log end (all batches if none), so a
- *      crash anywhere leaves state equal to what the surviving log implies.
+ *      offset: per producer its epoch (also one only a marker set, S17), its
+ *      last batches and the first offset of its open transaction (or -1);
+ *      one is written at each roll and at close. They are a cache: at open a
+ *      snapshot past the log end, failing its CRC, or of version 1 (no open
+ *      transactions in it) is removed, and the state is the newest valid
+ *      snapshot (at or below the first segment whose .txnindex is rebuilt,
+ *      S21) plus a replay of the batches from its offset to the log end (all
+ *      batches if none), so a crash anywhere leaves state equal to what the
+ *      surviving log implies.
  *  S16. Retention and DeleteRecords never delete snapshots or state:
  *      producer state outlives its segments until the producer has not
  *      written for producer.id.expiration.ms (st_mgr_set_producer_expiration_ms,
@@ -107,7 +112,9 @@
  *      or loaded.
  *  S17. Transactions (txnidx.c): a partition tracks, per producer, the first
  *      offset of its open transaction (a transactional batch opens one if
- *      none is open; a control batch, i.e. a marker, closes it). The last
+ *      none is open; a control batch, i.e. a marker, closes it), also kept
+ *      in the producer state so snapshots carry it (a producer with an open
+ *      transaction never expires). The last
  *      stable offset LSO = min(high watermark, first offset of the oldest
  *      open transaction); a read_committed read returns only whole batches
  *      below it (st_read_trim). A marker is written only by the broker
@@ -117,10 +124,9 @@
  *      sequence 0); markers never enter the sequence window.
  *  S18. Each abort marker closing an open transaction adds (producer id,
  *      first offset, marker offset) to the partition's aborted list; entries
- *      wholly below the log start offset are dropped. Both the open table
- *      and the aborted list are rebuilt at open from every batch header of
- *      every segment (the log is the index: nothing extra is persisted, so
- *      recovery's truncation and retention are reflected by construction).
+ *      wholly below the log start offset are dropped. The list is
+ *      persisted in the segments' .txnindex files (S20), the open table in
+ *      the snapshots (S15); both are rebuilt at open as S21 says.
  *      Compaction keeps transactional and control batches verbatim (S9), so
  *      an aborted record is never kept while its marker is dropped.
  *  S19. The cleaner never rewrites the batch holding a producer's last
@@ -128,6 +134,31 @@
  *      copied verbatim even when all its records are superseded, so a
  *      replay of the log without a snapshot still finds every live
  *      producer's last sequence (closes docs/durability.md D22's gap).
+ *  S20. `<base>.txnindex` (txnidx.c): each abort marker that closes an open
+ *      transaction appends one entry, Kafka's layout (i16 version 0, i64
+ *      producer id, first offset, marker offset, LSO after it; 34 bytes,
+ *      big-endian), to the file of the segment it is written to, under
+ *      l_mutex with the write. The flusher fdatasyncs new entries in the
+ *      round that makes the marker durable, so the high watermark and the
+ *      recovery point never pass a marker whose entry is not on disk. A
+ *      failed entry write unlinks the file (the dir sync precedes the
+ *      marker's durability; an unlink failure makes the log fatal) and the
+ *      segment gets no more entries: the next open rebuilds it; the list in
+ *      memory stays right. The file is deleted with its segment (retention,
+ *      DeleteRecords, recovery) and the cleaner stages a group's
+ *      concatenated entries with the cleaned segment (fsynced before the
+ *      swap's commit, S11).
+ *  S21. At open, after recovery: a segment's .txnindex is trusted if the
+ *      segment is (clean shutdown, or below the recovery point) and the file
+ *      passes a check (whole entries, version 0, marker offsets increasing
+ *      in [base, next base), first <= last); its entries form the aborted
+ *      list. Otherwise (missing, torn, damaged, or a segment recovery
+ *      scanned) it is emptied and rebuilt by the replay of S15, whose
+ *      snapshot lies at or below that segment's base: data batches open
+ *      transactions, markers close them (an abort writes the entry of a
+ *      segment being rebuilt) and fence older epochs. The rebuilt files are
+ *      fdatasync'd before the log is used. A clean open with valid files
+ *      reads no batch header before the newest snapshot.
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -399,7 +430,7 @@ int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
  * ST_PRODUCER_EXPIRATION_MS; >= 1). */
 void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
 
-/* ---- transactions (txnidx.c; S17-S18) ---- */
+/* ---- transactions (txnidx.c; S17-S18, S20-S21) ---- */
 typedef struct {
     int64_t pid;
     int64_t first;   /* first offset of the producer's open transaction */

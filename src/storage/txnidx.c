@@ -2,9 +2,11 @@
  * txnidx.c — a partition's transactions (storage.h S17-S18): the open
  * transaction of each producer (its first offset), the list of aborted
  * transactions (producer, first offset, abort marker offset) that
- * read_committed fetches return, the last stable offset, the rebuild of
- * both from the segments at open, and transaction markers (control batches)
- * built and parsed in Kafka's format.
+ * read_committed fetches return, the last stable offset, the per-segment
+ * `.txnindex` files persisting the aborted list (S20) and their check and
+ * rebuild at open (S21; the replay itself is producers.c's, which also
+ * restores the open transactions from the snapshot), and transaction markers
+ * (control batches) built and parsed in Kafka's format.
  *
  * Both tables live under l_mutex and are small: one entry per producer with
  * an open transaction, one per aborted transaction still in the log. The
