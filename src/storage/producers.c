@@ -34,7 +34,9 @@
  *    epochs fence, they close transactions); with none, every batch of the
  *    log. The snapshot also restores the open transactions (S17).
  *    Retention never removes snapshots, so state survives segment deletion;
- *    after writing one we keep only the two newest.
+ *    after writing one we keep only the two newest, and the newest at or
+ *    below each of the last two segments' bases (what an unclean open needs
+ *    to rebuild their .txnindex files without replaying the whole log).
  *  - A producer that has not written for producer.id.expiration.ms (default
  *    1 day) is dropped: by an append to the log, at most every
  *    min(expiration, 10 min) (Kafka's check interval), and when a snapshot is
@@ -374,7 +376,8 @@ static void snap_unlink(const char *dir, int64_t off) {
 
 /* Writes `<offset>.snapshot` (tmp + rename, no fsync: a torn or missing file
  * is detected by its CRC and rebuilt from the log), then keeps only the
- * ST_SNAP_KEEP newest. Caller holds l_mutex (or owns l exclusively). */
+ * ST_SNAP_KEEP newest and the newest at or below each of the last two
+ * segments' bases. Caller holds l_mutex (or owns l exclusively). */
 int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
     st_pt_expire(&l->l_prods, now_ms, atomic_load(&l->l_mgr->m_prod_expire_ms));
     rb_buf_t b;
@@ -404,7 +407,21 @@ int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
     int64_t *offs;
     int n;
     if (snap_list(l->l_dir, &offs, &n) == 0) {
-        for (int i = ST_SNAP_KEEP; i < n; i++) snap_unlink(l->l_dir, offs[i]);
+        /* also the newest at or below the bases of the last two segments:
+         * an unclean open rebuilds their .txnindex from such a snapshot
+         * (S21) instead of replaying the whole log */
+        int64_t keep[2] = {l->l_segs[l->l_nsegs - 1]->seg_base, l->l_nsegs > 1 ? l->l_segs[l->l_nsegs - 2]->seg_base : -1};
+        bool kept[2] = {false, false};
+        for (int i = 0; i < n; i++) {
+            bool k = i < ST_SNAP_KEEP;
+            for (int j = 0; j < 2; j++) {
+                if (!kept[j] && offs[i] <= keep[j]) {
+                    kept[j] = true;
+                    k = true;
+                }
+            }
+            if (!k) snap_unlink(l->l_dir, offs[i]);
+        }
         free(offs);
     }
     return 0;
