@@ -322,6 +322,16 @@ static uint8_t *check_files_n(fx_t *f, const scen_t *sc, size_t *len, int min_se
 
 static uint8_t *check_files(fx_t *f, const scen_t *sc, size_t *len) { return check_files_n(f, sc, len, 4); }
 
+/* The state, and the files byte for byte as they were (a0, n0). */
+static void expect_same(fx_t *f, const scen_t *sc, const uint8_t *a0, size_t n0, int min_segs) {
+    check_state(f, sc);
+    size_t n1;
+    uint8_t *a1 = check_files_n(f, sc, &n1, min_segs);
+    assert_int_equal(n0, n1);
+    assert_memory_equal(a0, a1, n0);
+    free(a1);
+}
+
 static void reopen(fx_t *f, bool clean) {
     stt_fx_close(f);
     if (!clean) {
@@ -338,16 +348,12 @@ static void test_txnindex_files_and_reopen(void **state) {
     scen_t sc;
     scenario(f, &sc);
     check_state(f, &sc);
-    size_t n0, n1;
+    size_t n0;
     uint8_t *a0 = check_files(f, &sc, &n0); /* written at append */
     assert_int_equal(n0, (size_t)sc.n * ST_XIDX_ENTRY);
     for (int round = 0; round < 2; round++) {
         reopen(f, round == 0);
-        check_state(f, &sc);
-        uint8_t *a1 = check_files(f, &sc, &n1);
-        assert_int_equal(n0, n1);
-        assert_memory_equal(a0, a1, n0);
-        free(a1);
+        expect_same(f, &sc, a0, n0, 4);
     }
     free(a0);
     /* DeleteRecords past pid 1's marker: its segments and their .txnindex go,
@@ -371,7 +377,7 @@ static void test_txnindex_rebuild(void **state) {
     fx_open(f);
     scen_t sc;
     scenario(f, &sc);
-    size_t n0, n1;
+    size_t n0;
     uint8_t *a0 = check_files(f, &sc, &n0);
     int64_t logs[256];
     for (int c = 0; c < 5; c++) {
@@ -418,11 +424,7 @@ static void test_txnindex_rebuild(void **state) {
             assert_int_equal(unlink(p), 0);
         }
         fx_open(f);
-        check_state(f, &sc);
-        uint8_t *a1 = check_files(f, &sc, &n1);
-        assert_int_equal(n0, n1);
-        assert_memory_equal(a0, a1, n0);
-        free(a1);
+        expect_same(f, &sc, a0, n0, 4);
     }
     free(a0);
 }
@@ -537,16 +539,13 @@ static void test_compaction_carries_txnindex(void **state) {
     assert_int_equal(st_log_compact_run(f->l, rb_now_ms(), 0, &cs), 1);
     int na = list_ext(f, ".log", after, 256);
     assert_true(na < nb); /* segments were merged */
-    size_t n0, n1;
+    size_t n0;
     uint8_t *a0 = check_files_n(f, &sc, &n0, 2);
     assert_int_equal(n0, (size_t)sc.n * ST_XIDX_ENTRY);
     check_state(f, &sc);
     reopen(f, true);
-    check_state(f, &sc);
-    uint8_t *a1 = check_files_n(f, &sc, &n1, 2);
-    assert_memory_equal(a0, a1, n0);
+    expect_same(f, &sc, a0, n0, 2);
     free(a0);
-    free(a1);
 }
 
 /* Closes without a roll write snapshots at the log end; the one at the
