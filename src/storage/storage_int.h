@@ -7,7 +7,7 @@
  *              flusher thread, the recovery checkpoint and the clean marker.
  *   st_log_t   one per topic-partition: an array of segments sorted by base
  *              offset, the last of which is the active (appendable) one.
- *   st_seg_t   one .log file with its .index/.timeindex. Only the active
+ *   st_seg_t   one .log file with its .index/.timeindex/.txnindex. Only the active
  *              segment is appended to; older ones are "sealed" (immutable,
  *              final time-index entry written, files fdatasync'd once).
  *

@@ -351,6 +351,13 @@ static void test_txnindex_files_and_reopen(void **state) {
     size_t n0;
     uint8_t *a0 = check_files(f, &sc, &n0); /* written at append */
     assert_int_equal(n0, (size_t)sc.n * ST_XIDX_ENTRY);
+    /* S20: once the markers are durable, so are their entries */
+    for (int i = 0; i < f->l->l_nsegs; i++) {
+        pthread_mutex_lock(&f->l->l_mutex);
+        st_seg_t *s = f->l->l_segs[i];
+        assert_int_equal(s->seg_xsynced, s->seg_xn);
+        pthread_mutex_unlock(&f->l->l_mutex);
+    }
     for (int round = 0; round < 2; round++) {
         reopen(f, round == 0);
         expect_same(f, &sc, a0, n0, 4);
