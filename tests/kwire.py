@@ -673,6 +673,20 @@ def parse_api_versions(payload, version):
 # a raw connection
 # ---------------------------------------------------------------------------
 
+def list_latest(conn, topic, partition, isolation_level):
+    """ListOffsets v2 LATEST: the high watermark, or the LSO with isolation 1."""
+    body = (i32(-1) + i8(isolation_level) + i32(1) + string(topic) + i32(1)
+            + i32(partition) + i64(-1))
+    r = Reader(conn.roundtrip(2, 2, body))
+    r.i32()  # correlation id
+    r.i32()  # throttle
+    assert r.i32() == 1 and r.string() == topic and r.i32() == 1
+    assert r.i32() == partition
+    assert r.i16() == 0
+    r.i64()  # timestamp
+    return r.i64()
+
+
 class Closed(Exception):
     pass
 

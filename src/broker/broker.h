@@ -122,6 +122,11 @@ typedef enum { BK_CFG_STRING, BK_CFG_INT, BK_CFG_BOOL } bk_cfg_type_t;
     X(transaction_abort_timed_out_transaction_cleanup_interval_ms,                                          \
       "transaction.abort.timed.out.transaction.cleanup.interval.ms", BK_CFG_INT, "10000",                   \
       "How often the transaction coordinator aborts transactions older than their timeout")                \
+    X(transactional_id_expiration_ms, "transactional.id.expiration.ms", BK_CFG_INT, "604800000",             \
+      "Remove a transactional id (Empty or Complete*) not updated for this long (T7)")                      \
+    X(transaction_remove_expired_transaction_cleanup_interval_ms,                                           \
+      "transaction.remove.expired.transaction.cleanup.interval.ms", BK_CFG_INT, "3600000",                  \
+      "How often the transaction coordinator removes expired transactional ids")                           \
     X(log_level, "rill.log.level", BK_CFG_STRING, "info", "debug, info, warn or error")
 
 typedef struct {
@@ -355,7 +360,7 @@ void bk_handle_describe_producers(bk_req_t *r);
 int bk_pids_load(bk_broker_t *b);
 int64_t bk_pid_allocate(bk_broker_t *b);
 bool bk_pid_issued(bk_broker_t *b, int64_t pid);
-/* The transaction coordinator (txncoord.c, T1-T5). */
+/* The transaction coordinator (txncoord.c, T1-T9). */
 typedef struct bk_txnc bk_txnc_t;
 int bk_txn_start(bk_broker_t *b);
 void bk_txn_stop(bk_broker_t *b);

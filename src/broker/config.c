@@ -178,6 +178,9 @@ static int bk_cfg_finish(bk_config_t *cfg) {
         {"log.flush.interval.ms", cfg->log_flush_interval_ms, 0, INT64_MAX},
         {"rill.max.decompressed.batch.bytes", cfg->max_decompressed_batch_bytes, 1024, INT32_MAX},
         {"node.id", cfg->node_id, 0, INT32_MAX},
+        {"transactional.id.expiration.ms", cfg->transactional_id_expiration_ms, 1, INT32_MAX},
+        {"transaction.remove.expired.transaction.cleanup.interval.ms",
+         cfg->transaction_remove_expired_transaction_cleanup_interval_ms, 1, INT64_MAX},
     };
     for (size_t i = 0; i < RB_ARRAY_LEN(ranges); i++) {
         if (ranges[i].v < ranges[i].lo || ranges[i].v > ranges[i].hi) {

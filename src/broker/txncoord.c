@@ -51,6 +51,37 @@
  *      step (2) of a commit, before the Complete record, and are dropped by
  *      an abort; OffsetFetch with require_stable answers
  *      UNSTABLE_OFFSET_COMMIT for a partition with a pending offset.
+ *  T7. An id that is Empty, CompleteCommit or CompleteAbort and whose state
+ *      was not updated for transactional.id.expiration.ms is removed by the
+ *      worker (checked every
+ *      transaction.remove.expired.transaction.cleanup.interval.ms): a
+ *      tombstone for its key, durable, then Dead and out of the table, so
+ *      DescribeTransactions answers TRANSACTIONAL_ID_NOT_FOUND only once the
+ *      replay at start can no longer bring it back (the replay drops ids
+ *      whose last record is a tombstone); its next InitProducerId allocates a
+ *      new producer id at epoch 0. Ongoing and Prepare* ids are never
+ *      removed (T5 aborts an Ongoing one first; it expires after that).
+ *  T8. A delayed EndTxn never ends a later transaction (the KAFKA-17754
+ *      pattern: a client's EndTxn is held up in the network, the client
+ *      gives up on that connection, retries on a new one, and begins the
+ *      next transaction before the held request arrives). Clients send all
+ *      of a transactional id's coordinator requests on one connection at a
+ *      time and only ever move to a newer one; connection ids grow in
+ *      accept order. So each transaction keeps the newest connection id
+ *      that AddPartitionsToTxn / AddOffsetsToTxn arrived on, and an EndTxn
+ *      for an Ongoing transaction arriving on an older connection is
+ *      refused with INVALID_TXN_STATE, changing nothing. Without KIP-890's
+ *      epoch bump per transaction (not implemented) this is the only
+ *      thing telling the two transactions apart: same producer id, same
+ *      epoch. The floor lives in memory only: a restart closes every
+ *      connection, so no request from before it can arrive after it.
+ *  T9. TxnOffsetCommit v3+ carries the consumer's generation, member id and
+ *      group.instance.id; the group coordinator checks them as an
+ *      OffsetCommit's (cg_txn_offset_check: UNKNOWN_MEMBER_ID,
+ *      ILLEGAL_GENERATION, FENCED_INSTANCE_ID) before any offset is kept, so
+ *      a zombie consumer's offsets never join a transaction. v0-v2, or
+ *      generation -1 with an empty member id and no instance id, is not
+ *      checked (a producer committing offsets without a consumer group).
  */
 #include "broker/broker.h"
 
@@ -82,6 +113,7 @@ typedef struct bk_txn {
     int nparts, cap;
     struct bk_toff *offs; /* T6: offsets pending until the commit */
     int noffs, offs_cap;
+    uint64_t conn_floor; /* T8: newest connection that added to the transaction (not persisted) */
 } bk_txn_t;
 
 typedef struct bk_toff {
@@ -99,6 +131,7 @@ typedef struct bk_job {
     void *resp;
     rn_loop_t *loop;
     bk_txn_t *t; /* RECOVER / EXPIRE */
+    uint64_t conn_id; /* the request's connection (accept order, T8) */
 } bk_job_t;
 
 struct bk_txnc {
@@ -321,6 +354,11 @@ static void txn_begin(bk_txn_t *t) {
     t->start_ms = rb_now_ms();
 }
 
+/* T8: the floor only rises (connection ids grow in accept order). */
+static void txn_raise_floor(bk_txn_t *t, uint64_t conn_id) {
+    if (conn_id > t->conn_floor) t->conn_floor = conn_id;
+}
+
 static void txn_put_off(bk_txn_t *t, const char *group, size_t gl, const char *topic, size_t tl, int32_t part,
                         int64_t offset, int32_t leader_epoch, const char *meta, int32_t ml) {
     bk_toff_t *o = NULL;
@@ -396,6 +434,12 @@ static void txn_copy_free(bk_txn_t *t) {
     free(t->parts);
     free(t->offs);
     free(t->id);
+}
+
+/* Frees an entry taken out of the table (c->mu not needed). */
+static void txn_free_one(bk_txn_t *t) {
+    txn_copy_free(t);
+    free(t);
 }
 
 /* ---- completion (T2) ---------------------------------------------------------------------- */
@@ -663,6 +707,7 @@ static void job_add(bk_txnc_t *c, bk_job_t *j) {
     if (!err && unknown) err = RB_UNKNOWN_TOPIC_OR_PARTITION;
     if (!err) {
         bool added = false;
+        txn_raise_floor(t, j->conn_id);
         if (t->state != TX_ONGOING) { /* the first partition starts the transaction */
             txn_begin(t);
             added = true;
@@ -730,6 +775,7 @@ static void job_add_offsets(bk_txnc_t *c, bk_job_t *j) {
     int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
                         2);
     if (!err && t->state != TX_ONGOING) txn_begin(t); /* Kafka lets AddOffsetsToTxn start a transaction too */
+    if (!err) txn_raise_floor(t, j->conn_id);
     if (!err && !txn_has_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part)) {
         txn_add_part(t, CG_OFFSETS_TOPIC, strlen(CG_OFFSETS_TOPIC), part);
         t->update_ms = rb_now_ms();
@@ -753,6 +799,12 @@ static void job_txn_offsets(bk_txnc_t *c, bk_job_t *j) {
     BK_ALLOC_ARR(r, resp->topics, nt);
     int err = 0;
     if (req->group_id.len <= 0) err = RB_INVALID_GROUP_ID;
+    /* T9: the consumer's group metadata, checked before anything is kept */
+    if (!err && r->r_hdr.api_version >= 3) {
+        if (!b->b_coord) err = RB_COORDINATOR_NOT_AVAILABLE;
+        else err = cg_txn_offset_check(b->b_coord, req->group_id, req->generation_id, req->member_id,
+                                       req->group_instance_id);
+    }
     bk_txn_t *t = NULL;
     bk_txn_t s;
     bool stored = false;
@@ -804,6 +856,16 @@ static void job_end(bk_txnc_t *c, bk_job_t *j) {
     pthread_mutex_lock(&c->mu);
     int err = txn_check(c, &req->transactional_id, req->producer_id, req->producer_epoch, &t, j->r->r_hdr.api_version,
                         2);
+    if (!err && t->state == TX_ONGOING && j->conn_id < t->conn_floor) {
+        /* T8: sent before the client moved to a newer connection, which has
+         * since added to this transaction: a delayed EndTxn of an earlier
+         * transaction, never one for this one */
+        rb_warn("txn %s: EndTxn(%s) on connection %llu, older than connection %llu that added to the ongoing "
+                "transaction: refused as a delayed request",
+                t->id, req->committed ? "commit" : "abort", (unsigned long long)j->conn_id,
+                (unsigned long long)t->conn_floor);
+        err = RB_INVALID_TXN_STATE;
+    }
     if (!err) {
         if (t->state == TX_ONGOING) {
             t->state = req->committed ? TX_PREP_COMMIT : TX_PREP_ABORT;
@@ -841,9 +903,61 @@ static void txn_expire_scan(bk_txnc_t *c) {
     }
 }
 
+/* T7: removes transactional ids idle (Empty or Complete*) for longer than
+ * transactional.id.expiration.ms: a tombstone of the key, durable, then Dead
+ * and out of the table. Worker thread only: every state change runs here, so
+ * the id cannot change while the tombstone is written (a transactional
+ * Produce meanwhile finds it not Ongoing: INVALID_TXN_STATE). A failed
+ * tombstone leaves the id as it was; the next scan retries. */
+static void txn_remove_expired(bk_txnc_t *c) {
+    int64_t exp = c->b->b_cfg.transactional_id_expiration_ms;
+    for (;;) {
+        int64_t now = rb_now_ms();
+        bk_txn_t *hit = NULL;
+        pthread_mutex_lock(&c->mu);
+        for (bk_txn_t *t = c->list; t && !hit; t = t->next)
+            if (t->pid >= 0 && (t->state == TX_EMPTY || t->state == TX_DONE_COMMIT || t->state == TX_DONE_ABORT) &&
+                t->noffs == 0 && now - t->update_ms > exp)
+                hit = t;
+        pthread_mutex_unlock(&c->mu);
+        if (!hit) return;
+        rb_buf_t k, v;
+        rb_buf_init(&k);
+        rb_buf_init(&v);
+        rb_buf_u16(&k, 0);
+        put_str(&k, hit->id, strlen(hit->id));
+        int64_t last;
+        int rc = txn_append_kv(c, hit->id, &k, &v, true, &last);
+        if (!rc) {
+            bk_syncw_t w;
+            syncw_init(&w);
+            syncw_add(&w, c->logs[cg_partition_for(hit->id, strlen(hit->id), c->nparts)], last + 1);
+            rc = syncw_wait(&w);
+        }
+        if (rc) {
+            rb_warn("txn %s: expiry tombstone not written (%s); retried at the next scan", hit->id, rb_err_name(rc));
+            return;
+        }
+        pthread_mutex_lock(&c->mu);
+        hit->state = TX_DEAD; /* answered as unknown from here (T1: the tombstone is durable) */
+        rb_info("txn %s: transactional id expired (producer %lld epoch %d, idle %lld ms): removed", hit->id,
+                (long long)hit->pid, hit->epoch, (long long)(now - hit->update_ms));
+        for (bk_txn_t **pp = &c->list; *pp; pp = &(*pp)->next)
+            if (*pp == hit) {
+                *pp = hit->next;
+                break;
+            }
+        c->ntxn--;
+        pthread_mutex_unlock(&c->mu);
+        txn_free_one(hit);
+    }
+}
+
 static void *txn_worker(void *arg) {
     bk_txnc_t *c = arg;
-    int64_t next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+    const bk_config_t *cfg = &c->b->b_cfg;
+    int64_t next_scan = rb_mono_ms() + cfg->transaction_abort_timed_out_transaction_cleanup_interval_ms;
+    int64_t next_remove = rb_mono_ms() + cfg->transaction_remove_expired_transaction_cleanup_interval_ms;
     pthread_mutex_lock(&c->mu);
     while (!c->stop) {
         bk_job_t *j = c->head;
@@ -852,13 +966,20 @@ static void *txn_worker(void *arg) {
             if (now >= next_scan) {
                 pthread_mutex_unlock(&c->mu);
                 txn_expire_scan(c);
-                next_scan = rb_mono_ms() + c->b->b_cfg.transaction_abort_timed_out_transaction_cleanup_interval_ms;
+                next_scan = rb_mono_ms() + cfg->transaction_abort_timed_out_transaction_cleanup_interval_ms;
+                pthread_mutex_lock(&c->mu);
+                continue;
+            }
+            if (now >= next_remove) {
+                pthread_mutex_unlock(&c->mu);
+                txn_remove_expired(c);
+                next_remove = rb_mono_ms() + cfg->transaction_remove_expired_transaction_cleanup_interval_ms;
                 pthread_mutex_lock(&c->mu);
                 continue;
             }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t wait = next_scan - now;
+            int64_t wait = (next_scan < next_remove ? next_scan : next_remove) - now;
             ts.tv_sec += wait / 1000;
             ts.tv_nsec += (wait % 1000) * 1000000;
             if (ts.tv_nsec >= 1000000000) {
@@ -904,6 +1025,7 @@ static void txn_submit(bk_req_t *r, void *resp, bk_job_kind_t kind) {
     j->r = r;
     j->resp = resp;
     j->loop = rn_conn_loop(r->r_conn);
+    j->conn_id = rn_conn_id(r->r_conn);
     txn_enqueue(r->r_broker->b_txn, j);
 }
 
@@ -1196,6 +1318,17 @@ int bk_txn_start(bk_broker_t *b) {
             return -1;
         }
     }
+    /* T7: ids whose last record is a tombstone are gone */
+    for (bk_txn_t **pp = &c->list; *pp;) {
+        bk_txn_t *x = *pp;
+        if (x->state != TX_DEAD || x->pid >= 0 || x->noffs) {
+            pp = &x->next;
+            continue;
+        }
+        *pp = x->next;
+        c->ntxn--;
+        txn_free_one(x);
+    }
     /* T2: completions interrupted by a stop or crash are finished first */
     int nrec = 0;
     for (bk_txn_t *x = c->list; x; x = x->next) {
@@ -1243,12 +1376,7 @@ void bk_txn_free(bk_broker_t *b) {
     if (!c) return;
     for (bk_txn_t *t = c->list; t;) {
         bk_txn_t *n = t->next;
-        txn_clear_parts(t);
-        txn_clear_offs(t);
-        free(t->offs);
-        free(t->parts);
-        free(t->id);
-        free(t);
+        txn_free_one(t);
         t = n;
     }
     free(c->logs);

@@ -174,6 +174,11 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
  * group is created if absent. Completes through done once durable. */
 void cg_offset_commit_txn(cg_coord_t *c, const kp_offset_commit_req_t *req, kp_offset_commit_resp_t *resp,
                           rb_arena_t *arena, cg_done_fn done, void *ctx);
+/* TxnOffsetCommit v3+ names the consumer's generation, member id and
+ * instance id: checked as OffsetCommit's (UNKNOWN_MEMBER_ID,
+ * ILLEGAL_GENERATION, FENCED_INSTANCE_ID); generation < 0 with an empty
+ * member id and no instance id (v0-v2, standalone) passes. 0 or the error. */
+int16_t cg_txn_offset_check(cg_coord_t *c, kp_str_t group, int32_t gen, kp_str_t member_id, kp_str_t inst);
 void cg_offset_fetch(cg_coord_t *c, int16_t version, const kp_offset_fetch_req_t *req, kp_offset_fetch_resp_t *resp,
                      rb_arena_t *arena);
 

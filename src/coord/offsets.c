@@ -223,6 +223,33 @@ static void cg_commit_synced(void *arg, int err) {
     done(ctx);
 }
 
+/* The member check of an offset commit (OffsetCommit, TxnOffsetCommit v3+),
+ * as Kafka's validateCurrentMember then the generation: a static member's
+ * instance id (inst.len >= 0) must name the member (else FENCED_INSTANCE_ID,
+ * UNKNOWN_MEMBER_ID when no member has it), the member must be in the group
+ * (UNKNOWN_MEMBER_ID) and gen its generation (ILLEGAL_GENERATION). g_mu
+ * held; *out is the member when 0 is returned. */
+static int16_t cg_commit_member_check(cg_group_t *g, int32_t gen, kp_str_t member_id, kp_str_t inst,
+                                      cg_member_t **out) {
+    cg_member_t *m = NULL;
+    if (member_id.len > 0)
+        for (m = g->g_members; m; m = m->m_next)
+            if (strlen(m->m_id) == (size_t)member_id.len && !memcmp(m->m_id, member_id.p, (size_t)member_id.len))
+                break;
+    *out = m;
+    if (inst.len >= 0) {
+        cg_member_t *s = g->g_members;
+        while (s && !(s->m_instance_id && strlen(s->m_instance_id) == (size_t)inst.len &&
+                      !memcmp(s->m_instance_id, inst.p, (size_t)inst.len)))
+            s = s->m_next;
+        if (!s) return RB_UNKNOWN_MEMBER_ID;
+        if (s != m) return RB_FENCED_INSTANCE_ID;
+    }
+    if (!m) return RB_UNKNOWN_MEMBER_ID;
+    if (gen != g->g_generation) return RB_ILLEGAL_GENERATION;
+    return RB_NONE;
+}
+
 static void cg_offset_commit_impl(cg_coord_t *c, int16_t version, const kp_offset_commit_req_t *req,
                                   kp_offset_commit_resp_t *resp, rb_arena_t *arena, cg_done_fn done, void *ctx,
                                   bool txn) {
@@ -260,21 +287,14 @@ static void cg_offset_commit_impl(cg_coord_t *c, int16_t version, const kp_offse
     if (!gerr) {
         pthread_mutex_lock(&g->g_mu);
         cg_member_t *m = NULL;
-        if (req->member_id.len > 0)
-            for (m = g->g_members; m; m = m->m_next)
-                if (strlen(m->m_id) == (size_t)req->member_id.len && !memcmp(m->m_id, req->member_id.p, (size_t)req->member_id.len))
-                    break;
         if (g->g_state == CG_DEAD) gerr = gen < 0 ? RB_COORDINATOR_NOT_AVAILABLE : RB_ILLEGAL_GENERATION;
-        else if (txn) gerr = RB_NONE; /* G9: the transaction coordinator checked the producer */
+        else if (txn) gerr = RB_NONE; /* G9: the transaction coordinator checked the producer and member */
         else if (gen < 0 && g->g_state == CG_EMPTY) gerr = RB_NONE;
-        else if (!m) gerr = RB_UNKNOWN_MEMBER_ID;
-        else if (version >= 7 && req->group_instance_id.len >= 0 &&
-                 (!m->m_instance_id || strlen(m->m_instance_id) != (size_t)req->group_instance_id.len ||
-                  memcmp(m->m_instance_id, req->group_instance_id.p, (size_t)req->group_instance_id.len)))
-            gerr = RB_FENCED_INSTANCE_ID;
-        else if (gen != g->g_generation) gerr = RB_ILLEGAL_GENERATION;
-        else if (g->g_state == CG_COMPLETING_REBALANCE) gerr = RB_REBALANCE_IN_PROGRESS;
-        else if (!m->m_join && !m->m_sync) m->m_deadline = rb_mono_ms() + m->m_session_timeout_ms;
+        else if (!(gerr = cg_commit_member_check(g, gen, req->member_id,
+                                                 version >= 7 ? req->group_instance_id : (kp_str_t){"", -1}, &m))) {
+            if (g->g_state == CG_COMPLETING_REBALANCE) gerr = RB_REBALANCE_IN_PROGRESS;
+            else if (!m->m_join && !m->m_sync) m->m_deadline = rb_mono_ms() + m->m_session_timeout_ms;
+        }
         if (!gerr && total > 0) {
             kp_record_in_t *recs = calloc((size_t)total, sizeof(*recs));
             rb_buf_t *bufs = calloc((size_t)total * 2, sizeof(*bufs));
@@ -350,6 +370,18 @@ void cg_offset_commit(cg_coord_t *c, int16_t version, const kp_offset_commit_req
 void cg_offset_commit_txn(cg_coord_t *c, const kp_offset_commit_req_t *req, kp_offset_commit_resp_t *resp,
                           rb_arena_t *arena, cg_done_fn done, void *ctx) {
     cg_offset_commit_impl(c, 8, req, resp, arena, done, ctx, true);
+}
+
+int16_t cg_txn_offset_check(cg_coord_t *c, kp_str_t group, int32_t gen, kp_str_t member_id, kp_str_t inst) {
+    /* standalone use (v0-v2, or no consumer metadata): nothing to check */
+    if (gen < 0 && member_id.len <= 0 && inst.len < 0) return RB_NONE;
+    cg_group_t *g = group.len > 0 ? cg_group_get(c, group.p, (size_t)group.len, false) : NULL;
+    if (!g) return RB_UNKNOWN_MEMBER_ID; /* Kafka: a new Empty group has no such member */
+    pthread_mutex_lock(&g->g_mu);
+    cg_member_t *m;
+    int16_t err = g->g_state == CG_DEAD ? RB_UNKNOWN_MEMBER_ID : cg_commit_member_check(g, gen, member_id, inst, &m);
+    pthread_mutex_unlock(&g->g_mu);
+    return err;
 }
 
 /* ---- OffsetFetch -------------------------------------------------------------------------------------- */

@@ -12,71 +12,40 @@ acknowledged, the rebuilt producer state recognises what was already
 stored, and every record is still there exactly once, in order."""
 import random
 import socket
-import threading
 import time
 
 import pytest
 
 from confluent_kafka import TopicPartition
 
+from lproxy import LoopbackProxy
 from rilltest import ck_consumer, ck_create_topic, ck_producer, ck_read_partition, unique
 
 
-class CutProxy:
-    """Accepts on 127.0.0.1:<port>, connects each client to the target port
-    and pumps bytes both ways; while `cutting` is set, each connection is
-    reset after a random budget of bytes in one direction, chosen per
-    connection: client to broker [lo, hi] (requests lost or torn), or broker
-    to client [rlo, rhi] (responses lost: the broker stored batches the
-    client will send again). The last chunk is forwarded only up to the
-    budget."""
+class CutProxy(LoopbackProxy):
+    """Pumps bytes both ways between each client and the broker; while
+    `cutting` is set, each connection is reset after a random budget of
+    bytes in one direction, chosen per connection: client to broker [lo, hi]
+    (requests lost or torn), or broker to client [rlo, rhi] (responses lost:
+    the broker stored batches the client will send again). The last chunk is
+    forwarded only up to the budget."""
 
     def __init__(self, lo, hi, rlo, rhi, seed):
         self.lo, self.hi, self.rlo, self.rhi = lo, hi, rlo, rhi
         self.rng = random.Random(seed)
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.target = None
         self.cutting = True
         self.cuts = {"c2s": 0, "s2c": 0}
-        self.conns = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.threads = []
-        self.socks = set()
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self.threads.append(t)
+        super().__init__()
 
-    def _accept(self):
-        while not self.stopping:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection(("127.0.0.1", self.target), timeout=10)
-            except OSError:
-                c.close()
-                continue
-            for x in (c, s):
-                x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                x.settimeout(None)
-            with self.lock:
-                self.conns += 1
-                if self.rng.random() < 0.5:
-                    budget = {"c2s": self.rng.randint(self.lo, self.hi), "s2c": 1 << 62}
-                else:
-                    budget = {"c2s": 1 << 62, "s2c": self.rng.randint(self.rlo, self.rhi)}
-                self.socks.update((c, s))
-            state = {"budget": budget, "dead": False}
-            for src, dst, d in ((c, s, "c2s"), (s, c, "s2c")):
-                t = threading.Thread(target=self._pump, args=(src, dst, d, state, c, s), daemon=True)
-                t.start()
-                self.threads.append(t)
+    def serve(self, c, s):
+        with self.lock:
+            if self.rng.random() < 0.5:
+                budget = {"c2s": self.rng.randint(self.lo, self.hi), "s2c": 1 << 62}
+            else:
+                budget = {"c2s": 1 << 62, "s2c": self.rng.randint(self.rlo, self.rhi)}
+        state = {"budget": budget, "dead": False}
+        for src, dst, d in ((c, s, "c2s"), (s, c, "s2c")):
+            self.spawn(self._pump, src, dst, d, state, c, s)
 
     def _kill(self, c, s):
         # RST, not FIN: what a dropped connection looks like. shutdown(SHUT_RD)
@@ -120,17 +89,6 @@ class CutProxy:
         with self.lock:
             state["dead"] = True
         self._kill(c, s)
-
-    def close(self):
-        self.stopping = True
-        self.lsock.close()
-        with self.lock:
-            socks = list(self.socks)
-        for x in socks:
-            try:
-                x.close()
-            except OSError:
-                pass
 
 
 class IdemRun:

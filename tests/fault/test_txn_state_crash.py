@@ -1,5 +1,5 @@
 """Transaction state through kill -9 (issue 5; storage.h S20-S21,
-docs/durability.md D31-D32): a confluent-kafka transactional producer
+docs/durability.md D32-D33): a confluent-kafka transactional producer
 commits and aborts small transactions into a topic with 8 KiB segments (so
 markers, .txnindex entries and producer snapshots spread over many
 segments) while rilld is killed with kill -9 once the round has completed a
@@ -19,7 +19,7 @@ import kwire
 from rilltest import ck_create_topic, unique, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from test_transactions import list_latest, read_all, txn_producer  # noqa: E402
+from test_transactions import read_all, txn_producer  # noqa: E402
 
 ROUNDS = 3
 PER_TXN = 20
@@ -80,7 +80,7 @@ def check(broker, topic, outcome):
             assert c in (0, PER_TXN), (n, o, c)
     assert set(per) <= set(outcome)
     with kwire.Conn(broker.port) as c:
-        wait_until(lambda: list_latest(c, topic, 0, 1) == list_latest(c, topic, 0, 0), 30,
+        wait_until(lambda: kwire.list_latest(c, topic, 0, 1) == kwire.list_latest(c, topic, 0, 0), 30,
                    "the LSO at the high watermark (nothing open)")
     assert len(read_all(broker, topic, 1, "read_uncommitted", expect=len(got), quiet=0.5)) >= len(got)
     return sum(1 for o in outcome.values() if o == "abort")

@@ -278,3 +278,120 @@ def test_producer_expiry(broker_factory):
         wait_until(expired, 15, "the idle producer to expire", interval=0.1)
         assert produce(c, topic, batch(idle, 0, 3))[0] == UNKNOWN_PRODUCER_ID
         assert produce(c, topic, batch(idle, 0, 0))[0] == NONE
+
+
+SEQ_MAX = 2 ** 31 - 1
+
+
+def patch_sequence(path, offset, seq):
+    """Rewrites the base sequence of the batch at `offset` in a segment file
+    (its CRC recomputed): the way to give a producer a sequence near
+    INT32_MAX without writing 2^31 records."""
+    import struct
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        for b in kwire.parse_batches(bytes(data)):
+            if b["offset"] == offset:
+                pos = b["position"]
+                struct.pack_into(">i", data, pos + 53, seq)
+                struct.pack_into(">I", data, pos + 17, kwire.crc32c(bytes(data[pos + 21:pos + b["size"]])))
+                f.seek(0)
+                f.write(data)
+                return
+    raise AssertionError("no batch at offset %d in %s" % (offset, path))
+
+
+def test_sequence_wraps_at_int32_max(broker_factory):
+    """Kafka's sequence arithmetic at the limit, on the raw wire: after a last
+    sequence of INT32_MAX the next batch starts at 0; a batch may span the
+    wrap (last = base + count - 1, wrapped), and its retry is a duplicate;
+    a transactional producer wraps the same way across transactions;
+    negative base sequences (-1 included) are INVALID_RECORD, a wrong
+    sequence after the wrap OUT_OF_ORDER_SEQUENCE_NUMBER, nothing stored.
+    The state near the wrap survives a SIGTERM restart (the producer
+    snapshot) and a kill -9 (rebuilt from the log). Sequences near INT32_MAX
+    are set by rewriting the first batches in the segment while rilld is
+    stopped, with the snapshots removed so the state is rebuilt from them."""
+    import os
+    from test_transactions import add_partitions, end_txn, read_all
+    broker = broker_factory()
+    topic = ck_create_topic(broker, unique("idem-wrap"))
+    tid = unique("tid-wrap")
+
+    def tproduce(c, b):
+        res = c.produce(PRODUCE_V, [(topic, [(0, b)])], transactional_id=tid)
+        return res[(topic, 0)]["error"], res[(topic, 0)]["base_offset"]
+
+    with kwire.Conn(broker.port) as c:
+        _, a, _ = init_producer_id(c)
+        _, b, _ = init_producer_id(c)
+        err, t, te = init_producer_id(c, 1, transactional_id=tid)
+        assert err == NONE
+        assert produce(c, topic, batch(a, 0, 0, n=1, tag=b"a")) == (NONE, 0)
+        assert produce(c, topic, batch(b, 0, 0, n=1, tag=b"b")) == (NONE, 1)
+        assert add_partitions(c, tid, t, te, topic, [0]) == [NONE]
+        assert tproduce(c, batch(t, te, 0, n=1, tag=b"t", attributes_extra=0x10)) == (NONE, 2)
+        assert end_txn(c, tid, t, te, True) == NONE  # marker at 3
+    broker.stop()
+    pdir = broker.partition_dir(topic, 0)
+    seg = broker.segment_files(topic, 0)[0]
+    patch_sequence(seg, 0, SEQ_MAX - 2)
+    patch_sequence(seg, 1, SEQ_MAX - 1)
+    patch_sequence(seg, 2, SEQ_MAX - 1)
+    for f in os.listdir(pdir):
+        if f.endswith(".snapshot"):
+            os.remove(os.path.join(pdir, f))
+    broker.start()
+    with kwire.Conn(broker.port) as c:
+        before = stored(broker, topic)
+        cases = [
+            ("a: INT32_MAX skipped", batch(a, 0, 0, n=1), OUT_OF_ORDER_SEQUENCE_NUMBER),
+            ("a: base -1", batch(a, 0, -1, n=1), INVALID_RECORD),
+            ("a: base INT32_MIN", batch(a, 0, -2 ** 31, n=1), INVALID_RECORD),
+            ("b: base -2", batch(b, 0, -2, n=3), INVALID_RECORD),
+            ("b: restarts at 0 without reaching INT32_MAX", batch(b, 0, 0, n=1), OUT_OF_ORDER_SEQUENCE_NUMBER),
+        ]
+        for what, bt, code in cases:
+            assert produce(c, topic, bt)[0] == code, what
+        assert stored(broker, topic) == before
+        # a: a batch ending at INT32_MAX, then the next starts at 0
+        assert produce(c, topic, batch(a, 0, SEQ_MAX - 1, n=2, tag=b"a")) == (NONE, 4)
+        assert produce(c, topic, batch(a, 0, 1, n=2))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert produce(c, topic, batch(a, 0, SEQ_MAX, n=1))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert produce(c, topic, batch(a, 0, 0, n=2, tag=b"a")) == (NONE, 6)
+        # b: one batch spanning the wrap (INT32_MAX, 0, 1); its retry is a duplicate
+        assert produce(c, topic, batch(b, 0, SEQ_MAX, n=3, tag=b"b")) == (NONE, 8)
+        assert produce(c, topic, batch(b, 0, SEQ_MAX, n=3, tag=b"b")) == (NONE, 8)
+        assert produce(c, topic, batch(b, 0, 0, n=2))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        # t: the next transaction spans the wrap too
+        assert add_partitions(c, tid, t, te, topic, [0]) == [NONE]
+        assert tproduce(c, batch(t, te, -1, n=2, attributes_extra=0x10))[0] == INVALID_RECORD
+        assert tproduce(c, batch(t, te, 0, n=2, attributes_extra=0x10))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert tproduce(c, batch(t, te, SEQ_MAX, n=2, tag=b"t", attributes_extra=0x10)) == (NONE, 11)
+        assert end_txn(c, tid, t, te, True) == NONE  # marker at 13
+    assert stored(broker, topic) == [(0, 1), (1, 1), (2, 1), (3, 1), (4, 2), (6, 2), (8, 3), (11, 2), (13, 1)]
+    nxt = {a: 2, b: 2, t: 1}  # the next sequence of each
+    off = 14
+    for clean in (True, False):
+        if clean:
+            broker.stop()
+            assert any(f.endswith(".snapshot") for f in os.listdir(pdir))
+            broker.start()
+        else:
+            broker.restart(clean=False)
+        with kwire.Conn(broker.port) as c:
+            # the batches around the wrap are still known: duplicates at their offsets
+            assert produce(c, topic, batch(a, 0, 0, n=2, tag=b"a")) == (NONE, 6)
+            assert produce(c, topic, batch(b, 0, SEQ_MAX, n=3, tag=b"b")) == (NONE, 8)
+            assert produce(c, topic, batch(a, 0, nxt[a] + 1, n=1))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+            for p in (a, b):
+                assert produce(c, topic, batch(p, 0, nxt[p], n=1)) == (NONE, off)
+                nxt[p] += 1
+                off += 1
+            assert add_partitions(c, tid, t, te, topic, [0]) == [NONE]
+            assert tproduce(c, batch(t, te, nxt[t], n=1, tag=b"t", attributes_extra=0x10)) == (NONE, off)
+            assert end_txn(c, tid, t, te, True) == NONE
+            nxt[t] += 1
+            off += 2
+    # read_committed: every record, the committed transactional ones included (12 + 2 x 3)
+    assert len(read_all(broker, topic, 1, "read_committed", expect=18)) == 18

@@ -14,18 +14,7 @@ import pytest
 import kwire
 from rilltest import ck_consumer, ck_create_topic, ck_producer, unique, wait_until
 
-def list_latest(conn, topic, partition, isolation_level):
-    """ListOffsets v2 LATEST: the high watermark, or the LSO with isolation 1."""
-    body = (kwire.i32(-1) + kwire.i8(isolation_level) + kwire.i32(1) + kwire.string(topic) + kwire.i32(1)
-            + kwire.i32(partition) + kwire.i64(-1))
-    r = kwire.Reader(conn.roundtrip(2, 2, body))
-    r.i32()  # correlation id
-    r.i32()  # throttle
-    assert r.i32() == 1 and r.string() == topic and r.i32() == 1
-    assert r.i32() == partition
-    assert r.i16() == 0
-    r.i64()  # timestamp
-    return r.i64()
+list_latest = kwire.list_latest
 
 
 def txn_producer(broker, tid, **conf):
@@ -342,3 +331,60 @@ def test_compaction_keeps_aborted_filtered(broker_factory):
     for k in range(20):
         want = (b"plain-%d" % k) if k < 10 else (b"c-4-%d" % k)
         assert latest[b"k%d" % k].startswith(want), (k, latest[b"k%d" % k])
+
+
+def test_delayed_end_txn_never_ends_the_next_transaction(broker):
+    """The KAFKA-17754 pattern on the raw wire (T8): the client's EndTxn
+    (commit) of transaction 1 is held up on connection A; the client gives
+    up on A, commits on a newer connection B and begins transaction 2 there;
+    then A's EndTxn arrives (commit, and in a second round abort). It is
+    refused with INVALID_TXN_STATE and changes nothing: transaction 2 stays
+    open (the LSO stays at its first record, no marker is written) until B
+    ends it. A held EndTxn arriving before the next transaction began is a
+    harmless retry (answered 0, no second marker)."""
+    from test_idempotent import init_producer_id
+    topic = ck_create_topic(broker, unique("txn-late"), partitions=1)
+    tid = unique("tid")
+
+    def tproduce(c, pid, epoch, seq):
+        b = kwire.build_batch([(None, b"v%d" % seq, [])], producer_id=pid, producer_epoch=epoch, base_sequence=seq,
+                              attributes_extra=0x10)
+        res = c.produce(9, [(topic, [(0, b)])], transactional_id=tid)[(topic, 0)]
+        assert res["error"] == 0
+        return res["base_offset"]
+
+    with kwire.Conn(broker.port) as a, kwire.Conn(broker.port) as b:
+        # A is accepted before B; touch both so both are surely accepted
+        for conn in (a, b):
+            init_producer_id(conn)
+        err, pid, epoch = init_producer_id(b, 1, transactional_id=tid)
+        assert err == 0
+        seq = 0
+        for late_commit in (True, False):
+            assert add_partitions(b, tid, pid, epoch, topic, [0]) == [0]
+            tproduce(b, pid, epoch, seq)
+            seq += 1
+            assert end_txn(b, tid, pid, epoch, True) == 0  # "the retry", on the newer connection
+            # a held EndTxn arriving before the next transaction began: a retry of a finished one
+            assert end_txn(a, tid, pid, epoch, True) == 0
+            n_markers = len(markers(broker, topic))
+            # transaction 2 begins on B
+            assert add_partitions(b, tid, pid, epoch, topic, [0]) == [0]
+            first = tproduce(b, pid, epoch, seq)
+            seq += 1
+            with kwire.Conn(broker.port) as q:
+                assert list_latest(q, topic, 0, 1) == first
+            # the held EndTxn arrives now on A
+            assert end_txn(a, tid, pid, epoch, late_commit) == 48  # INVALID_TXN_STATE
+            with kwire.Conn(broker.port) as q:
+                assert list_latest(q, topic, 0, 1) == first, "transaction 2 was ended by the delayed EndTxn"
+            assert len(markers(broker, topic)) == n_markers
+            # transaction 2 goes on, on B, and commits whole
+            tproduce(b, pid, epoch, seq)
+            seq += 1
+            assert end_txn(b, tid, pid, epoch, True) == 0
+            with kwire.Conn(broker.port) as q:
+                lso = list_latest(q, topic, 0, 1)
+                assert lso == list_latest(q, topic, 0, 0) and lso > first
+            assert [cm for _, cm in markers(broker, topic)][n_markers:] == [True]
+        assert [cm for _, cm in markers(broker, topic)] == [True] * 4

@@ -1,5 +1,5 @@
 """A partition's persisted transaction state (issue 5; storage.h S20-S21,
-docs/durability.md D31-D33) with confluent-kafka's transactional producer
+docs/durability.md D32-D33) with confluent-kafka's transactional producer
 against a real rilld: every abort marker leaves a Kafka-layout entry in the
 .txnindex of its segment; after a clean restart and after a kill -9,
 read_committed still filters every aborted record and holds back the open
@@ -16,7 +16,7 @@ import pytest
 import kwire
 from rilltest import ck_create_topic, ck_producer, unique, wait_until
 from test_idempotent import INVALID_PRODUCER_EPOCH, batch, produce
-from test_transactions import list_latest, markers, produce_txn, read_all, txn_producer
+from test_transactions import markers, produce_txn, read_all, txn_producer
 
 SEG = 16384  # bytes per segment: a few KiB of records roll
 
@@ -47,7 +47,7 @@ def snapshots(broker, topic, partition=0):
 
 def offsets(broker, topic):
     with kwire.Conn(broker.port) as c:
-        return list_latest(c, topic, 0, 1), list_latest(c, topic, 0, 0)
+        return kwire.list_latest(c, topic, 0, 1), kwire.list_latest(c, topic, 0, 0)
 
 
 @pytest.mark.parametrize("clean", [True, False], ids=["sigterm", "kill9"])
