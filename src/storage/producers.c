@@ -45,7 +45,8 @@
  *
  * With compaction (compact.c): the cleaner rewrites only sealed segments,
  * all below the newest snapshot, so the replay after it never meets a
- * compacted segment. Without a valid newest snapshot the replay may cross
+ * compacted segment. Without a valid newest snapshot (or when an older one
+ * is taken to rebuild a .txnindex, S21) the replay may cross
  * compacted segments; the cleaner keeps each producer's last batch verbatim
  * (S19, as Kafka does), so the replay still finds every producer's last
  * sequence (docs/durability.md D22).
