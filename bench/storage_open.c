@@ -1,5 +1,5 @@
 /*
- * storage_open.c — how long opening one partition takes (storage S18, S21):
+ * storage_open.c — how long opening one partition takes (storage S18, S23):
  * the open reads the segments' indexes, the producer snapshot and, for the
  * transactions, either every batch header of every segment (before the
  * .txnindex files) or the .txnindex files plus a replay after the snapshot.

@@ -24,7 +24,7 @@
  *      lastOffsetDelta, base timestamp and producer fields, the kept
  *      records' largest timestamp as max timestamp (CreateTime), and
  *      recompressed with its codec), build its indexes (the .txnindex: the
- *      group's entries concatenated, S20), fdatasync all of it and the
+ *      group's entries concatenated, S22), fdatasync all of it and the
  *      staging dir;
  *   5. under m_del_mutex (no retention or DeleteRecords meanwhile): check
  *      the source segments are still in the log, write `cleaner-swap`
@@ -357,7 +357,7 @@ static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
             if (p->wbuf.len >= CC_WBUF && (rc = cc_flush(p, fd, &wpos))) return rc;
         }
         if (rc < 0) return rc;
-        if ((rc = st__xidx_copy(p->stage, jb->dst, src)) < 0) return rc; /* the group's aborts (S20) */
+        if ((rc = st__xidx_copy(p->stage, jb->dst, src)) < 0) return rc; /* the group's aborts (S22) */
         p->st->bytes_read += src->seg_size;
         p->jobs[j].merged = j > g;
     }

@@ -45,7 +45,7 @@ typedef struct {
     int64_t js_upto;   /* .log bytes to be durable */
     bool js_data;      /* fdatasync the .log */
     bool js_idx;       /* sealed: fdatasync .index/.timeindex too */
-    uint32_t js_xupto; /* .txnindex entries to be durable (S20) */
+    uint32_t js_xupto; /* .txnindex entries to be durable (S22) */
 } st_jseg_t;
 
 typedef struct {
@@ -131,7 +131,7 @@ static void job_sync(st_mgr_t *m, st_job_t *j) {
         if (js->js_data) rc = sync_fd(m, js->js_seg->seg_fd);
         if (!rc && js->js_idx) rc = sync_fd(m, js->js_seg->seg_ofd);
         if (!rc && js->js_idx) rc = sync_fd(m, js->js_seg->seg_tfd);
-        /* S20: an abort marker is durable only with its .txnindex entry */
+        /* S22: an abort marker is durable only with its .txnindex entry */
         if (!rc && js->js_xupto > js->js_seg->seg_xsynced) rc = sync_fd(m, js->js_seg->seg_xfd);
     }
     if (!rc && (j->j_dirsync || j->j_parent)) rc = -rb_failpoint("st.fsync.dir");

@@ -264,7 +264,7 @@ static int recover_from(st_log_t *l, int k, int64_t rp, bool rp_found) {
         sc.next_base = last ? INT64_MAX : l->l_segs[i + 1]->seg_base;
         sc.verify_crc = true;
         sc.contiguous = !(!rp_found || sc.next_base <= rp);
-        s->seg_xrebuild = true; /* its .txnindex too (S21) */
+        s->seg_xrebuild = true; /* its .txnindex too (S23) */
         sc.build_index = true;
         sc.interval = l->l_cfg.index_interval_bytes;
         int rc = st__seg_scan(s, &sc);
@@ -425,9 +425,9 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     if (l->l_clean_off > l->l_leo) l->l_clean_off = l->l_leo;
     rc = st__log_drop_below_start(l); /* a crash between checkpoint and unlink */
     if (rc < 0) goto fail;
-    rc = st__xidx_load(l); /* aborted transactions from the .txnindex files (S20, S21) */
+    rc = st__xidx_load(l); /* aborted transactions from the .txnindex files (S22, S23) */
     if (rc < 0) goto fail;
-    rc = st__pt_load(l); /* producer state and open transactions: snapshot + replay (S15, S21) */
+    rc = st__pt_load(l); /* producer state and open transactions: snapshot + replay (S15, S23) */
     if (rc < 0) goto fail;
     rc = st__txn_load(l);
     if (rc < 0) goto fail;

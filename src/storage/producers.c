@@ -29,7 +29,7 @@
  *    cover up to (exclusive). At open a snapshot past the log end offset is
  *    removed (recovery truncated what it described), one that fails its CRC
  *    or has the old version is removed, and the state is the newest valid one
- *    (at or below the first segment whose .txnindex is rebuilt, S21) plus
+ *    (at or below the first segment whose .txnindex is rebuilt, S23) plus
  *    every batch from its offset to the log end, markers included (their
  *    epochs fence, they close transactions); with none, every batch of the
  *    log. The snapshot also restores the open transactions (S17).
@@ -46,7 +46,7 @@
  * With compaction (compact.c): the cleaner rewrites only sealed segments,
  * all below the newest snapshot, so the replay after it never meets a
  * compacted segment. Without a valid newest snapshot (or when an older one
- * is taken to rebuild a .txnindex, S21) the replay may cross
+ * is taken to rebuild a .txnindex, S23) the replay may cross
  * compacted segments; the cleaner keeps each producer's last batch verbatim
  * (S19, as Kafka does), so the replay still finds every producer's last
  * sequence (docs/durability.md D22).
@@ -60,7 +60,7 @@
  * ("RPS1": no transaction field, n >= 1) still decodes, but st__pt_load
  * discards such a file (it does not say which transactions are open): the
  * replay from the log start rebuilds everything once, then version 2
- * snapshots are written (S15, S21).
+ * snapshots are written (S15, S23).
  */
 #include "storage/storage_int.h"
 
@@ -410,7 +410,7 @@ int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
     if (snap_list(l->l_dir, &offs, &n) == 0) {
         /* also the newest at or below the bases of the last two segments:
          * an unclean open rebuilds their .txnindex from such a snapshot
-         * (S21) instead of replaying the whole log */
+         * (S23) instead of replaying the whole log */
         int64_t keep[2] = {l->l_segs[l->l_nsegs - 1]->seg_base, l->l_nsegs > 1 ? l->l_segs[l->l_nsegs - 2]->seg_base : -1};
         bool kept[2] = {false, false};
         for (int i = 0; i < n; i++) {
@@ -440,7 +440,7 @@ static int snap_read(const char *dir, int64_t off, st_ptab_t *t) {
     rc = st_pt_decode_v(t, (const uint8_t *)data, len, &inner, &version);
     free(data);
     if (rc == 0 && inner != off) rc = RB_CORRUPT_MESSAGE;
-    if (rc == 0 && version != 2) rc = RB_UNSUPPORTED_VERSION; /* no open transactions in it (S21) */
+    if (rc == 0 && version != 2) rc = RB_UNSUPPORTED_VERSION; /* no open transactions in it (S23) */
     if (rc) st_pt_free(t);
     return rc;
 }
@@ -449,7 +449,7 @@ static int snap_read(const char *dir, int64_t off, st_ptab_t *t) {
  * did: producer batches into the producer state (S15), transactional ones
  * into the open transactions, markers closing them and fencing older epochs
  * (S17); an abort goes to the segment's .txnindex when it is being rebuilt
- * (S21). Markers are read whole (they are tiny). */
+ * (S23). Markers are read whole (they are tiny). */
 static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
     if (s->seg_size == 0) return 0;
     st_frd_t r;

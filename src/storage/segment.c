@@ -138,7 +138,7 @@ int st__seg_open(const char *dir, int64_t base, bool create, st_seg_t **out) {
     rc = seg_open_one(dir, base, ".timeindex", flags, &missing);
     if (rc < 0) goto fail;
     s->seg_tfd = rc;
-    bool xmissing = false; /* a missing .txnindex is rebuilt alone (S21) */
+    bool xmissing = false; /* a missing .txnindex is rebuilt alone (S23) */
     rc = seg_open_one(dir, base, ST_XIDX_EXT, flags, &xmissing);
     if (rc < 0) goto fail;
     s->seg_xfd = rc;

@@ -9,7 +9,7 @@
  * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
  * per-dir `cleaner-offset-checkpoint`, the `.kafka_cleanShutdown` marker and
  * the producer-state `.snapshot` files, the per-segment `.txnindex` (aborted
- * transactions, S20); one flusher thread per manager that
+ * transactions, S22); one flusher thread per manager that
  * group-commits fdatasync for all logs, and one cleaner thread per manager
  * that applies retention and compacts logs whose cleanup policy includes
  * compact (compact.c).
@@ -101,7 +101,7 @@
  *      snapshot past the log end, failing its CRC, or of version 1 (no open
  *      transactions in it) is removed, and the state is the newest valid
  *      snapshot (at or below the first segment whose .txnindex is rebuilt,
- *      S21) plus a replay of the batches from its offset to the log end (all
+ *      S23) plus a replay of the batches from its offset to the log end (all
  *      batches if none), so a crash anywhere leaves state equal to what the
  *      surviving log implies.
  *  S16. Retention and DeleteRecords never delete snapshots or state:
@@ -125,8 +125,8 @@
  *  S18. Each abort marker closing an open transaction adds (producer id,
  *      first offset, marker offset) to the partition's aborted list; entries
  *      wholly below the log start offset are dropped. The list is
- *      persisted in the segments' .txnindex files (S20), the open table in
- *      the snapshots (S15); both are rebuilt at open as S21 says.
+ *      persisted in the segments' .txnindex files (S22), the open table in
+ *      the snapshots (S15); both are rebuilt at open as S23 says.
  *      Compaction keeps transactional and control batches verbatim (S9), so
  *      an aborted record is never kept while its marker is dropped.
  *  S19. The cleaner never rewrites the batch holding a producer's last
@@ -134,7 +134,7 @@
  *      copied verbatim even when all its records are superseded, so a
  *      replay of the log without a snapshot still finds every live
  *      producer's last sequence (closes docs/durability.md D22's gap).
- *  S20. `<base>.txnindex` (txnidx.c): each abort marker that closes an open
+ *  S22. `<base>.txnindex` (txnidx.c): each abort marker that closes an open
  *      transaction appends one entry, Kafka's layout (i16 version 0, i64
  *      producer id, first offset, marker offset, LSO after it; 34 bytes,
  *      big-endian), to the file of the segment it is written to, under
@@ -148,7 +148,7 @@
  *      DeleteRecords, recovery) and the cleaner stages a group's
  *      concatenated entries with the cleaned segment (fsynced before the
  *      swap's commit, S11).
- *  S21. At open, after recovery: a segment's .txnindex is trusted if the
+ *  S23. At open, after recovery: a segment's .txnindex is trusted if the
  *      segment is (clean shutdown, or below the recovery point) and the file
  *      passes a check (whole entries, version 0, marker offsets increasing
  *      in [base, next base), first <= last); its entries form the aborted
@@ -430,7 +430,7 @@ int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
  * ST_PRODUCER_EXPIRATION_MS; >= 1). */
 void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
 
-/* ---- transactions (txnidx.c; S17-S18, S20-S21) ---- */
+/* ---- transactions (txnidx.c; S17-S18, S22-S23) ---- */
 typedef struct {
     int64_t pid;
     int64_t first;   /* first offset of the producer's open transaction */

@@ -68,7 +68,7 @@ typedef struct st_seg {
     int seg_fd;               /* .log, O_RDWR */
     int seg_ofd;              /* .index */
     int seg_tfd;              /* .timeindex */
-    int seg_xfd;              /* .txnindex (txnidx.c, S20): one entry per abort marker in the segment */
+    int seg_xfd;              /* .txnindex (txnidx.c, S22): one entry per abort marker in the segment */
     int64_t seg_size;         /* bytes in .log (written, maybe not synced) */
     int64_t seg_synced;       /* bytes of .log known fdatasync'd */
     int64_t seg_next_off;     /* offset after the segment's last batch (seg_base if empty) */
@@ -86,10 +86,10 @@ typedef struct st_seg {
     bool seg_sealed;          /* no more appends; indexes complete on disk */
     bool seg_sealed_synced;   /* sealed and .log/.index/.timeindex fdatasync'd */
     uint32_t seg_xn;          /* .txnindex entries in the file */
-    uint32_t seg_xsynced;     /* ... of which fdatasync'd (the flusher, S20) */
+    uint32_t seg_xsynced;     /* ... of which fdatasync'd (the flusher, S22) */
     bool seg_xrebuild;        /* at open: the .txnindex is missing, damaged or past the
-                                 recovery point; rebuilt by the replay (S21) */
-    bool seg_xbad;            /* an entry write failed: file removed, no more entries (S20) */
+                                 recovery point; rebuilt by the replay (S23) */
+    bool seg_xbad;            /* an entry write failed: file removed, no more entries (S22) */
     atomic_int seg_refs;
 } st_seg_t;
 
@@ -311,7 +311,7 @@ void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h
 /* The same for a batch replayed at open: an abort goes to xseg's .txnindex
  * (NULL: none) and, if list, to the aborted list. */
 void st__txn_apply(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h, st_seg_t *xseg, bool list);
-/* Open (S21): st__xidx_load reads the trusted .txnindex files into the
+/* Open (S23): st__xidx_load reads the trusted .txnindex files into the
  * aborted list and empties and marks (seg_xrebuild) the others; st__pt_load
  * replays (filling those); st__txn_from_prods takes the open transactions
  * from the loaded snapshot; st__txn_load sorts the list and syncs the

@@ -3,8 +3,8 @@
  * transaction of each producer (its first offset), the list of aborted
  * transactions (producer, first offset, abort marker offset) that
  * read_committed fetches return, the last stable offset, the per-segment
- * `.txnindex` files persisting the aborted list (S20) and their check and
- * rebuild at open (S21; the replay itself is producers.c's, which also
+ * `.txnindex` files persisting the aborted list (S22) and their check and
+ * rebuild at open (S23; the replay itself is producers.c's, which also
  * restores the open transactions from the snapshot), and transaction markers
  * (control batches) built and parsed in Kafka's format.
  *
@@ -49,7 +49,7 @@ int st_marker_parse(const uint8_t *batch, size_t len, bool *commit) {
     return 0;
 }
 
-/* ---- .txnindex files (S20) ------------------------------------------------------------- */
+/* ---- .txnindex files (S22) ------------------------------------------------------------- */
 
 /* Kafka's entry: i16 version 0, i64 producer id, i64 first offset, i64 last
  * offset (the abort marker's), i64 last stable offset after it; big-endian. */
@@ -62,7 +62,7 @@ void st__xidx_encode(uint8_t *p, const st_aborted_txn_t *a, int64_t lso) {
 }
 
 /* Appends one entry to s's file (l_mutex held). A failed write removes the
- * file, so the next open rebuilds it from the segment (S21), and writes no
+ * file, so the next open rebuilds it from the segment (S23), and writes no
  * more entries for s; the in-memory list stays right. The dir entry change
  * reaches the disk before the marker counts as durable (the flusher's dir
  * sync, S4); failing to remove it makes the log fatal. */
@@ -149,7 +149,7 @@ int st__xidx_read(st_seg_t *s, int64_t next_base, st_aborted_txn_t **out, int *n
 
 int st__xidx_copy(const char *dst_dir, st_seg_t *dst, st_seg_t *src) {
     if (dst->seg_xbad) return 0;
-    if (src->seg_xbad) { /* no complete file to copy: the next open rebuilds it (S21) */
+    if (src->seg_xbad) { /* no complete file to copy: the next open rebuilds it (S23) */
         char path[4096];
         st__seg_path(path, sizeof(path), dst_dir, dst->seg_base, ST_XIDX_EXT);
         if (unlink(path) < 0 && errno != ENOENT) return -errno;
@@ -235,7 +235,7 @@ void st__txn_apply(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h, s
     int64_t first = l->l_topen[i].first;
     l->l_topen[i] = l->l_topen[--l->l_ntopen];
     st_pt_set_txn(&l->l_prods, h->producer_id, -1);
-    if (!commit) { /* S18, S20 */
+    if (!commit) { /* S18, S22 */
         st_aborted_txn_t a = {h->producer_id, first, h->base_offset};
         int64_t lso = h->base_offset + 1; /* Kafka's: the LSO once this one is closed */
         for (int k = 0; k < l->l_ntopen; k++)
@@ -272,7 +272,7 @@ void st__txn_from_prods(st_log_t *l) {
             if (p->p_txn_first >= 0) topen_add(l, p->p_id, p->p_txn_first);
 }
 
-/* S20/S21, before the replay: the aborted list from the .txnindex of every
+/* S22/S23, before the replay: the aborted list from the .txnindex of every
  * segment that needs no rebuild; a damaged or missing one, and those of
  * recovered segments (marked by recovery), are emptied and marked for the
  * replay (st__pt_load) to fill. */
@@ -306,7 +306,7 @@ static int cmp_last(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* S21, after the replay: the list in marker order, what lies wholly below
+/* S23, after the replay: the list in marker order, what lies wholly below
  * the start dropped, the rebuilt files made durable. */
 int st__txn_load(st_log_t *l) {
     if (l->l_ntab > 1) qsort(l->l_tab, (size_t)l->l_ntab, sizeof(*l->l_tab), cmp_last);

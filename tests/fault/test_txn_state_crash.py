@@ -1,5 +1,5 @@
-"""Transaction state through kill -9 (issue 5; storage.h S20-S21,
-docs/durability.md D32-D33): a confluent-kafka transactional producer
+"""Transaction state through kill -9 (issue 5; storage.h S22-S23,
+docs/durability.md D34-D35): a confluent-kafka transactional producer
 commits and aborts small transactions into a topic with 8 KiB segments (so
 markers, .txnindex entries and producer snapshots spread over many
 segments) while rilld is killed with kill -9 once the round has completed a

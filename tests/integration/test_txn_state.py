@@ -1,5 +1,5 @@
-"""A partition's persisted transaction state (issue 5; storage.h S20-S21,
-docs/durability.md D32-D33) with confluent-kafka's transactional producer
+"""A partition's persisted transaction state (issue 5; storage.h S22-S23,
+docs/durability.md D34-D35) with confluent-kafka's transactional producer
 against a real rilld: every abort marker leaves a Kafka-layout entry in the
 .txnindex of its segment; after a clean restart and after a kill -9,
 read_committed still filters every aborted record and holds back the open

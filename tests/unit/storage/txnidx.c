@@ -6,7 +6,7 @@
  * to the LSO, the marker format, the rebuild of everything at a clean and an
  * unclean reopen (segments rolled in between), and the cleaner keeping a
  * producer's last batch while rewriting the rest of its segment.
- * The persisted state (S20-S21): the per-segment .txnindex files (Kafka's
+ * The persisted state (S22-S23): the per-segment .txnindex files (Kafka's
  * 34-byte entries, in the segment of their abort marker), rebuilt when
  * missing, torn, damaged or past the recovery point, removed with their
  * segment, carried by the cleaner's swap, dropped after a failed write; the
@@ -202,7 +202,7 @@ static void test_cleaner_keeps_producer_last_batch(void **state) {
     close(rd.fd);
 }
 
-/* ---- persisted transaction state (S20, S21) ---------------------------------------------- */
+/* ---- persisted transaction state (S22, S23) ---------------------------------------------- */
 
 static void plain_roll(fx_t *f, int n) { /* n plain 1-record batches of ~100 bytes */
     for (int i = 0; i < n; i++) stt_append(f->l, 1, 1, rb_now_ms(), 40, rb_now_ms());
@@ -351,7 +351,7 @@ static void test_txnindex_files_and_reopen(void **state) {
     size_t n0;
     uint8_t *a0 = check_files(f, &sc, &n0); /* written at append */
     assert_int_equal(n0, (size_t)sc.n * ST_XIDX_ENTRY);
-    /* S20: once the markers are durable, so are their entries */
+    /* S22: once the markers are durable, so are their entries */
     for (int i = 0; i < f->l->l_nsegs; i++) {
         pthread_mutex_lock(&f->l->l_mutex);
         st_seg_t *s = f->l->l_segs[i];
