@@ -31,7 +31,8 @@
  *      lastOffsetDelta, base timestamp, attributes (transactional bit
  *      included) and producer fields, the kept
  *      records' largest timestamp as max timestamp (CreateTime), and
- *      recompressed with its codec), build its indexes, fdatasync all of it and the
+ *      recompressed with its codec), build its indexes (the .txnindex: the
+ *      group's entries concatenated, S22), fdatasync all of it and the
  *      staging dir;
  *   5. under m_del_mutex (no retention or DeleteRecords meanwhile): check
  *      the source segments are still in the log, write `cleaner-swap`
@@ -204,11 +205,16 @@ static bool cc_producer_last(st_log_t *l, const kp_batch_hdr_t *h) {
 
 /* S19 for markers: the producer's last marker, unless a data batch of the
  * producer follows it, may be all that carries its epoch (a fence) to a
- * replay without a snapshot: it stays. */
+ * replay without a snapshot: it stays. The log learns last markers from
+ * appends and from the replay after the snapshot (S23), not from the
+ * segments before it: for a live producer whose last marker is unknown
+ * since the open, every marker of it counts as its last until it writes
+ * one. */
 static bool cc_marker_last(st_log_t *l, const kp_batch_hdr_t *h) {
     pthread_mutex_lock(&l->l_mutex);
     const st_prod_t *pp = st_pt_find(&l->l_prods, h->producer_id);
-    bool last = st__txn_last_marker(l, h->producer_id) == h->base_offset &&
+    int64_t lm = st__txn_last_marker(l, h->producer_id);
+    bool last = (lm == h->base_offset || (lm < 0 && pp)) &&
                 !(pp && pp->p_n > 0 && pp->p_b[pp->p_n - 1].pb_last_off > h->base_offset);
     pthread_mutex_unlock(&l->l_mutex);
     return last;
@@ -490,6 +496,8 @@ static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
             if (p->wbuf.len >= CC_WBUF && (rc = cc_flush(p, fd, &wpos))) return rc;
         }
         if (rc < 0) return rc;
+        if ((rc = st__xidx_copy(p->stage, jb->dst, src, p->gone, p->ngone)) < 0) /* the group's aborts (S22) */
+            return rc;
         p->st->bytes_read += src->seg_size;
         p->jobs[j].merged = j > g;
     }
@@ -506,8 +514,11 @@ static int cc_clean_group(cc_pass_t *p, int g, const st_log_config_t *cfg) {
     if (rc < 0) return rc;
     if (sc.invalid || sc.end_pos != wpos) return RB_KAFKA_STORAGE_ERROR;
     st__idx_seal(d);
-    if (fdatasync(d->seg_fd) < 0 || fdatasync(d->seg_ofd) < 0 || fdatasync(d->seg_tfd) < 0) return -errno;
+    if (fdatasync(d->seg_fd) < 0 || fdatasync(d->seg_ofd) < 0 || fdatasync(d->seg_tfd) < 0 ||
+        fdatasync(d->seg_xfd) < 0)
+        return -errno;
     d->seg_synced = wpos;
+    d->seg_xsynced = d->seg_xn;
     d->seg_next_off = lastj->next_base;
     d->seg_max_ts = sc.max_ts;
     d->seg_max_ts_off = sc.max_ts_off;

@@ -45,6 +45,7 @@ typedef struct {
     int64_t js_upto;   /* .log bytes to be durable */
     bool js_data;      /* fdatasync the .log */
     bool js_idx;       /* sealed: fdatasync .index/.timeindex too */
+    uint32_t js_xupto; /* .txnindex entries to be durable (S22) */
 } st_jseg_t;
 
 typedef struct {
@@ -83,6 +84,7 @@ static void job_add(st_job_t *j, st_seg_t *s, bool data, bool idx) {
     js->js_upto = s->seg_size;
     js->js_data = data;
     js->js_idx = idx;
+    js->js_xupto = s->seg_xn;
 }
 
 static void job_prepare(st_job_t *j, st_log_t *l) {
@@ -97,7 +99,7 @@ static void job_prepare(st_job_t *j, st_log_t *l) {
         st_seg_t *s = l->l_segs[i];
         bool data = s->seg_synced < s->seg_size;
         bool idx = s->seg_sealed && !s->seg_sealed_synced;
-        if (data || idx) job_add(j, s, data, idx);
+        if (data || idx || s->seg_xsynced < s->seg_xn) job_add(j, s, data, idx);
         else if (s->seg_sealed) break; /* everything older is synced */
     }
     st_seg_t *a = l->l_segs[l->l_nsegs - 1];
@@ -129,6 +131,8 @@ static void job_sync(st_mgr_t *m, st_job_t *j) {
         if (js->js_data) rc = sync_fd(m, js->js_seg->seg_fd);
         if (!rc && js->js_idx) rc = sync_fd(m, js->js_seg->seg_ofd);
         if (!rc && js->js_idx) rc = sync_fd(m, js->js_seg->seg_tfd);
+        /* S22: an abort marker is durable only with its .txnindex entry */
+        if (!rc && js->js_xupto > js->js_seg->seg_xsynced) rc = sync_fd(m, js->js_seg->seg_xfd);
     }
     if (!rc && (j->j_dirsync || j->j_parent)) rc = -rb_failpoint("st.fsync.dir");
     if (!rc && j->j_dirsync) rc = rb_fsync_dir(j->j_log->l_dir);
@@ -157,6 +161,7 @@ static int64_t job_publish(st_mgr_t *m, st_job_t *j) {
             st_jseg_t *js = &j->j_segs[i];
             if (js->js_upto > js->js_seg->seg_synced) js->js_seg->seg_synced = js->js_upto;
             if (js->js_idx) js->js_seg->seg_sealed_synced = true;
+            if (js->js_xupto > js->js_seg->seg_xsynced) js->js_seg->seg_xsynced = js->js_xupto;
         }
         if (j->j_dirsync && j->j_dirsync_gen > l->l_dirsync_done) l->l_dirsync_done = j->j_dirsync_gen;
         if (j->j_parent) l->l_parent_sync = false;

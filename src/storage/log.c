@@ -139,6 +139,7 @@ static int list_segments(const char *dir, int64_t **out, int *nout) {
     while ((de = readdir(d))) {
         int64_t b = parse_seg_name(de->d_name, ".index");
         if (b < 0) b = parse_seg_name(de->d_name, ".timeindex");
+        if (b < 0) b = parse_seg_name(de->d_name, ST_XIDX_EXT);
         if (b < 0) continue;
         if (n == 0 || !bsearch(&b, v, (size_t)n, sizeof(*v), cmp_i64)) {
             char p[4096];
@@ -263,6 +264,7 @@ static int recover_from(st_log_t *l, int k, int64_t rp, bool rp_found) {
         sc.next_base = last ? INT64_MAX : l->l_segs[i + 1]->seg_base;
         sc.verify_crc = true;
         sc.contiguous = !(!rp_found || sc.next_base <= rp);
+        s->seg_xrebuild = true; /* its .txnindex too (S23) */
         sc.build_index = true;
         sc.interval = l->l_cfg.index_interval_bytes;
         int rc = st__seg_scan(s, &sc);
@@ -423,9 +425,11 @@ static int log_open_locked(st_mgr_t *m, const char *topic, int32_t partition, co
     if (l->l_clean_off > l->l_leo) l->l_clean_off = l->l_leo;
     rc = st__log_drop_below_start(l); /* a crash between checkpoint and unlink */
     if (rc < 0) goto fail;
-    rc = st__pt_load(l); /* producer state: snapshot + replay (S15) */
+    rc = st__xidx_load(l); /* aborted transactions from the .txnindex files (S22, S23) */
     if (rc < 0) goto fail;
-    rc = st__txn_load(l); /* open and aborted transactions (S18) */
+    rc = st__pt_load(l); /* producer state and open transactions: snapshot + replay (S15, S23) */
+    if (rc < 0) goto fail;
+    rc = st__txn_load(l);
     if (rc < 0) goto fail;
 
     pthread_mutex_lock(&m->m_mutex);

@@ -28,10 +28,15 @@
  *    no fsync) at every segment roll and at close, named by the offset they
  *    cover up to (exclusive). At open a snapshot past the log end offset is
  *    removed (recovery truncated what it described), one that fails its CRC
- *    is removed, and the state is the newest valid one plus every producer
- *    batch from its offset to the log end; with none, every batch of the log.
+ *    or has the old version is removed, and the state is the newest valid one
+ *    (at or below the first segment whose .txnindex is rebuilt, S23) plus
+ *    every batch from its offset to the log end, markers included (their
+ *    epochs fence, they close transactions); with none, every batch of the
+ *    log. The snapshot also restores the open transactions (S17).
  *    Retention never removes snapshots, so state survives segment deletion;
- *    after writing one we keep only the two newest.
+ *    after writing one we keep only the two newest, and the newest at or
+ *    below each of the last two segments' bases (what an unclean open needs
+ *    to rebuild their .txnindex files without replaying the whole log).
  *  - A producer that has not written for producer.id.expiration.ms (default
  *    1 day) is dropped: by an append to the log, at most every
  *    min(expiration, 10 min) (Kafka's check interval), and when a snapshot is
@@ -40,15 +45,22 @@
  *
  * With compaction (compact.c): the cleaner rewrites only sealed segments,
  * all below the newest snapshot, so the replay after it never meets a
- * compacted segment. Without a valid newest snapshot the replay may cross
+ * compacted segment. Without a valid newest snapshot (or when an older one
+ * is taken to rebuild a .txnindex, S23) the replay may cross
  * compacted segments; the cleaner keeps each producer's last batch verbatim
  * (S19, as Kafka does), so the replay still finds every producer's last
  * sequence (docs/durability.md D22).
  *
- * Snapshot format (ours, big-endian): u32 magic "RPS1", u32 CRC-32C of what
+ * Snapshot format (ours, big-endian): u32 magic "RPS2", u32 CRC-32C of what
  * follows, i64 offset, i32 count, then count entries: i64 producer id,
- * i16 epoch, i64 last write ms, u8 n, n x (i32 first seq, i32 last seq,
- * i64 first offset, i64 last offset), oldest batch first.
+ * i16 epoch, i64 last write ms, i64 first offset of the producer's open
+ * transaction (-1: none), u8 n (0..5; 0 for a producer only a marker told
+ * about: its epoch fences older ones, S17), n x (i32 first seq, i32 last
+ * seq, i64 first offset, i64 last offset), oldest batch first. Version 1
+ * ("RPS1": no transaction field, n >= 1) still decodes, but st__pt_load
+ * discards such a file (it does not say which transactions are open): the
+ * replay from the log start rebuilds everything once, then version 2
+ * snapshots are written (S15, S23).
  */
 #include "storage/storage_int.h"
 
@@ -60,7 +72,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define ST_SNAP_MAGIC 0x52505331u /* "RPS1" */
+#define ST_SNAP_MAGIC1 0x52505331u /* "RPS1" */
+#define ST_SNAP_MAGIC 0x52505332u  /* "RPS2" */
 #define ST_SNAP_KEEP 2
 
 int32_t st_seq_add(int32_t seq, int32_t delta) {
@@ -107,6 +120,7 @@ static st_prod_t *pt_get(st_ptab_t *t, int64_t pid) {
     if (!p) abort();
     p->p_id = pid;
     p->p_epoch = -1;
+    p->p_txn_first = -1;
     size_t s = pt_slot(t, pid);
     p->p_next = t->pt_b[s];
     t->pt_b[s] = p;
@@ -160,11 +174,16 @@ void st_pt_fence(st_ptab_t *t, int64_t pid, int16_t epoch, int64_t now_ms) {
     p->p_last_ms = now_ms;
 }
 
+void st_pt_set_txn(st_ptab_t *t, int64_t pid, int64_t first) {
+    if (first < 0 && !st_pt_find(t, pid)) return;
+    pt_get(t, pid)->p_txn_first = first;
+}
+
 void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms) {
     for (size_t i = 0; i < t->pt_nb; i++) {
         for (st_prod_t **pp = &t->pt_b[i]; *pp;) {
             st_prod_t *p = *pp;
-            if (now_ms - p->p_last_ms >= max_idle_ms) {
+            if (now_ms - p->p_last_ms >= max_idle_ms && p->p_txn_first < 0) {
                 *pp = p->p_next;
                 free(p);
                 t->pt_n--;
@@ -236,7 +255,8 @@ int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n) {
 /* ---- snapshots ------------------------------------------------------------------- */
 
 #define SNAP_HDR 20
-#define SNAP_ENT_FIXED 19
+#define SNAP_ENT_FIXED1 19 /* version 1: no transaction field */
+#define SNAP_ENT_FIXED 27
 #define SNAP_BATCH 24
 
 int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out) {
@@ -249,7 +269,8 @@ int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out) {
             rb_wbe64(q, (uint64_t)e->p_id);
             rb_wbe16(q + 8, (uint16_t)e->p_epoch);
             rb_wbe64(q + 10, (uint64_t)e->p_last_ms);
-            q[18] = (uint8_t)e->p_n;
+            rb_wbe64(q + 18, (uint64_t)e->p_txn_first);
+            q[26] = (uint8_t)e->p_n;
             q += SNAP_ENT_FIXED;
             for (int k = 0; k < e->p_n; k++) {
                 rb_wbe32(q, (uint32_t)e->p_b[k].pb_first_seq);
@@ -269,29 +290,43 @@ int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out) {
     return 0;
 }
 
-int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset) {
-    if (len < SNAP_HDR || rb_be32(p) != ST_SNAP_MAGIC) return RB_CORRUPT_MESSAGE;
+int st_pt_decode_v(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset, int *version) {
+    if (len < SNAP_HDR) return RB_CORRUPT_MESSAGE;
+    int v = rb_be32(p) == ST_SNAP_MAGIC ? 2 : rb_be32(p) == ST_SNAP_MAGIC1 ? 1 : 0;
+    if (!v) return RB_CORRUPT_MESSAGE;
+    if (version) *version = v;
     if (rb_be32(p + 4) != rb_crc32c(0, p + 8, len - 8)) return RB_CORRUPT_MESSAGE;
     *offset = (int64_t)rb_be64(p + 8);
     int32_t count = (int32_t)rb_be32(p + 16);
-    size_t at = SNAP_HDR;
+    size_t at = SNAP_HDR, fixed = v == 2 ? SNAP_ENT_FIXED : SNAP_ENT_FIXED1;
     if (count < 0) return RB_CORRUPT_MESSAGE;
     for (int32_t i = 0; i < count; i++) {
-        if (len - at < SNAP_ENT_FIXED) return RB_CORRUPT_MESSAGE;
+        if (len - at < fixed) return RB_CORRUPT_MESSAGE;
         const uint8_t *q = p + at;
         int64_t pid = (int64_t)rb_be64(q);
         int16_t epoch = (int16_t)rb_be16(q + 8);
         int64_t last_ms = (int64_t)rb_be64(q + 10);
-        int n = q[18];
-        at += SNAP_ENT_FIXED;
-        if (n < 1 || n > ST_PROD_WINDOW || pid < 0 || len - at < (size_t)n * SNAP_BATCH) return RB_CORRUPT_MESSAGE;
+        int64_t txn_first = v == 2 ? (int64_t)rb_be64(q + 18) : -1;
+        int n = q[fixed - 1];
+        at += fixed;
+        if (n < (v == 2 ? 0 : 1) || n > ST_PROD_WINDOW || pid < 0 || txn_first < -1 ||
+            len - at < (size_t)n * SNAP_BATCH || st_pt_find(t, pid))
+            return RB_CORRUPT_MESSAGE;
+        if (n == 0) st_pt_fence(t, pid, epoch, last_ms); /* epoch only (a marker's) */
         for (int k = 0; k < n; k++, at += SNAP_BATCH) {
             q = p + at;
             st_pt_record(t, pid, epoch, (int32_t)rb_be32(q), (int32_t)rb_be32(q + 4), (int64_t)rb_be64(q + 8),
                          (int64_t)rb_be64(q + 16), last_ms);
         }
+        st_prod_t *e = pt_get(t, pid);
+        e->p_last_ms = last_ms;
+        e->p_txn_first = txn_first;
     }
     return at == len ? 0 : RB_CORRUPT_MESSAGE;
+}
+
+int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset) {
+    return st_pt_decode_v(t, p, len, offset, NULL);
 }
 
 static int64_t snap_name_offset(const char *nm) {
@@ -342,7 +377,8 @@ static void snap_unlink(const char *dir, int64_t off) {
 
 /* Writes `<offset>.snapshot` (tmp + rename, no fsync: a torn or missing file
  * is detected by its CRC and rebuilt from the log), then keeps only the
- * ST_SNAP_KEEP newest. Caller holds l_mutex (or owns l exclusively). */
+ * ST_SNAP_KEEP newest and the newest at or below each of the last two
+ * segments' bases. Caller holds l_mutex (or owns l exclusively). */
 int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
     st_pt_expire(&l->l_prods, now_ms, atomic_load(&l->l_mgr->m_prod_expire_ms));
     rb_buf_t b;
@@ -372,7 +408,21 @@ int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms) {
     int64_t *offs;
     int n;
     if (snap_list(l->l_dir, &offs, &n) == 0) {
-        for (int i = ST_SNAP_KEEP; i < n; i++) snap_unlink(l->l_dir, offs[i]);
+        /* also the newest at or below the bases of the last two segments:
+         * an unclean open rebuilds their .txnindex from such a snapshot
+         * (S23) instead of replaying the whole log */
+        int64_t keep[2] = {l->l_segs[l->l_nsegs - 1]->seg_base, l->l_nsegs > 1 ? l->l_segs[l->l_nsegs - 2]->seg_base : -1};
+        bool kept[2] = {false, false};
+        for (int i = 0; i < n; i++) {
+            bool k = i < ST_SNAP_KEEP;
+            for (int j = 0; j < 2; j++) {
+                if (!kept[j] && offs[i] <= keep[j]) {
+                    kept[j] = true;
+                    k = true;
+                }
+            }
+            if (!k) snap_unlink(l->l_dir, offs[i]);
+        }
         free(offs);
     }
     return 0;
@@ -386,14 +436,20 @@ static int snap_read(const char *dir, int64_t off, st_ptab_t *t) {
     int rc = rb_read_file(path, &data, &len);
     if (rc < 0) return rc;
     int64_t inner = -1;
-    rc = st_pt_decode(t, (const uint8_t *)data, len, &inner);
+    int version = 0;
+    rc = st_pt_decode_v(t, (const uint8_t *)data, len, &inner, &version);
     free(data);
     if (rc == 0 && inner != off) rc = RB_CORRUPT_MESSAGE;
+    if (rc == 0 && version != 2) rc = RB_UNSUPPORTED_VERSION; /* no open transactions in it (S23) */
     if (rc) st_pt_free(t);
     return rc;
 }
 
-/* Records every producer batch with base offset >= from in segment s. */
+/* Replays every batch with base offset >= from in segment s, as the append
+ * did: producer batches into the producer state (S15), transactional ones
+ * into the open transactions, markers closing them and fencing older epochs
+ * (S17); an abort goes to the segment's .txnindex when it is being rebuilt
+ * (S23). Markers are read whole (they are tiny). */
 static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
     if (s->seg_size == 0) return 0;
     st_frd_t r;
@@ -409,42 +465,75 @@ static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
         }
         kp_batch_hdr_t h;
         if (st__hdr_decode(p, &h) != 0) break; /* recovery already bounded the segment */
-        /* a replayed batch counts as written now: its timestamps are the
-         * client's, and expiring on them could drop a live producer */
-        if (h.base_offset >= from && h.producer_id >= 0 && !(h.attributes & KP_ATTR_CONTROL))
-            st_pt_record(&l->l_prods, h.producer_id, h.producer_epoch, h.base_sequence,
-                         st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h), now_ms);
-        pos += st__hdr_size(&h);
+        int64_t sz = st__hdr_size(&h);
+        if (h.base_offset >= from && h.producer_id >= 0) {
+            bool control = h.attributes & KP_ATTR_CONTROL;
+            if (h.attributes & KP_ATTR_TRANSACTIONAL) {
+                if (control) {
+                    p = sz <= 4096 ? st__frd_get(&r, pos, (size_t)sz, &err) : NULL;
+                    if (!p) {
+                        rc = err ? err : RB_CORRUPT_MESSAGE;
+                        break;
+                    }
+                    st__hdr_decode(p, &h); /* the buffer may have moved */
+                }
+                st__txn_apply(l, p, &h, s->seg_xrebuild ? s : NULL, s->seg_xrebuild);
+            }
+            /* a replayed batch counts as written now: its timestamps are the
+             * client's, and expiring on them could drop a live producer */
+            if (control)
+                st_pt_fence(&l->l_prods, h.producer_id, h.producer_epoch, now_ms);
+            else
+                st_pt_record(&l->l_prods, h.producer_id, h.producer_epoch, h.base_sequence,
+                             st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h),
+                             now_ms);
+        }
+        pos += sz;
     }
     st__frd_free(&r);
     return rc;
 }
 
-/* At open, after recovery (the caller owns l): the newest valid snapshot at
- * or below the log end offset, then the batches after it. */
+/* At open, after recovery and after st__xidx_load marked the segments whose
+ * .txnindex must be rebuilt (the caller owns l): the newest valid snapshot at
+ * or below the log end offset and at or below the first such segment's base
+ * (the replay must pass over all of them), then the batches after it. */
 int st__pt_load(st_log_t *l) {
     int64_t *offs;
     int n;
     int rc = snap_list(l->l_dir, &offs, &n);
     if (rc < 0) return rc;
+    int64_t limit = l->l_leo;
+    for (int i = 0; i < l->l_nsegs; i++) {
+        if (l->l_segs[i]->seg_xrebuild) {
+            limit = RB_MIN(limit, l->l_segs[i]->seg_base);
+            break;
+        }
+    }
     int64_t from = -1;
     for (int i = 0; i < n && from < 0; i++) {
         if (offs[i] > l->l_leo) {
             snap_unlink(l->l_dir, offs[i]); /* describes batches recovery truncated away */
             continue;
         }
+        if (offs[i] > limit) continue; /* valid, but past a .txnindex to rebuild */
         int r = snap_read(l->l_dir, offs[i], &l->l_prods);
         if (r == 0) {
             from = offs[i];
         } else {
-            rb_warn("storage: %s: producer snapshot %" PRId64 " unreadable (%s); removed", l->l_dir, offs[i],
-                    r < 0 ? strerror(-r) : rb_err_name(r));
+            if (r == RB_UNSUPPORTED_VERSION)
+                rb_info("storage: %s: producer snapshot %" PRId64 " has the old format; removed, rebuilt from the log",
+                        l->l_dir, offs[i]);
+            else
+                rb_warn("storage: %s: producer snapshot %" PRId64 " unreadable (%s); removed", l->l_dir, offs[i],
+                        r < 0 ? strerror(-r) : rb_err_name(r));
             snap_unlink(l->l_dir, offs[i]);
         }
     }
     free(offs);
     int64_t now = rb_now_ms();
     if (from < 0) from = 0;
+    st__txn_from_prods(l); /* the snapshot's open transactions */
     for (int i = 0; i < l->l_nsegs && rc == 0; i++) {
         st_seg_t *s = l->l_segs[i];
         if (i + 1 < l->l_nsegs && l->l_segs[i + 1]->seg_base <= from) continue;

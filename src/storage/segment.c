@@ -1,7 +1,8 @@
 /*
  * segment.c — segment files and the batch scan used by recovery and loading.
  *
- * A segment is `<20-digit base>.log` plus `.index` and `.timeindex`. This file
+ * A segment is `<20-digit base>.log` plus `.index`, `.timeindex` and
+ * `.txnindex` (its aborted transactions, txnidx.c). This file
  * opens/creates/unlinks them, decodes the fixed batch header from disk (our own
  * 61-byte decode, so a batch larger than the scan buffer can still be checked
  * in bounded memory), and scans a segment's batches from a position:
@@ -119,7 +120,7 @@ int st__seg_open(const char *dir, int64_t base, bool create, st_seg_t **out) {
     int flags = O_RDWR | (create ? O_CREAT | O_TRUNC : 0);
     st_seg_t *s = calloc(1, sizeof(*s));
     if (!s) return -ENOMEM;
-    s->seg_fd = s->seg_ofd = s->seg_tfd = -1;
+    s->seg_fd = s->seg_ofd = s->seg_tfd = s->seg_xfd = -1;
     s->seg_base = base;
     s->seg_next_off = base;
     s->seg_tlast_ts = ST_NO_TS;
@@ -137,6 +138,11 @@ int st__seg_open(const char *dir, int64_t base, bool create, st_seg_t **out) {
     rc = seg_open_one(dir, base, ".timeindex", flags, &missing);
     if (rc < 0) goto fail;
     s->seg_tfd = rc;
+    bool xmissing = false; /* a missing .txnindex is rebuilt alone (S23) */
+    rc = seg_open_one(dir, base, ST_XIDX_EXT, flags, &xmissing);
+    if (rc < 0) goto fail;
+    s->seg_xfd = rc;
+    s->seg_xrebuild = xmissing && !create;
     struct stat st;
     if (fstat(s->seg_fd, &st) < 0) {
         rc = -errno;
@@ -154,6 +160,7 @@ fail:
     if (s->seg_fd >= 0) close(s->seg_fd);
     if (s->seg_ofd >= 0) close(s->seg_ofd);
     if (s->seg_tfd >= 0) close(s->seg_tfd);
+    if (s->seg_xfd >= 0) close(s->seg_xfd);
     free(s);
     return rc;
 }
@@ -165,13 +172,14 @@ void st__seg_unref(st_seg_t *s) {
     if (s->seg_fd >= 0) close(s->seg_fd);
     if (s->seg_ofd >= 0) close(s->seg_ofd);
     if (s->seg_tfd >= 0) close(s->seg_tfd);
+    if (s->seg_xfd >= 0) close(s->seg_xfd);
     free(s->seg_otail);
     free(s->seg_ttail);
     free(s);
 }
 
 int st__seg_unlink(const char *dir, int64_t base) {
-    static const char *exts[] = {".log", ".index", ".timeindex"};
+    static const char *exts[] = {".log", ".index", ".timeindex", ST_XIDX_EXT};
     int rc = 0;
     for (size_t i = 0; i < RB_ARRAY_LEN(exts); i++) {
         char path[4096];

@@ -8,7 +8,8 @@
  * relative offset), the per-dir `recovery-point-offset-checkpoint`
  * (Kafka's text format), the per-dir `log-start-offset-checkpoint`, the
  * per-dir `cleaner-offset-checkpoint`, the `.kafka_cleanShutdown` marker and
- * the producer-state `.snapshot` files; one flusher thread per manager that
+ * the producer-state `.snapshot` files, the per-segment `.txnindex` (aborted
+ * transactions, S22); one flusher thread per manager that
  * group-commits fdatasync for all logs, and one cleaner thread per manager
  * that applies retention and compacts logs whose cleanup policy includes
  * compact (compact.c).
@@ -96,11 +97,15 @@
  *      leaves no trace in it; the broker answers a duplicate under acks=all
  *      only once the original's offsets are below the high watermark (S2).
  *  S15. `<offset>.snapshot` files hold the state for every batch below
- *      offset; one is written at each roll and at close. They are a cache:
- *      at open a snapshot past the log end or failing its CRC is removed and
- *      the state is the newest valid snapshot plus a replay of the producer
- *      batches from its offset to the log end (all batches if none), so a
- *      crash anywhere leaves state equal to what the surviving log implies.
+ *      offset: per producer its epoch (also one only a marker set, S17), its
+ *      last batches and the first offset of its open transaction (or -1);
+ *      one is written at each roll and at close. They are a cache: at open a
+ *      snapshot past the log end, failing its CRC, or of version 1 (no open
+ *      transactions in it) is removed, and the state is the newest valid
+ *      snapshot (at or below the first segment whose .txnindex is rebuilt,
+ *      S23) plus a replay of the batches from its offset to the log end (all
+ *      batches if none), so a crash anywhere leaves state equal to what the
+ *      surviving log implies.
  *  S16. Retention and DeleteRecords never delete snapshots or state:
  *      producer state outlives its segments until the producer has not
  *      written for producer.id.expiration.ms (st_mgr_set_producer_expiration_ms,
@@ -109,7 +114,9 @@
  *      or loaded.
  *  S17. Transactions (txnidx.c): a partition tracks, per producer, the first
  *      offset of its open transaction (a transactional batch opens one if
- *      none is open; a control batch, i.e. a marker, closes it). The last
+ *      none is open; a control batch, i.e. a marker, closes it), also kept
+ *      in the producer state so snapshots carry it (a producer with an open
+ *      transaction never expires). The last
  *      stable offset LSO = min(high watermark, first offset of the oldest
  *      open transaction); a read_committed read returns only whole batches
  *      below it (st_read_trim). A marker is written only by the broker
@@ -119,12 +126,11 @@
  *      sequence 0); markers never enter the sequence window.
  *  S18. Each abort marker closing an open transaction adds (producer id,
  *      first offset, marker offset) to the partition's aborted list; entries
- *      wholly below the log start offset are dropped. Both the open table
- *      and the aborted list are rebuilt at open from every batch header of
- *      every segment (the log is the index: nothing extra is persisted, so
- *      recovery's truncation and retention are reflected by construction).
+ *      wholly below the log start offset are dropped. The list is
+ *      persisted in the segments' .txnindex files (S22), the open table in
+ *      the snapshots (S15); both are rebuilt at open as S23 says.
  *      Compaction never drops a marker while a record of its transaction
- *      stays (S21), so the rebuild still pairs every remaining transactional
+ *      stays (S21), so a replay still pairs every remaining transactional
  *      record with its own marker.
  *  S19. The cleaner never rewrites the batch holding a producer's last
  *      sequence (the last batch the producer state records for it): it is
@@ -132,8 +138,11 @@
  *      so a replay of the log without a snapshot still finds every live
  *      producer's last sequence (closes docs/durability.md D22's gap). Nor
  *      does it drop a producer's last marker (the log tracks each
- *      producer's last marker offset) unless a data batch of the producer
- *      follows it: a fence may be all that carries the producer's epoch.
+ *      producer's last marker offset, from appends and the replay after
+ *      the snapshot; where that is unknown since the open, every marker of
+ *      a producer in the producer state counts as its last) unless a data
+ *      batch of the producer follows it: a fence may be all that carries
+ *      the producer's epoch.
  *  S20. Compaction and transactions: the cleanable range ends at the LSO
  *      (S17), so an open transaction's records are never mapped or
  *      rewritten. Records of committed transactions enter the key map and
@@ -152,6 +161,31 @@
  *      the same l_mutex section as the segment swap; a read_committed fetch
  *      reads its data before it takes the aborted list, so it never gets an
  *      entry without its marker in data it could filter wrongly.
+ *  S22. `<base>.txnindex` (txnidx.c): each abort marker that closes an open
+ *      transaction appends one entry, Kafka's layout (i16 version 0, i64
+ *      producer id, first offset, marker offset, LSO after it; 34 bytes,
+ *      big-endian), to the file of the segment it is written to, under
+ *      l_mutex with the write. The flusher fdatasyncs new entries in the
+ *      round that makes the marker durable, so the high watermark and the
+ *      recovery point never pass a marker whose entry is not on disk. A
+ *      failed entry write unlinks the file (the dir sync precedes the
+ *      marker's durability; an unlink failure makes the log fatal) and the
+ *      segment gets no more entries: the next open rebuilds it; the list in
+ *      memory stays right. The file is deleted with its segment (retention,
+ *      DeleteRecords, recovery) and the cleaner stages a group's
+ *      concatenated entries with the cleaned segment (fsynced before the
+ *      swap's commit, S11).
+ *  S23. At open, after recovery: a segment's .txnindex is trusted if the
+ *      segment is (clean shutdown, or below the recovery point) and the file
+ *      passes a check (whole entries, version 0, marker offsets increasing
+ *      in [base, next base), first <= last); its entries form the aborted
+ *      list. Otherwise (missing, torn, damaged, or a segment recovery
+ *      scanned) it is emptied and rebuilt by the replay of S15, whose
+ *      snapshot lies at or below that segment's base: data batches open
+ *      transactions, markers close them (an abort writes the entry of a
+ *      segment being rebuilt) and fence older epochs. The rebuilt files are
+ *      fdatasync'd before the log is used. A clean open with valid files
+ *      reads no batch header before the newest snapshot.
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.
@@ -374,6 +408,7 @@ typedef struct st_prod {
     int p_n;                          /* batches in p_b, oldest first */
     st_pbatch_t p_b[ST_PROD_WINDOW];
     int64_t p_last_ms;                /* last write (wall clock ms), for expiry */
+    int64_t p_txn_first;              /* first offset of its open transaction, -1 if none (S17) */
     struct st_prod *p_next;
 } st_prod_t;
 typedef struct {
@@ -394,13 +429,20 @@ void st_pt_record(st_ptab_t *t, int64_t pid, int16_t epoch, int32_t first_seq, i
 /* A transaction marker of pid at epoch: a higher epoch than the known one
  * replaces it, with an empty window (S17). Aborts on OOM. */
 void st_pt_fence(st_ptab_t *t, int64_t pid, int16_t epoch, int64_t now_ms);
-/* Drops producers idle for max_idle_ms or more. */
+/* Drops producers idle for max_idle_ms or more (never one with an open
+ * transaction: its first offset holds the LSO, S17). */
 void st_pt_expire(st_ptab_t *t, int64_t now_ms, int64_t max_idle_ms);
 void st_pt_free(st_ptab_t *t);
-/* Snapshot encoding (the `.snapshot` file's content) and decoding (adds to t;
- * RB_CORRUPT_MESSAGE for anything malformed). */
+/* Snapshot encoding (the `.snapshot` file's content, version 2: with each
+ * producer's open transaction, S15) and decoding (adds to t; RB_CORRUPT_MESSAGE
+ * for anything malformed; a version 1 file decodes with no open transaction,
+ * *version says which). */
 int st_pt_encode(const st_ptab_t *t, int64_t offset, rb_buf_t *out);
 int st_pt_decode(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset);
+int st_pt_decode_v(st_ptab_t *t, const uint8_t *p, size_t len, int64_t *offset, int *version);
+/* The open transaction of pid starts at first (-1: none); creates the entry
+ * (epoch -1) if needed. Aborts on OOM. */
+void st_pt_set_txn(st_ptab_t *t, int64_t pid, int64_t first);
 /* The state of one producer in a log: 0 with epoch and the last batch's last
  * sequence, or RB_ERR_NOT_FOUND. Any thread. */
 int st_log_producer(st_log_t *l, int64_t pid, int16_t *epoch, int32_t *last_seq);
@@ -417,7 +459,7 @@ int st_log_producers(st_log_t *l, st_producer_info_t **out, int *n);
  * ST_PRODUCER_EXPIRATION_MS; >= 1). */
 void st_mgr_set_producer_expiration_ms(st_mgr_t *m, int64_t ms);
 
-/* ---- transactions (txnidx.c; S17-S18) ---- */
+/* ---- transactions (txnidx.c; S17-S18, S22-S23) ---- */
 typedef struct {
     int64_t pid;
     int64_t first;   /* first offset of the producer's open transaction */

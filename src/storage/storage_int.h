@@ -7,7 +7,7 @@
  *              flusher thread, the recovery checkpoint and the clean marker.
  *   st_log_t   one per topic-partition: an array of segments sorted by base
  *              offset, the last of which is the active (appendable) one.
- *   st_seg_t   one .log file with its .index/.timeindex. Only the active
+ *   st_seg_t   one .log file with its .index/.timeindex/.txnindex. Only the active
  *              segment is appended to; older ones are "sealed" (immutable,
  *              final time-index entry written, files fdatasync'd once).
  *
@@ -36,6 +36,8 @@
 
 #define ST_OIDX_ENTRY 8   /* .index entry: u32 relative offset, u32 position */
 #define ST_TIDX_ENTRY 12  /* .timeindex entry: i64 timestamp, u32 relative offset */
+#define ST_XIDX_ENTRY 34  /* .txnindex entry: i16 version 0, i64 pid, first, last, last stable offset */
+#define ST_XIDX_EXT ".txnindex"
 #define ST_TAIL_MAX 64    /* in-memory index tail of the active segment */
 #define ST_NO_TS (-1)     /* Kafka's RecordBatch.NO_TIMESTAMP */
 #define ST_RCACHE 4       /* per-log sequential-read cache entries */
@@ -66,6 +68,7 @@ typedef struct st_seg {
     int seg_fd;               /* .log, O_RDWR */
     int seg_ofd;              /* .index */
     int seg_tfd;              /* .timeindex */
+    int seg_xfd;              /* .txnindex (txnidx.c, S22): one entry per abort marker in the segment */
     int64_t seg_size;         /* bytes in .log (written, maybe not synced) */
     int64_t seg_synced;       /* bytes of .log known fdatasync'd */
     int64_t seg_next_off;     /* offset after the segment's last batch (seg_base if empty) */
@@ -82,6 +85,11 @@ typedef struct st_seg {
     int64_t seg_roll_ms;      /* time base of segment.ms rolls, -1 while empty */
     bool seg_sealed;          /* no more appends; indexes complete on disk */
     bool seg_sealed_synced;   /* sealed and .log/.index/.timeindex fdatasync'd */
+    uint32_t seg_xn;          /* .txnindex entries in the file */
+    uint32_t seg_xsynced;     /* ... of which fdatasync'd (the flusher, S22) */
+    bool seg_xrebuild;        /* at open: the .txnindex is missing, damaged or past the
+                                 recovery point; rebuilt by the replay (S23) */
+    bool seg_xbad;            /* an entry write failed: file removed, no more entries (S22) */
     atomic_int seg_refs;
 } st_seg_t;
 
@@ -299,9 +307,31 @@ int st__pt_snapshot(st_log_t *l, int64_t offset, int64_t now_ms);
 /* Rebuilds l's producer state at open (S15). 0 or -errno. */
 int st__pt_load(st_log_t *l);
 /* Transactions (txnidx.c): account one written batch (l_mutex held, or the
- * log not yet shared); rebuild from every segment at open; free. */
+ * log not yet shared), an abort adding its entry to the active segment's
+ * .txnindex; free. */
 void st__txn_on_batch(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h);
+/* The same for a batch replayed at open: an abort goes to xseg's .txnindex
+ * (NULL: none) and, if list, to the aborted list. */
+void st__txn_apply(st_log_t *l, const uint8_t *batch, const kp_batch_hdr_t *h, st_seg_t *xseg, bool list);
+/* Open (S23): st__xidx_load reads the trusted .txnindex files into the
+ * aborted list and empties and marks (seg_xrebuild) the others; st__pt_load
+ * replays (filling those); st__txn_from_prods takes the open transactions
+ * from the loaded snapshot; st__txn_load sorts the list and syncs the
+ * rebuilt files. 0 or -errno. */
+int st__xidx_load(st_log_t *l);
+void st__txn_from_prods(st_log_t *l);
 int st__txn_load(st_log_t *l);
+/* One .txnindex entry (ST_XIDX_ENTRY bytes). */
+void st__xidx_encode(uint8_t *p, const st_aborted_txn_t *a, int64_t lso);
+/* Reads and checks a segment's .txnindex (entries version 0, markers inside
+ * [base, next_base) and increasing, first <= last): 0 with a malloc'd array
+ * (NULL if empty) and seg_xn set, 1 if damaged, or -errno. */
+int st__xidx_read(st_seg_t *s, int64_t next_base, st_aborted_txn_t **out, int *n);
+/* Appends src's .txnindex entries to dst's (the cleaner merging a group),
+ * but those naming an abort marker in drop (producer id, marker offset:
+ * removed by the cleaner, S21); a src whose file was lost (seg_xbad) leaves
+ * dst's file removed, for the next open to rebuild. 0 or -errno. */
+int st__xidx_copy(const char *dst_dir, st_seg_t *dst, st_seg_t *src, const st_aborted_txn_t *drop, int ndrop);
 void st__txn_free(st_log_t *l);
 int64_t st__txn_lso(const st_log_t *l);
 /* The cleaner removed the abort marker of pid at marker_off: its entry

@@ -8,8 +8,9 @@
  *   mode % 2 == 1  first rewrite the CRC-32C field (bytes 4..7, over bytes
  *                  8..end) so that mutations get past the checksum and reach
  *                  the entry parser.
- * Whenever decoding succeeds, the table must survive encode -> decode
- * unchanged (every producer, epoch and batch window); anything else aborts.
+ * Whenever decoding succeeds (version 1 or 2), the table must survive
+ * encode (version 2) -> decode unchanged (every producer, epoch, batch
+ * window and open transaction); anything else aborts.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ static void fz_same(const st_ptab_t *a, const st_ptab_t *b) {
     for (size_t i = 0; i < a->pt_nb; i++) {
         for (const st_prod_t *p = a->pt_b[i]; p; p = p->p_next) {
             const st_prod_t *q = st_pt_find(b, p->p_id);
-            if (!q || q->p_epoch != p->p_epoch || q->p_n != p->p_n || q->p_last_ms != p->p_last_ms)
+            if (!q || q->p_epoch != p->p_epoch || q->p_n != p->p_n || q->p_last_ms != p->p_last_ms ||
+                q->p_txn_first != p->p_txn_first)
                 fz_die("producer changed in a round trip");
             if (memcmp(q->p_b, p->p_b, sizeof(p->p_b[0]) * (size_t)p->p_n)) fz_die("batch window changed");
         }

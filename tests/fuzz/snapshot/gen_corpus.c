@@ -2,7 +2,9 @@
  * gen_corpus.c — writes the seed corpus of the snapshot fuzz target: empty
  * and populated producer tables (one producer, a full 5-batch window, a
  * window spanning the INT32_MAX wrap, many producers), each in both modes,
- * plus a truncated one. Each file starts with the target's mode byte (see
+ * plus a truncated one, and (version 2) a marker-only producer and an open
+ * transaction; the v1-* files are version 1 seeds written before version 2.
+ * Each file starts with the target's mode byte (see
  * fuzz.c). Not built by CMake; regenerate with:
  *
  *   cmake --build build --target rill_storage
@@ -47,6 +49,9 @@ int main(int argc, char **argv) {
     emit(d, "wrap", &t, 304);
     for (int64_t pid = 10; pid < 60; pid++) st_pt_record(&t, pid, (int16_t)(pid % 4), 0, (int32_t)pid, pid * 10, pid * 10 + pid, 4000);
     emit(d, "many", &t, 1000);
+    st_pt_fence(&t, 70, 5, 5000);     /* a producer only a marker told about */
+    st_pt_set_txn(&t, 12, 1200);      /* an open transaction */
+    emit(d, "txn", &t, 1300);
     rb_buf_t b;
     rb_buf_init(&b);
     st_pt_encode(&t, 1000, &b);
