@@ -378,6 +378,17 @@ static void test_model(void **state) {
     assert_int_equal(stt_durable(f->l, leo(f->l)), 0);
     assert_int_equal(st_log_lso(f->l), leo(f->l)); /* nothing open */
     check(f->l, E);
+
+    /* the reopen loaded a snapshot, so the log does not know where each
+     * producer's last marker is: a pass after it still keeps them (S19) */
+    for (int i = 0; i < 40; i++) data_batch(f->l, -1, 1, 11);
+    assert_int_equal(stt_durable(f->l, leo(f->l)), 0);
+    E = pass(f->l, now, &cs);
+    check(f->l, E);
+    for (int pi = 0; pi < NPID; pi++)
+        if (last_marker[pi] >= 0) assert_true(marker_present(last_marker[pi]));
+    assert_true(marker_present(fence));
+    assert_true(marker_present(only[nonly - 1]));
 }
 
 int main(void) {
