@@ -96,8 +96,9 @@ int rs_ex_run(int argc, char **argv, const char *name, void (*topo)(rs_builder *
         usleep(50000);
     }
     rs_app_close(a);
-    printf("closed: commits=%lld restored=%lld processed=%lld\n", (long long)rs_app_metric(a, "commit-total"),
-           (long long)rs_app_metric(a, "restored-records"), (long long)rs_app_metric(a, "process-total"));
+    printf("closed: commits=%lld restored=%lld processed=%lld aborts=%lld\n",
+           (long long)rs_app_metric(a, "commit-total"), (long long)rs_app_metric(a, "restored-records"),
+           (long long)rs_app_metric(a, "process-total"), (long long)rs_app_metric(a, "abort-total"));
     rs_app_free(a);
     rs_topology_free(t);
     rs_builder_free(b);

@@ -127,7 +127,17 @@ static void test_config(void **state) {
     assert_int_equal(rs_config_set(c, "num.stream.threads", "2", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "commit.interval.ms", "-1", err, sizeof(err)), -1);
     assert_int_equal(rs_config_set(c, "commit.interval.ms", "12x", err, sizeof(err)), -1);
-    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_v2", err, sizeof(err)), -1);
+    /* Kafka's names: exactly_once_v2; the removed v1 names are refused with
+     * a message naming the one to use; an unknown value keeps the old one */
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_v2", err, sizeof(err)), 0);
+    assert_string_equal(rs_config_get(c, "processing.guarantee"), "exactly_once_v2");
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "exactly_once_v2"));
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_beta", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "exactly_once_v2"));
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "EXACTLY_ONCE_V2", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "processing.guarantee"));
+    assert_string_equal(rs_config_get(c, "processing.guarantee"), "exactly_once_v2");
     assert_int_equal(rs_config_set(c, "processing.guarantee", "at_least_once", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "default.dsl.store", "rocksDB", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "default.dsl.store", "leveldb", err, sizeof(err)), -1);
