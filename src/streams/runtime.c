@@ -72,6 +72,7 @@ typedef struct {
     int64_t last_commit;
     /* exactly-once (R5-R7): a transaction is open; a send in it failed */
     bool in_txn, txn_error;
+    bool drop_reports; /* a rollback: delivery reports of the old transaction name freed stores */
     char *txn_id;
     rs_cache_budget cache; /* this thread's share of cache.max.bytes.buffering */
     char err[512];
@@ -151,9 +152,11 @@ static rd_kafka_conf_t *client_conf(rs_app *a, const char *kind, char *errstr, s
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     rs_thread *th = opaque;
-    if (m->err && th->app->eos) { /* the transaction cannot commit: R7 */
-        fprintf(stderr, "rill-streams: produce to %s [%d] in transaction %s failed: %s\n",
-                rd_kafka_topic_name(m->rkt), (int)m->partition, th->txn_id, rd_kafka_err2str(m->err));
+    if (th->drop_reports) return;
+    if (m->err && th->app->eos) { /* the transaction cannot commit: R7 (the first failure said) */
+        if (!th->txn_error)
+            fprintf(stderr, "rill-streams: produce to %s [%d] in transaction %s failed: %s\n",
+                    rd_kafka_topic_name(m->rkt), (int)m->partition, th->txn_id, rd_kafka_err2str(m->err));
         th->txn_error = true;
         return;
     }
@@ -464,8 +467,13 @@ static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *rea
     }
     fprintf(stderr, "rill-streams: transaction %s %s (%s): tasks closed dirty, state restored from changelogs\n",
             th->txn_id, fatal ? "fenced or fatal, new producer" : "aborted", why);
+    /* the reports of the old transaction (purged, or delivered and not yet
+     * served) are served now, before the stores they name are freed */
+    th->drop_reports = true;
+    if (fatal) rd_kafka_purge(th->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    while (rd_kafka_poll(th->producer, 0) > 0) {
+    }
     if (fatal) {
-        rd_kafka_purge(th->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_destroy(th->producer);
         char e[512] = "";
         th->producer = new_producer(a, th, e, sizeof(e));
@@ -474,6 +482,7 @@ static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *rea
             return;
         }
     }
+    th->drop_reports = false;
     th->in_txn = th->txn_error = false;
     atomic_fetch_add(&a->m_aborts, 1);
     GHashTableIter it;
