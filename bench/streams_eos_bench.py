@@ -21,53 +21,25 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 
-import confluent_kafka as ck  # noqa: E402
-from confluent_kafka import TopicPartition  # noqa: E402
-
-from rilltest import BUILD, Broker, _proc_stat, ck_create_topic, ck_producer  # noqa: E402
+from rilltest import BUILD, Broker, ck_create_topic, ck_producer  # noqa: E402
+from streams_e2e import input_ends, run_until_committed  # noqa: E402
 
 PROG = os.path.join(BUILD, "example_wordcount")
 WORDS = ["apple", "banana", "cherry", "the", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango", "nut"]
 
 
-def committed_end(broker, app_id, ends):
-    c = ck.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": app_id, "enable.auto.commit": False})
-    try:
-        got = c.committed([TopicPartition("wordcount-input", p) for p in range(4)], timeout=10)
-        return all(tp.offset >= ends[tp.partition] for tp in got)
-    finally:
-        c.close()
-
-
 def run(broker, guarantee, commit_ms, n, tmp, ends):
     app_id = "wc-bench-%s-%d-%d" % (guarantee.replace("_", ""), commit_ms, n)
-    log = open(os.path.join(tmp, app_id + ".log"), "wb")
-    t0 = time.monotonic()
-    p = subprocess.Popen([PROG, "--bootstrap", broker.bootstrap, "--app-id", app_id,
-                          "--state-dir", os.path.join(tmp, "state"), "--commit-ms", str(commit_ms),
-                          "--set", "processing.guarantee=" + guarantee, "--set", "default.dsl.store=rocksDB"],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    cpu = 0.0
-    while time.monotonic() - t0 < 600:
-        if p.poll() is not None:
-            raise SystemExit("example exited %s; see %s" % (p.returncode, log.name))
-        cpu = _proc_stat(p.pid)
-        if committed_end(broker, app_id, ends):
-            break
-        time.sleep(0.1)
-    wall = time.monotonic() - t0
-    p.terminate()
-    p.wait(timeout=60)
-    log.close()
-    return wall, cpu
+    return run_until_committed(broker, PROG, app_id,
+                               ["--state-dir", os.path.join(tmp, "state"), "--commit-ms", str(commit_ms),
+                                "--set", "processing.guarantee=" + guarantee, "--set", "default.dsl.store=rocksDB"],
+                               os.path.join(tmp, app_id + ".log"), "wordcount-input", ends)
 
 
 def main():
@@ -92,9 +64,7 @@ def main():
                 except BufferError:
                     prod.poll(0.1)
         assert prod.flush(120) == 0
-        c = ck.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "x"})
-        ends = {q: c.get_watermark_offsets(TopicPartition("wordcount-input", q), timeout=10)[1] for q in range(4)}
-        c.close()
+        ends = input_ends(broker, "wordcount-input")
         modes = [("at_least_once", 100), ("exactly_once_v2", 100), ("exactly_once_v2", 1000)]
         res = {m: [] for m in modes}
         for r in range(repeat):

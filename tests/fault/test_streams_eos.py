@@ -20,20 +20,17 @@ aborted transactions (read_uncommitted minus read_committed, over the
 output, repartition and changelog topics) and the transactions rilld aborted
 on timeout, so the abort path is known to be exercised."""
 import collections
-import os
 import random
 import re
-import signal
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 
-from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
+from rilltest import ck_consumer, ck_create_topic, ck_producer, wait_until
+from streamsapp import StreamsApp
 
-PROG = os.path.join(BUILD, "example_wordcount")
 NPARTS = 4
 APP = "wc-eos"
 WORDS = ["apple", "Banana", "cherry", "the", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango", "nut"]
@@ -41,47 +38,11 @@ BROKER_PROPS = {"group.initial.rebalance.delay.ms": 0, "group.min.session.timeou
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms": 200}
 
 
-class App:
-    """One example_wordcount process under exactly_once_v2."""
-
-    def __init__(self, broker, state_dir, log_path, guarantee="exactly_once_v2"):
-        assert os.access(PROG, os.X_OK), "%s not built" % PROG
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [PROG, "--bootstrap", broker.bootstrap, "--app-id", APP, "--state-dir", state_dir,
-             "--commit-ms", "100", "--set", "processing.guarantee=" + guarantee,
-             "--set", "default.dsl.store=rocksDB",
-             "--set", "producer.transaction.timeout.ms=2000",
-             "--set", "consumer.session.timeout.ms=2000", "--set", "consumer.heartbeat.interval.ms=200"],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        self.tasks = []
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            if line.startswith("tasks:"):
-                self.tasks = line[len("tasks:"):].split()
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.log.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=60)
-        self.reader.join(timeout=10)
-        self.log.close()
-        return rc
+def App(broker, state_dir, log_path, guarantee="exactly_once_v2"):
+    """One example_wordcount process under the guarantee given."""
+    return StreamsApp(broker, state_dir, log_path, app_id=APP,
+                      extra=["--commit-ms", "100", "--set", "processing.guarantee=" + guarantee,
+                             "--set", "default.dsl.store=rocksDB", "--set", "producer.transaction.timeout.ms=2000"])
 
 
 class Input:
@@ -176,7 +137,7 @@ def test_wordcount_exactly_once_under_kill9(broker_factory, tmp_path, kills, lin
             # preferably one reading the input (tasks 0_*: it writes
             # repartition records all the time, so its open transaction
             # holds records when it dies)
-            i = rnd.choice([i for i, a in enumerate(apps) if any(t.startswith("0_") for t in a.tasks)] or
+            i = rnd.choice([i for i, a in enumerate(apps) if any(t.startswith("0_") for t in a.tasks or [])] or
                            [i for i, a in enumerate(apps) if a.tasks] or [0, 1])
             apps[i].kill9()
             apps[i] = App(broker, dirs[i], logs)

@@ -13,55 +13,16 @@ import os
 import random
 import re
 import shutil
-import signal
 import struct
 import subprocess
-import threading
 
 from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
+from streamsapp import StreamsApp
 
 PROG = os.path.join(BUILD, "example_wordcount")
 BROKER_PROPS = {"group.initial.rebalance.delay.ms": 0, "group.min.session.timeout.ms": 1000}
 WORDS = ["apple", "Banana", "cherry", "the", "THE", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
 ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
-
-
-class StreamsApp:
-    """One example_wordcount process; its "tasks:" lines are collected."""
-
-    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test", extra=()):
-        assert os.access(prog, os.X_OK), "%s not built" % prog
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [prog, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state_dir,
-             "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
-             "--set", "consumer.heartbeat.interval.ms=200"] + list(extra),
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        self.tasks = None
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            if line.startswith("tasks:"):
-                self.tasks = line[len("tasks:"):].split()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=60)
-        self.reader.join(timeout=10)
-        self.log.close()
-        return rc
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.log.close()
 
 
 def produce_lines(broker, n, expected, seed):
