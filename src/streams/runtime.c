@@ -301,7 +301,10 @@ static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
     while (pos < hi && now_ms() < deadline && !atomic_load(&th->app->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(th->restorer, 100);
         if (!m) continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= from) {
+        bool mine = m->partition == t->partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), s->changelog);
+        if (!mine) {
+            /* left from an earlier assignment of the restorer */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= from) {
             /* the end as this consumer sees it: under read_committed the
              * last stable offset; aborted records and transaction markers
              * before it are never delivered (R6) */
