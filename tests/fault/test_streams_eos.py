@@ -2,10 +2,11 @@
 kill -9. Two instances of the word-count example (examples/wordcount.c:
 wordcount-input -> split -> repartition by word -> count in a RocksDB store
 with a changelog -> wordcount-output) count words that a producer here
-writes while, KILLS times, once both run tasks, a random instance that
-reads the input is killed with SIGKILL at a random moment and started
-again (a new process: new transactional ids, its RocksDB stores without
-checkpoint, so wiped and restored from the changelogs). Each kill leaves
+writes while, KILLS times, once both run tasks, an instance is killed
+with SIGKILL at a random moment (in turn one reading the input and one
+counting) and started again (a new process: new transactional ids, its
+RocksDB stores without checkpoint, so wiped and restored from the
+changelogs). Each kill leaves
 the killed thread's open transaction (outputs, repartition records,
 changelog records, offsets) to be aborted by rilld's transaction timeout;
 the records it had processed are processed again by the next owner of
@@ -134,10 +135,12 @@ def test_wordcount_exactly_once_under_kill9(broker_factory, tmp_path, kills, lin
         for k in range(kills):
             wait_until(lambda: apps[0].tasks and apps[1].tasks, 60, "both instances running tasks again")
             time.sleep(rnd.uniform(0.2, 1.0))
-            # preferably one reading the input (tasks 0_*: it writes
+            # even kills: one reading the input (tasks 0_*: it writes
             # repartition records all the time, so its open transaction
-            # holds records when it dies)
-            i = rnd.choice([i for i, a in enumerate(apps) if any(t.startswith("0_") for t in a.tasks or [])] or
+            # holds records when it dies); odd kills: one counting (tasks
+            # 1_*: the next owner restores their stores)
+            prefix = "0_" if k % 2 == 0 else "1_"
+            i = rnd.choice([i for i, a in enumerate(apps) if any(t.startswith(prefix) for t in a.tasks or [])] or
                            [i for i, a in enumerate(apps) if a.tasks] or [0, 1])
             apps[i].kill9()
             apps[i] = App(broker, dirs[i], logs)
