@@ -6,11 +6,10 @@ writes while, KILLS times, once both run tasks, an instance is killed
 with SIGKILL at a random moment (in turn one reading the input and one
 counting) and started again (a new process: new transactional ids, its
 RocksDB stores without checkpoint, so wiped and restored from the
-changelogs). Each kill leaves
-the killed thread's open transaction (outputs, repartition records,
-changelog records, offsets) to be aborted by rilld's transaction timeout;
-the records it had processed are processed again by the next owner of
-their partitions.
+changelogs). Each kill leaves the killed thread's open transaction
+(outputs, repartition records, changelog records, offsets) to be aborted
+by rilld's transaction timeout; the records it had processed are
+processed again by the next owner of their partitions.
 
 Checked at the end, reading wordcount-output with read_committed: the last
 count of every word equals the number of its occurrences written (an
