@@ -34,41 +34,52 @@ from rilltest import BUILD, Broker, _proc_stat, ck_create_topic, ck_producer  # 
 PROG = os.path.join(BUILD, "example_stockstats")
 
 
-def committed_end(broker, app_id, ends):
+def committed_end(broker, app_id, ends, topic="stockstats-trades"):
     c = ck.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": app_id, "enable.auto.commit": False})
     try:
-        got = c.committed([TopicPartition("stockstats-trades", p) for p in range(4)], timeout=10)
+        got = c.committed([TopicPartition(topic, p) for p in ends], timeout=10)
         return all(tp.offset >= ends[tp.partition] for tp in got)
     finally:
         c.close()
 
 
-def run(broker, events, store, tmp):
-    app_id = "stockstats-bench-" + store
-    state = os.path.join(tmp, "state-" + store)
-    log = open(os.path.join(tmp, app_id + ".log"), "wb")
-    t0 = time.monotonic()
-    p = subprocess.Popen([PROG, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state,
-                          "--commit-ms", "500", "--set", "default.dsl.store=" + store],
-                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    ends = {q: -1 for q in range(4)}
+def input_ends(broker, topic, partitions=4):
     c = ck.Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "x"})
-    for q in range(4):
-        ends[q] = c.get_watermark_offsets(TopicPartition("stockstats-trades", q), timeout=10)[1]
-    c.close()
+    try:
+        return {q: c.get_watermark_offsets(TopicPartition(topic, q), timeout=10)[1] for q in range(partitions)}
+    finally:
+        c.close()
+
+
+def run_until_committed(broker, prog, app_id, args, log_path, topic, ends):
+    """Runs an example program from its start until its group has committed
+    ends (partition -> offset) of topic: (wall s, the program's CPU s)."""
+    log = open(log_path, "wb")
+    t0 = time.monotonic()
+    p = subprocess.Popen([prog, "--bootstrap", broker.bootstrap, "--app-id", app_id] + list(args),
+                         stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     cpu = 0.0
     while time.monotonic() - t0 < 600:
         if p.poll() is not None:
             raise SystemExit("example exited %s; see %s" % (p.returncode, log.name))
         cpu = _proc_stat(p.pid)
-        if committed_end(broker, app_id, ends):
+        if committed_end(broker, app_id, ends, topic):
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     wall = time.monotonic() - t0
     p.terminate()
     p.wait(timeout=60)
     log.close()
     return wall, cpu
+
+
+def run(broker, events, store, tmp):
+    app_id = "stockstats-bench-" + store
+    return run_until_committed(broker, PROG, app_id,
+                               ["--state-dir", os.path.join(tmp, "state-" + store), "--commit-ms", "500",
+                                "--set", "default.dsl.store=" + store],
+                               os.path.join(tmp, app_id + ".log"), "stockstats-trades",
+                               input_ends(broker, "stockstats-trades"))
 
 
 def main():

@@ -131,7 +131,10 @@ RS_API int rs_windowed_key_decode(rs_bytes in, rs_windowed_key *wk); /* key poin
 
 /* Kafka Streams' names. Known: application.id, bootstrap.servers,
  * num.stream.threads, commit.interval.ms, state.dir, processing.guarantee
- * (at_least_once; exactly_once_v2 is refused until it is built),
+ * (at_least_once, the default, or exactly_once_v2: one transactional
+ * producer per stream thread, read_committed reads, commit.interval.ms
+ * default 100; see docs/streams.md; exactly_once / exactly_once_beta are
+ * refused),
  * cache.max.bytes.buffering, default.timestamp.extractor (record |
  * wallclock; a user extractor is set with rs_config_set_timestamp_extractor),
  * default.dsl.store (in_memory | rocksDB), rocksdb.memory.bytes (Rill: the
@@ -422,7 +425,8 @@ RS_API void rs_app_free(rs_app *a);
 RS_API bool rs_app_running(const rs_app *a, char *errstr, size_t errlen);
 /* the tasks this instance runs now, as "0_1 0_3 1_1" (sorted) into buf */
 RS_API size_t rs_app_tasks(rs_app *a, char *buf, size_t len);
-/* "commit-total" and "restored-records" (live), "process-total",
+/* "commit-total", "abort-total" (exactly-once: transactions that could
+ * not commit and were rolled back; Rill's) and "restored-records" (live), "process-total",
  * "dropped-records", "skipped-records" (a task's counts are added when it
  * closes: on revoke and at rs_app_free), over all threads; -1 for an unknown
  * name */

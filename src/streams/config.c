@@ -45,8 +45,11 @@ int rs_config_set(rs_config *c, const char *name, const char *value, char *errst
                !strcmp(name, "rocksdb.memory.bytes")) {
         if (parse_int(value, 0, &x)) return fail(errstr, errlen, name, "must be an integer >= 0");
     } else if (!strcmp(name, "processing.guarantee")) {
-        if (strcmp(value, "at_least_once"))
-            return fail(errstr, errlen, name, "only at_least_once is supported (exactly_once_v2 is not built yet)");
+        if (!strcmp(value, "exactly_once") || !strcmp(value, "exactly_once_beta"))
+            return fail(errstr, errlen, name,
+                        "exactly_once and exactly_once_beta are removed (as in Kafka Streams 4): use exactly_once_v2");
+        if (strcmp(value, "at_least_once") && strcmp(value, "exactly_once_v2"))
+            return fail(errstr, errlen, name, "at_least_once or exactly_once_v2");
     } else if (!strcmp(name, "default.timestamp.extractor")) {
         if (strcmp(value, "record") && strcmp(value, "wallclock"))
             return fail(errstr, errlen, name, "record or wallclock (a user extractor is set by function)");
@@ -72,6 +75,16 @@ void rs_config_set_timestamp_extractor(rs_config *c, rs_timestamp_fn fn, void *c
 int64_t rs__config_int(const rs_config *c, const char *name, int64_t dflt) {
     const char *v = c ? rs_config_get(c, name) : NULL;
     return v ? strtoll(v, NULL, 10) : dflt;
+}
+
+bool rs__config_eos(const rs_config *c) {
+    return !strcmp(rs__config_str(c, "processing.guarantee", "at_least_once"), "exactly_once_v2");
+}
+
+/* Kafka Streams' defaults that depend on the guarantee: commit.interval.ms
+ * is 100 under exactly-once, 30000 otherwise, unless set */
+int64_t rs__config_commit_interval(const rs_config *c) {
+    return rs__config_int(c, "commit.interval.ms", rs__config_eos(c) ? 100 : 30000);
 }
 
 const char *rs__config_str(const rs_config *c, const char *name, const char *dflt) {

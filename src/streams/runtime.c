@@ -3,8 +3,9 @@
  * application (internal topics, threads), stream threads (a consumer in the
  * group application.id with the cooperative-sticky assignor, a producer),
  * tasks created and closed as partitions are assigned and revoked, store
- * restore from changelogs with checkpoint files, and the at-least-once
- * commit loop.
+ * restore from changelogs with checkpoint files, and the commit loop:
+ * at-least-once, or exactly-once (processing.guarantee=exactly_once_v2, one
+ * transactional producer per thread, as Kafka Streams' "v2").
  *
  * Invariants:
  *  R1. An input offset is committed only after every record its processing
@@ -19,6 +20,31 @@
  *  R4. A thread touches only its own tasks, consumer and producer; the app
  *      shares with threads only the stop flag, metrics (atomics) and the
  *      task list text (under mu).
+ * Exactly-once (exactly_once_v2; R1's offsets and checkpoints change):
+ *  R5. Every record a thread writes (outputs, repartition records,
+ *      changelogs) is sent in the thread's open transaction
+ *      (transactional.id <application.id>-<process uuid>-<thread index>),
+ *      and the input offsets of what produced them are added to that same
+ *      transaction with the consumer's group metadata; commit = flush
+ *      caches -> producer flush -> send_offsets_to_transaction ->
+ *      commit_transaction. The consumer never commits offsets itself.
+ *  R6. Every read is read_committed (input, repartition topics, changelog
+ *      restore), so no record of an aborted or open transaction is ever
+ *      processed or restored; a restore ends at the partition's end as a
+ *      read_committed consumer sees it (its last stable offset).
+ *  R7. When a transaction cannot commit (an abortable error: abort it; a
+ *      fatal one, e.g. fenced: a new producer under the same id, whose
+ *      init_transactions aborts what was open), every task of the thread
+ *      is closed dirty: caches dropped unwritten, state directory wiped, no
+ *      checkpoint; the consumer seeks to the committed offsets, and a task
+ *      is made again (stores restored from the changelogs, R6) before it
+ *      processes a record. So the state a task processes on is always the
+ *      one its committed offsets name.
+ *  R8. A checkpoint is written only at a clean close (after a successful
+ *      commit of the task: revocation, shutdown) and deleted when the task
+ *      opens; so after a crash a RocksDB store has no checkpoint and is
+ *      wiped and restored from the beginning (R3), never trusted with
+ *      uncommitted writes.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -44,6 +70,10 @@ typedef struct {
     GHashTable *offsets; /* "p|topic" -> int64 next offset (boxed) */
     GHashTable *nparts;  /* topic -> partition count (for user partitioners) */
     int64_t last_commit;
+    /* exactly-once (R5-R7): a transaction is open; a send in it failed */
+    bool in_txn, txn_error;
+    bool drop_reports; /* a rollback: delivery reports of the old transaction name freed stores */
+    char *txn_id;
     rs_cache_budget cache; /* this thread's share of cache.max.bytes.buffering */
     char err[512];
 } rs_thread;
@@ -61,7 +91,9 @@ struct rs_app {
     GHashTable *task_names; /* "st_p" -> thread idx (under mu) */
     int *st_partitions;     /* per sub-topology: partition count */
     bool copartitioned;     /* some sub-topology reads several topics: range assignor */
-    atomic_llong m_process, m_dropped, m_skipped, m_commits, m_restored;
+    bool eos;               /* processing.guarantee=exactly_once_v2 */
+    char *process_id;       /* a uuid per rs_app: the middle of transactional ids */
+    atomic_llong m_process, m_dropped, m_skipped, m_commits, m_restored, m_aborts;
 };
 
 static int64_t now_ms(void) { return g_get_real_time() / 1000; }
@@ -120,6 +152,14 @@ static rd_kafka_conf_t *client_conf(rs_app *a, const char *kind, char *errstr, s
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     rs_thread *th = opaque;
+    if (th->drop_reports) return;
+    if (m->err && th->app->eos) { /* the transaction cannot commit: R7 (the first failure said) */
+        if (!th->txn_error)
+            fprintf(stderr, "rill-streams: produce to %s [%d] in transaction %s failed: %s\n",
+                    rd_kafka_topic_name(m->rkt), (int)m->partition, th->txn_id, rd_kafka_err2str(m->err));
+        th->txn_error = true;
+        return;
+    }
     if (m->err) {
         fail(th, "produce to %s [%d] failed: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
              rd_kafka_err2str(m->err));
@@ -129,8 +169,24 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     if (s && m->offset + 1 > s->changelog_end) s->changelog_end = m->offset + 1;
 }
 
+static void txn_begin(rs_thread *th) {
+    if (th->in_txn || th->txn_error) return;
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(th->producer);
+    if (e) {
+        fprintf(stderr, "rill-streams: begin transaction %s: %s\n", th->txn_id, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        th->txn_error = true;
+        return;
+    }
+    th->in_txn = true;
+}
+
 static void thread_sink(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store) {
     rs_thread *th = arg;
+    if (th->app->eos) {
+        txn_begin(th); /* R5 */
+        if (th->txn_error) return; /* the transaction will be aborted anyway */
+    }
     for (int tries = 0;; tries++) {
         rd_kafka_headers_t *hs = NULL;
         if (r->headers && r->header_count) {
@@ -151,6 +207,12 @@ static void thread_sink(void *arg, const char *topic, int32_t partition, const r
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && tries < 600) {
             rd_kafka_poll(th->producer, 100);
             continue;
+        }
+        if (th->app->eos) {
+            fprintf(stderr, "rill-streams: produce to %s in transaction %s: %s\n", topic, th->txn_id,
+                    rd_kafka_err2str(e));
+            th->txn_error = true;
+            return;
         }
         fail(th, "produce to %s: %s", topic, rd_kafka_err2str(e));
         return;
@@ -239,7 +301,16 @@ static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
     while (pos < hi && now_ms() < deadline && !atomic_load(&th->app->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(th->restorer, 100);
         if (!m) continue;
-        if (!m->err) {
+        bool mine = m->partition == t->partition && m->rkt && !strcmp(rd_kafka_topic_name(m->rkt), s->changelog);
+        if (!mine) {
+            /* left from an earlier assignment of the restorer */
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->offset >= from) {
+            /* the end as this consumer sees it: under read_committed the
+             * last stable offset; aborted records and transaction markers
+             * before it are never delivered (R6) */
+            if (m->offset > pos) pos = m->offset;
+            if (pos < hi) hi = s->changelog_end = pos;
+        } else if (!m->err) {
             rs_bytes k = {m->key ? m->key : "", m->key_len};
             rs_bytes v = m->payload ? (rs_bytes){m->payload, m->len} : RS_NULL_BYTES;
             s->vt->put(s->impl, k, v);
@@ -292,14 +363,43 @@ static rs_task *task_get(rs_thread *th, int st, int32_t p, bool create) {
     const rs_graph *g = a->topo->g;
     for (guint i = 0; i < g->stores->len; i++)
         if (t->stores[i] && t->stores[i]->changelog) restore_store(th, t, t->stores[i]);
+    if (a->eos) { /* R8: from here on the stores may hold uncommitted writes */
+        char *ckp = ckpt_path(t);
+        remove(ckp);
+        g_free(ckp);
+    }
     rs__task_reinit_windows(t);
     g_hash_table_insert(th->tasks, g_strdup(name), t);
     publish_tasks(th);
     return t;
 }
 
+static void flush_and_checkpoint(rs_task *t) {
+    for (guint i = 0; i < t->topo->g->stores->len; i++)
+        if (t->stores[i]) t->stores[i]->vt->flush(t->stores[i]->impl);
+    write_checkpoint(t);
+}
+
+/* the thread's input offsets to commit, or NULL when there are none */
+static rd_kafka_topic_partition_list_t *offsets_list(rs_thread *th) {
+    int n = (int)g_hash_table_size(th->offsets);
+    if (!n) return NULL;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, th->offsets);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        const char *key = k, *bar = strchr(key, '|');
+        rd_kafka_topic_partition_list_add(l, bar + 1, atoi(key))->offset = *(int64_t *)v;
+    }
+    return l;
+}
+
+static int commit_eos(rs_thread *th, bool final);
+
 /* R1 */
 static int commit(rs_thread *th, bool final) {
+    if (th->app->eos) return commit_eos(th, final);
     GHashTableIter it;
     gpointer k, v;
     g_hash_table_iter_init(&it, th->tasks);
@@ -310,20 +410,9 @@ static int commit(rs_thread *th, bool final) {
     }
     if (atomic_load(&th->app->failed)) return -1;
     g_hash_table_iter_init(&it, th->tasks);
-    while (g_hash_table_iter_next(&it, &k, &v)) {
-        rs_task *t = v;
-        for (guint i = 0; i < t->topo->g->stores->len; i++)
-            if (t->stores[i]) t->stores[i]->vt->flush(t->stores[i]->impl);
-        write_checkpoint(t);
-    }
-    int n = (int)g_hash_table_size(th->offsets);
-    if (n) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-        g_hash_table_iter_init(&it, th->offsets);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-            const char *key = k, *bar = strchr(key, '|');
-            rd_kafka_topic_partition_list_add(l, bar + 1, atoi(key))->offset = *(int64_t *)v;
-        }
+    while (g_hash_table_iter_next(&it, &k, &v)) flush_and_checkpoint(v);
+    rd_kafka_topic_partition_list_t *l = offsets_list(th);
+    if (l) {
         rd_kafka_resp_err_t e = rd_kafka_commit(th->consumer, l, 0);
         rd_kafka_topic_partition_list_destroy(l);
         if (e && !final)
@@ -350,8 +439,129 @@ static void add_task_metrics(rs_app *a, const rs_task *t) {
 static void close_task(rs_thread *th, const char *name) {
     rs_task *t = g_hash_table_lookup(th->tasks, name);
     if (!t) return;
+    if (th->app->eos) flush_and_checkpoint(t); /* R8: after the commit of R2 */
     add_task_metrics(th->app, t);
     g_hash_table_remove(th->tasks, name);
+}
+
+static rd_kafka_t *new_producer(rs_app *a, rs_thread *th, char *errstr, size_t errlen);
+
+/* R7: the open transaction cannot commit. Abort it (or, when the producer
+ * is in a fatal state, replace the producer: the new one's
+ * init_transactions aborts it), close every task dirty and wipe its state
+ * directory, and go back to the committed offsets; tasks are made again
+ * (and restored) by the next record of their partitions. */
+static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *reason) {
+    rs_app *a = th->app;
+    bool fatal = cause ? rd_kafka_error_is_fatal(cause) : false;
+    char why[512];
+    snprintf(why, sizeof(why), "%s", cause ? rd_kafka_error_string(cause) : reason);
+    if (!fatal) {
+        char ferr[256];
+        fatal = rd_kafka_fatal_error(th->producer, ferr, sizeof(ferr)) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    if (!fatal) {
+        rd_kafka_error_t *e = rd_kafka_abort_transaction(th->producer, 60000);
+        if (e) {
+            fprintf(stderr, "rill-streams: abort transaction %s: %s\n", th->txn_id, rd_kafka_error_string(e));
+            fatal = true; /* whatever state it is in, a new producer starts clean */
+            rd_kafka_error_destroy(e);
+        }
+    }
+    fprintf(stderr, "rill-streams: transaction %s %s (%s): tasks closed dirty, state restored from changelogs\n",
+            th->txn_id, fatal ? "fenced or fatal, new producer" : "aborted", why);
+    /* the reports of the old transaction (purged, or delivered and not yet
+     * served) are served now, before the stores they name are freed */
+    th->drop_reports = true;
+    if (fatal) rd_kafka_purge(th->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    while (rd_kafka_poll(th->producer, 0) > 0) {
+    }
+    if (fatal) {
+        rd_kafka_destroy(th->producer);
+        char e[512] = "";
+        th->producer = new_producer(a, th, e, sizeof(e));
+        if (!th->producer) {
+            fail(th, "new producer after a fatal transaction error: %s", e);
+            return;
+        }
+    }
+    th->drop_reports = false;
+    th->in_txn = th->txn_error = false;
+    atomic_fetch_add(&a->m_aborts, 1);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, th->tasks);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        rs_task *t = v;
+        char *dir = g_strdup(t->state_dir);
+        add_task_metrics(a, t);
+        g_hash_table_iter_remove(&it); /* frees the task: nothing is written */
+        rs__rm_rf(dir);
+        g_free(dir);
+    }
+    g_hash_table_remove_all(th->offsets);
+    publish_tasks(th);
+    rd_kafka_topic_partition_list_t *as = NULL;
+    if (rd_kafka_assignment(th->consumer, &as) || !as) {
+        fail(th, "rollback: no assignment");
+        return;
+    }
+    if (as->cnt) {
+        rd_kafka_resp_err_t e = rd_kafka_committed(th->consumer, as, 60000);
+        if (e) {
+            fail(th, "rollback: committed offsets: %s", rd_kafka_err2str(e));
+        } else {
+            for (int i = 0; i < as->cnt; i++)
+                if (as->elems[i].offset < 0) as->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+            rd_kafka_error_t *se = rd_kafka_seek_partitions(th->consumer, as, 60000);
+            if (se) {
+                fail(th, "rollback: seek: %s", rd_kafka_error_string(se));
+                rd_kafka_error_destroy(se);
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(as);
+}
+
+/* R5: the commit under exactly-once; with final (a clean close of all
+ * tasks) the checkpoints follow a successful commit (R8) */
+static int commit_eos(rs_thread *th, bool final) {
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, th->tasks);
+    while (g_hash_table_iter_next(&it, &k, &v)) rs__task_commit(v);
+    rd_kafka_topic_partition_list_t *l = offsets_list(th);
+    rd_kafka_error_t *e = NULL;
+    if (!th->in_txn && !th->txn_error && !l) goto done; /* nothing to commit */
+    if (rd_kafka_flush(th->producer, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) th->txn_error = true;
+    txn_begin(th); /* offsets alone are a transaction too */
+    if (th->txn_error) {
+        if (l) rd_kafka_topic_partition_list_destroy(l);
+        txn_rollback(th, NULL, "a send in the transaction failed");
+        return -1;
+    }
+    if (l) {
+        rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(th->consumer);
+        e = rd_kafka_send_offsets_to_transaction(th->producer, l, md, 60000);
+        rd_kafka_consumer_group_metadata_destroy(md);
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (!e) e = rd_kafka_commit_transaction(th->producer, 60000);
+    if (e) {
+        txn_rollback(th, e, NULL);
+        rd_kafka_error_destroy(e);
+        return -1;
+    }
+    th->in_txn = false;
+    g_hash_table_remove_all(th->offsets);
+    atomic_fetch_add(&th->app->m_commits, 1);
+done:
+    if (final) {
+        g_hash_table_iter_init(&it, th->tasks);
+        while (g_hash_table_iter_next(&it, &k, &v)) flush_and_checkpoint(v);
+    }
+    th->last_commit = now_ms();
+    return 0;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
@@ -374,7 +584,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             if (st >= 0) task_get(th, st, parts->elems[i].partition, true);
         }
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        commit(th, false); /* R2 */
+        if (th->app->eos && rd_kafka_assignment_lost(rk))
+            txn_rollback(th, NULL, "partitions lost"); /* another member may own them: no commit (R7) */
+        else
+            commit(th, false); /* R2 */
         for (int i = 0; i < parts->cnt; i++) {
             int st = source_subtopo(th->app, parts->elems[i].topic);
             char name[32];
@@ -404,7 +617,7 @@ static void *thread_main(void *arg) {
     rs_thread *th = arg;
     rs_app *a = th->app;
     th->last_commit = now_ms();
-    int64_t interval = rs__config_int(a->cfg, "commit.interval.ms", 30000);
+    int64_t interval = rs__config_commit_interval(a->cfg);
     while (!atomic_load(&a->stop)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(th->consumer, 50);
         if (m) {
@@ -476,6 +689,8 @@ rs_app *rs_app_new(const rs_topology *t, const rs_config *c, char *errstr, size_
     a->app_id = g_strdup(rs_config_get(c, "application.id"));
     a->state_dir = g_strdup_printf("%s/%s", rs__config_str(c, "state.dir", "/tmp/rill-streams"), a->app_id);
     a->nthreads = (int)rs__config_int(c, "num.stream.threads", 1);
+    a->eos = rs__config_eos(c);
+    a->process_id = g_uuid_string_random();
     a->threads = calloc((size_t)a->nthreads, sizeof(rs_thread));
     a->task_names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     pthread_mutex_init(&a->mu, NULL);
@@ -627,6 +842,44 @@ static int subscribe(rs_app *a, rs_thread *th, char *errstr, size_t errlen) {
     return e ? -1 : 0;
 }
 
+/* the user set name for client kind ("consumer" / "producer"), plainly or
+ * with the kind's prefix */
+static bool user_set(rs_app *a, const char *kind, const char *name) {
+    char *pn = g_strdup_printf("%s.%s", kind, name);
+    bool set = rs_config_get(a->cfg, name) || rs_config_get(a->cfg, pn);
+    g_free(pn);
+    return set;
+}
+
+/* a thread's producer; under exactly-once transactional (R5), its
+ * transactions initialized (which fences an older producer of the same id
+ * and aborts what it left open) */
+static rd_kafka_t *new_producer(rs_app *a, rs_thread *th, char *errstr, size_t errlen) {
+    rd_kafka_conf_t *pc = client_conf(a, "producer", errstr, errlen);
+    if (!pc || conf_set(pc, "partitioner", "murmur2_random", errstr, errlen) ||
+        conf_set(pc, "acks", "all", errstr, errlen) ||
+        (a->eos && (conf_set(pc, "transactional.id", th->txn_id, errstr, errlen) ||
+                    /* Kafka Streams' exactly-once default: a dead instance's
+                     * open transaction blocks read_committed readers this long */
+                    (!user_set(a, "producer", "transaction.timeout.ms") &&
+                     conf_set(pc, "transaction.timeout.ms", "10000", errstr, errlen))))) {
+        if (pc) rd_kafka_conf_destroy(pc);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_opaque(pc, th);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errlen);
+    if (!p || !a->eos) return p;
+    rd_kafka_error_t *e = rd_kafka_init_transactions(p, 60000);
+    if (e) {
+        snprintf(errstr, errlen, "init_transactions %s: %s", th->txn_id, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_destroy(p);
+        return NULL;
+    }
+    return p;
+}
+
 int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
     char e[512] = "";
     if (g_mkdir_with_parents(a->state_dir, 0755)) {
@@ -642,15 +895,8 @@ int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
         th->tasks = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, task_free_cb);
         th->offsets = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         th->nparts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-        rd_kafka_conf_t *pc = client_conf(a, "producer", e, sizeof(e));
-        if (!pc || conf_set(pc, "partitioner", "murmur2_random", e, sizeof(e)) ||
-            conf_set(pc, "acks", "all", e, sizeof(e))) {
-            if (pc) rd_kafka_conf_destroy(pc);
-            goto fail;
-        }
-        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
-        rd_kafka_conf_set_opaque(pc, th);
-        if (!(th->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof(e)))) goto fail;
+        if (a->eos) th->txn_id = g_strdup_printf("%s-%s-%d", a->app_id, a->process_id, i);
+        if (!(th->producer = new_producer(a, th, e, sizeof(e)))) goto fail;
         if (i == 0 && (plan_topics(a, th->producer, e, sizeof(e)) || create_topics(a, th->producer, e, sizeof(e))))
             goto fail;
         rd_kafka_conf_t *cc = client_conf(a, "consumer", e, sizeof(e));
@@ -660,11 +906,20 @@ int rs_app_start(rs_app *a, char *errstr, size_t errlen) {
              conf_set(cc, "partition.assignment.strategy", a->copartitioned ? "range" : "cooperative-sticky", e,
                       sizeof(e))) ||
             conf_set(cc, "enable.auto.commit", "false", e, sizeof(e)) ||
-            conf_set(cc, "auto.offset.reset", "earliest", e, sizeof(e))) {
+            conf_set(cc, "auto.offset.reset", "earliest", e, sizeof(e)) ||
+            /* R6; at-least-once reads uncommitted, as Kafka Streams does */
+            ((a->eos || !user_set(a, "consumer", "isolation.level")) &&
+             conf_set(cc, "isolation.level", a->eos ? "read_committed" : "read_uncommitted", e, sizeof(e)))) {
             if (cc) rd_kafka_conf_destroy(cc);
             goto fail;
         }
         rd_kafka_conf_t *rc = rd_kafka_conf_dup(cc);
+        /* a restore ends at the end the restorer sees (R6) */
+        if (conf_set(rc, "enable.partition.eof", "true", e, sizeof(e))) {
+            rd_kafka_conf_destroy(rc);
+            rd_kafka_conf_destroy(cc);
+            goto fail;
+        }
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
         rd_kafka_conf_set_opaque(cc, th);
         if (!(th->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof(e)))) {
@@ -726,9 +981,14 @@ void rs_app_free(rs_app *a) {
             rd_kafka_destroy(th->restorer);
         }
         if (th->producer) {
+            if (th->in_txn) { /* a failed app: what it left open is not committed */
+                rd_kafka_error_t *e = rd_kafka_abort_transaction(th->producer, 10000);
+                if (e) rd_kafka_error_destroy(e);
+            }
             rd_kafka_flush(th->producer, 10000);
             rd_kafka_destroy(th->producer);
         }
+        g_free(th->txn_id);
     }
     free(a->threads);
     free(a->st_partitions);
@@ -736,6 +996,7 @@ void rs_app_free(rs_app *a) {
     pthread_mutex_destroy(&a->mu);
     rs_config_free(a->cfg);
     g_free(a->app_id);
+    g_free(a->process_id);
     g_free(a->state_dir);
     free(a);
 }
@@ -774,6 +1035,7 @@ size_t rs_app_tasks(rs_app *a, char *buf, size_t len) {
 
 int64_t rs_app_metric(rs_app *a, const char *name) {
     if (!strcmp(name, "commit-total")) return a->m_commits;
+    if (!strcmp(name, "abort-total")) return a->m_aborts;
     if (!strcmp(name, "restored-records")) return a->m_restored;
     if (!strcmp(name, "process-total")) return a->m_process;
     if (!strcmp(name, "dropped-records")) return a->m_dropped;

@@ -359,6 +359,9 @@ rs_kv_store *rs__kv_store_new(rs_task *t, const rs_store_def *def, const char *a
 
 void rs__kv_store_free(rs_kv_store *s) {
     if (!s) return;
+    /* a task closed dirty (exactly-once rollback) drops its cached entries
+     * unwritten: they leave the thread's budget with it */
+    if (s->cache_bytes && s->task && s->task->cache) s->task->cache->used -= s->cache_bytes;
     g_hash_table_destroy(s->cache);
     s->vt->close(s->impl);
     g_free(s->changelog);

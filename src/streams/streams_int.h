@@ -161,6 +161,8 @@ struct rs_config {
 };
 RS_INTERNAL int64_t rs__config_int(const rs_config *c, const char *name, int64_t dflt);
 RS_INTERNAL const char *rs__config_str(const rs_config *c, const char *name, const char *dflt);
+RS_INTERNAL bool rs__config_eos(const rs_config *c); /* processing.guarantee=exactly_once_v2 */
+RS_INTERNAL int64_t rs__config_commit_interval(const rs_config *c);
 
 /* ---- stores ---- */
 /* a value held by a store that an update may rewrite in place */

@@ -13,55 +13,16 @@ import os
 import random
 import re
 import shutil
-import signal
 import struct
 import subprocess
-import threading
 
 from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
+from streamsapp import StreamsApp
 
 PROG = os.path.join(BUILD, "example_wordcount")
 BROKER_PROPS = {"group.initial.rebalance.delay.ms": 0, "group.min.session.timeout.ms": 1000}
 WORDS = ["apple", "Banana", "cherry", "the", "THE", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango"]
 ALL_TASKS = ["0_0", "0_1", "0_2", "0_3", "1_0", "1_1", "1_2", "1_3"]
-
-
-class StreamsApp:
-    """One example_wordcount process; its "tasks:" lines are collected."""
-
-    def __init__(self, broker, state_dir, log_path, prog=PROG, app_id="wc-test", extra=()):
-        assert os.access(prog, os.X_OK), "%s not built" % prog
-        self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [prog, "--bootstrap", broker.bootstrap, "--app-id", app_id, "--state-dir", state_dir,
-             "--commit-ms", "200", "--set", "consumer.session.timeout.ms=2000",
-             "--set", "consumer.heartbeat.interval.ms=200"] + list(extra),
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
-        self.tasks = None
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.lines.append(line)
-            if line.startswith("tasks:"):
-                self.tasks = line[len("tasks:"):].split()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=60)
-        self.reader.join(timeout=10)
-        self.log.close()
-        return rc
-
-    def kill9(self):
-        self.proc.kill()
-        self.proc.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.log.close()
 
 
 def produce_lines(broker, n, expected, seed):
@@ -505,3 +466,175 @@ def test_table_group_by_moves_between_partitions(broker_factory, tmp_path):
         c.close()
         rc = app.stop()
     assert rc == 0, open(str(tmp_path / "app.log")).read()[-3000:]
+
+
+# ---- exactly-once (processing.guarantee=exactly_once_v2) ----
+
+EOS_PROPS = dict(BROKER_PROPS, **{"transaction.abort.timed.out.transaction.cleanup.interval.ms": 200})
+EOS = ["--set", "processing.guarantee=exactly_once_v2", "--set", "default.dsl.store=rocksDB",
+       "--set", "producer.transaction.timeout.ms=3000", "--commit-ms", "100"]
+
+
+class CommittedOutput(Output):
+    """wordcount-output read with read_committed: the last count per word and
+    every count seen, in order, per word."""
+
+    def __init__(self, broker):
+        super().__init__(broker)
+        self.c.close()
+        from confluent_kafka import TopicPartition
+        self.c = ck_consumer(broker, isolation_level="read_committed")
+        self.c.assign([TopicPartition("wordcount-output", p, 0) for p in range(4)])
+        self.seen = collections.defaultdict(list)
+
+    def poll(self):
+        for m in self.c.consume(1000, timeout=0.2):
+            if m.error() is None:
+                w, n = m.key().decode(), struct.unpack(">q", m.value())[0]
+                self.counts[w] = n
+                self.seen[w].append(n)
+
+    def wait_exact(self, expected, timeout, what):
+        def ok():
+            self.poll()
+            return self.counts == dict(expected)
+        wait_until(ok, timeout, what)
+
+    def assert_increasing(self):
+        for w, ns in self.seen.items():
+            assert all(a < b for a, b in zip(ns, ns[1:])), "%s: committed counts not increasing: %s" % (w, ns)
+
+
+def rill_cli(broker, *args):
+    from rilltest import RILL_CLI
+    r = subprocess.run([RILL_CLI] + list(args) + ["-b", broker.bootstrap], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def txn_ids(broker, app_id):
+    return sorted(set(re.findall(r"(%s-[0-9a-f-]{36}-\d+)" % re.escape(app_id), rill_cli(broker, "txn", "list"))))
+
+
+def checkpoints(state, app_id):
+    d = os.path.join(state, app_id)
+    return sorted(t for t in os.listdir(d) if os.path.exists(os.path.join(d, t, ".checkpoint"))) \
+        if os.path.isdir(d) else []
+
+
+def closed_metric(app, name):
+    closed = [l for l in app.lines if l.startswith("closed:")]
+    assert closed, app.lines
+    return int(re.search(name + r"=(\d+)", closed[0]).group(1))
+
+
+def test_eos_transactions_and_checkpoints(broker_factory, tmp_path):
+    """exactly_once_v2, one instance with two threads: exact counts; one
+    transactional id per thread <application.id>-<uuid>-<thread>; the group's
+    offsets are committed through the transactions (the consumer commits
+    none: with the app stopped they sit at the input's ends); outputs are
+    transactional (markers between records, nothing aborted). Checkpoints
+    exist only after a clean stop (R8): the next run restores nothing and
+    deletes them while it runs; after its kill -9 there is none, and the
+    third run wipes its RocksDB stores and restores them in full."""
+    from confluent_kafka import TopicPartition
+    broker = broker_factory(props=EOS_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    state = str(tmp_path / "state")
+    app_id = "wc-eos1"
+    out = CommittedOutput(broker)
+    try:
+        produce_lines(broker, 200, expected, seed=21)
+        app = StreamsApp(broker, state, str(tmp_path / "run0.log"), app_id=app_id,
+                         extra=EOS + ["--threads", "2"])
+        try:
+            out.wait_exact(expected, 60, "exact counts, first run")
+            wait_until(lambda: app.tasks == ALL_TASKS, 30, "all tasks on the two threads")
+            ids = txn_ids(broker, app_id)
+            assert len(ids) == 2 and {i[-2:] for i in ids} == {"-0", "-1"}, ids
+            assert len({i[len(app_id) + 1:-2] for i in ids}) == 1, "one process uuid: %s" % ids
+            assert checkpoints(state, app_id) == [], "no checkpoint while running (R8)"
+        finally:
+            assert app.stop() == 0, open(str(tmp_path / "run0.log")).read()[-3000:]
+        assert closed_metric(app, "aborts") == 0
+        assert checkpoints(state, app_id) == ALL_TASKS, "a clean close writes them"
+        c = ck_consumer(broker, group_id=app_id)
+        try:
+            tps = [TopicPartition("wordcount-input", p) for p in range(4)]
+            ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+            assert [x.offset for x in c.committed(tps, timeout=10)] == ends
+            n_out = sum(c.get_watermark_offsets(TopicPartition("wordcount-output", p), timeout=10)[1]
+                        for p in range(4))
+        finally:
+            c.close()
+        n_com = len(consume_all(broker, "wordcount-output", 4, sum(len(v) for v in out.seen.values()), 30))
+        assert n_com == sum(len(v) for v in out.seen.values())
+        assert n_out > n_com, "transaction markers take offsets between the output records"
+
+        # run 1: restores nothing from the checkpoints, deletes them, killed
+        produce_lines(broker, 100, expected, seed=22)
+        app = StreamsApp(broker, state, str(tmp_path / "run1.log"), app_id=app_id, extra=EOS)
+        out.wait_exact(expected, 60, "exact counts, second run")
+        wait_until(lambda: app.tasks == ALL_TASKS, 30, "all tasks")
+        assert checkpoints(state, app_id) == [], "a task deletes its checkpoint when it opens (R8)"
+        app.kill9()
+        # run 2: no checkpoint, so a full restore of every store
+        produce_lines(broker, 100, expected, seed=23)
+        app = StreamsApp(broker, state, str(tmp_path / "run2.log"), app_id=app_id, extra=EOS)
+        try:
+            out.wait_exact(expected, 60, "exact counts after a kill -9 and a full restore")
+        finally:
+            assert app.stop() == 0, open(str(tmp_path / "run2.log")).read()[-3000:]
+        assert closed_metric(app, "restored") >= len(expected), "every word's count restored from the changelog"
+        out.assert_increasing()
+    finally:
+        out.close()
+
+
+def test_eos_abort_and_fenced_producer_roll_back(broker_factory, tmp_path):
+    """R7 on purpose, one instance under exactly_once_v2. (1) The output
+    topic's max.message.bytes set below any batch: every transaction with an
+    output fails and is aborted, the tasks rolled back (state wiped, restored
+    from the changelogs, offsets back to the committed ones) again and again
+    until the limit is lifted; then the counts are exact. (2) Another
+    producer takes the thread's transactional id (init_transactions fences
+    the thread): the thread replaces its producer, rolls back, and counts
+    on exactly. A read_committed reader never sees a count go back or
+    repeat."""
+    from confluent_kafka import Producer
+    broker = broker_factory(props=EOS_PROPS)
+    setup_topics(broker)
+    expected = collections.Counter()
+    app_id = "wc-eos2"
+    log = str(tmp_path / "app.log")
+    out = CommittedOutput(broker)
+    app = StreamsApp(broker, str(tmp_path / "state"), log, app_id=app_id, extra=EOS)
+    try:
+        produce_lines(broker, 100, expected, seed=31)
+        out.wait_exact(expected, 60, "exact counts before the faults")
+        before = dict(out.counts)
+
+        rill_cli(broker, "topic", "alter-config", "wordcount-output", "max.message.bytes=16")
+        produce_lines(broker, 50, expected, seed=32)
+        wait_until(lambda: open(log).read().count(" aborted (") >= 2, 60, "two rollbacks on abortable errors")
+        out.poll()
+        assert out.counts == before, "nothing of an aborted transaction is visible"
+        rill_cli(broker, "topic", "alter-config", "wordcount-output", "max.message.bytes=1048588")
+        out.wait_exact(expected, 60, "exact counts after the aborts")
+
+        ids = txn_ids(broker, app_id)
+        assert len(ids) == 1, ids
+        zombie_killer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": ids[0]})
+        zombie_killer.init_transactions(30)
+        produce_lines(broker, 50, expected, seed=33)
+        wait_until(lambda: "fenced or fatal, new producer" in open(log).read(), 60, "the fenced thread's new producer")
+        out.wait_exact(expected, 60, "exact counts after the fencing")
+        del zombie_killer
+    finally:
+        rc = app.stop()
+        out.close()
+    assert rc == 0, open(log).read()[-3000:]
+    assert closed_metric(app, "aborts") >= 3
+    assert closed_metric(app, "restored") > 0
+    out.assert_increasing()

@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "rill/streams.h"
+#include "streams/streams_int.h" /* rs__config_eos, rs__config_commit_interval */
 
 /* ---- helpers ---- */
 
@@ -127,7 +128,17 @@ static void test_config(void **state) {
     assert_int_equal(rs_config_set(c, "num.stream.threads", "2", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "commit.interval.ms", "-1", err, sizeof(err)), -1);
     assert_int_equal(rs_config_set(c, "commit.interval.ms", "12x", err, sizeof(err)), -1);
-    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_v2", err, sizeof(err)), -1);
+    /* Kafka's names: exactly_once_v2; the removed v1 names are refused with
+     * a message naming the one to use; an unknown value keeps the old one */
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_v2", err, sizeof(err)), 0);
+    assert_string_equal(rs_config_get(c, "processing.guarantee"), "exactly_once_v2");
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "exactly_once_v2"));
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_beta", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "exactly_once_v2"));
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "EXACTLY_ONCE_V2", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "processing.guarantee"));
+    assert_string_equal(rs_config_get(c, "processing.guarantee"), "exactly_once_v2");
     assert_int_equal(rs_config_set(c, "processing.guarantee", "at_least_once", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "default.dsl.store", "rocksDB", err, sizeof(err)), 0);
     assert_int_equal(rs_config_set(c, "default.dsl.store", "leveldb", err, sizeof(err)), -1);
@@ -135,6 +146,25 @@ static void test_config(void **state) {
     assert_string_equal(rs_config_get(c, "application.id"), "wordcount");
     assert_string_equal(rs_config_get(c, "linger.ms"), "5");
     assert_null(rs_config_get(c, "state.dir"));
+    rs_config_free(c);
+}
+
+/* the defaults that follow processing.guarantee: commit.interval.ms is 100
+ * under exactly_once_v2 (Kafka's EOS default), 30000 otherwise, unless set */
+static void test_config_guarantee_defaults(void **state) {
+    (void)state;
+    rs_config *c = rs_config_new();
+    char err[256];
+    assert_false(rs__config_eos(c));
+    assert_int_equal(rs__config_commit_interval(c), 30000);
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "exactly_once_v2", err, sizeof(err)), 0);
+    assert_true(rs__config_eos(c));
+    assert_int_equal(rs__config_commit_interval(c), 100);
+    assert_int_equal(rs_config_set(c, "commit.interval.ms", "250", err, sizeof(err)), 0);
+    assert_int_equal(rs__config_commit_interval(c), 250);
+    assert_int_equal(rs_config_set(c, "processing.guarantee", "at_least_once", err, sizeof(err)), 0);
+    assert_false(rs__config_eos(c));
+    assert_int_equal(rs__config_commit_interval(c), 250);
     rs_config_free(c);
 }
 
@@ -700,6 +730,7 @@ static void test_store_types(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serdes),          cmocka_unit_test(test_config),
+        cmocka_unit_test(test_config_guarantee_defaults),
         cmocka_unit_test(test_stateless),       cmocka_unit_test(test_split_merge),
         cmocka_unit_test(test_describe),        cmocka_unit_test(test_count_repartition),
         cmocka_unit_test(test_cache_coalescing), cmocka_unit_test(test_reduce_aggregate_table),
