@@ -650,6 +650,21 @@ static int cc_swap(cc_pass_t *p, bool *committed) {
     if (gone) return 1;
     int e = rb_failpoint("st.clean.commit");
     if (e) return -e;
+    /* S22: a group whose staged .txnindex is missing (a source segment lost
+     * its file to a failed write) must not keep its first segment's file
+     * either: it would be trusted without the other sources' entries. It
+     * goes before the commit record (whose dir sync makes that durable), so
+     * the next open rebuilds it whichever way this pass ends. */
+    for (int j = 0; j < p->njobs; j++) {
+        cc_job_t *jb = &p->jobs[j];
+        if (!jb->dst || !jb->dst->seg_xbad) continue;
+        char path[4096];
+        st__seg_path(path, sizeof(path), l->l_dir, jb->src->seg_base, ST_XIDX_EXT);
+        if (unlink(path) < 0 && errno != ENOENT) return -errno;
+        pthread_mutex_lock(&l->l_mutex);
+        jb->src->seg_xbad = true; /* sealed: nothing more is appended to it */
+        pthread_mutex_unlock(&l->l_mutex);
+    }
     char swap[4096];
     snprintf(swap, sizeof(swap), "%s/%s", l->l_dir, ST_SWAP_FILE);
     rb_buf_t rec;

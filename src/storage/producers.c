@@ -450,13 +450,18 @@ static int snap_read(const char *dir, int64_t off, st_ptab_t *t) {
  * into the open transactions, markers closing them and fencing older epochs
  * (S17); an abort goes to the segment's .txnindex when it is being rebuilt
  * (S23). Markers are read whole (they are tiny). */
-static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
+/* Calls fn for every batch header of s in order (fn returns 0 to go on,
+ * else stops the scan with that value); p is the header's bytes in r,
+ * which fn may read further. */
+typedef int (*seg_scan_fn)(void *ctx, st_seg_t *s, st_frd_t *r, int64_t pos, kp_batch_hdr_t *h, const uint8_t *p);
+
+static int seg_scan(st_seg_t *s, seg_scan_fn fn, void *ctx) {
     if (s->seg_size == 0) return 0;
     st_frd_t r;
     st__frd_init(&r, s->seg_fd, s->seg_size, 4096); /* headers only: small reads */
     int64_t pos = 0;
     int rc = 0;
-    while (pos < s->seg_size) {
+    while (pos < s->seg_size && rc == 0) {
         int err = 0;
         const uint8_t *p = st__frd_get(&r, pos, KP_BATCH_HEADER_SIZE, &err);
         if (!p) {
@@ -466,31 +471,107 @@ static int replay_seg(st_log_t *l, st_seg_t *s, int64_t from, int64_t now_ms) {
         kp_batch_hdr_t h;
         if (st__hdr_decode(p, &h) != 0) break; /* recovery already bounded the segment */
         int64_t sz = st__hdr_size(&h);
-        if (h.base_offset >= from && h.producer_id >= 0) {
-            bool control = h.attributes & KP_ATTR_CONTROL;
-            if (h.attributes & KP_ATTR_TRANSACTIONAL) {
-                if (control) {
-                    p = sz <= 4096 ? st__frd_get(&r, pos, (size_t)sz, &err) : NULL;
-                    if (!p) {
-                        rc = err ? err : RB_CORRUPT_MESSAGE;
-                        break;
-                    }
-                    st__hdr_decode(p, &h); /* the buffer may have moved */
-                }
-                st__txn_apply(l, p, &h, s->seg_xrebuild ? s : NULL, s->seg_xrebuild);
-            }
-            /* a replayed batch counts as written now: its timestamps are the
-             * client's, and expiring on them could drop a live producer */
-            if (control)
-                st_pt_fence(&l->l_prods, h.producer_id, h.producer_epoch, now_ms);
-            else
-                st_pt_record(&l->l_prods, h.producer_id, h.producer_epoch, h.base_sequence,
-                             st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h),
-                             now_ms);
-        }
+        rc = fn(ctx, s, &r, pos, &h, p);
         pos += sz;
     }
     st__frd_free(&r);
+    return rc;
+}
+
+typedef struct {
+    st_log_t *l;
+    int64_t from, now_ms;
+} replay_ctx_t;
+
+static int replay_batch(void *ctx, st_seg_t *s, st_frd_t *r, int64_t pos, kp_batch_hdr_t *hp, const uint8_t *p) {
+    replay_ctx_t *x = ctx;
+    st_log_t *l = x->l;
+    kp_batch_hdr_t h = *hp;
+    if (h.base_offset < x->from || h.producer_id < 0) return 0;
+    bool control = h.attributes & KP_ATTR_CONTROL;
+    if (h.attributes & KP_ATTR_TRANSACTIONAL) {
+        if (control) {
+            int64_t sz = st__hdr_size(&h);
+            int err = 0;
+            p = sz <= 4096 ? st__frd_get(r, pos, (size_t)sz, &err) : NULL;
+            if (!p) return err ? err : RB_CORRUPT_MESSAGE;
+            st__hdr_decode(p, &h); /* the buffer may have moved */
+        }
+        st__txn_apply(l, p, &h, s->seg_xrebuild ? s : NULL, s->seg_xrebuild);
+    }
+    /* a replayed batch counts as written now: its timestamps are the
+     * client's, and expiring on them could drop a live producer */
+    if (control)
+        st_pt_fence(&l->l_prods, h.producer_id, h.producer_epoch, x->now_ms);
+    else
+        st_pt_record(&l->l_prods, h.producer_id, h.producer_epoch, h.base_sequence,
+                     st_seq_add(h.base_sequence, h.last_offset_delta), h.base_offset, st__hdr_last(&h), x->now_ms);
+    return 0;
+}
+
+/* ---- the snapshot's open transactions (S23) ----
+ * An open transaction a snapshot at S names (first offset F < S) must still
+ * have a data batch in [max(F, log start), S): the cleaner removes a
+ * transaction's marker only with all its batches (S21), retention and
+ * DeleteRecords remove whole segments; one whose batches are all gone may
+ * have lost its marker too, and the replay from S would never close it (the
+ * LSO stuck for good). Such an entry is dropped before the replay; a batch
+ * of the producer at or after S opens its transaction again. */
+typedef struct {
+    int64_t pid, first;
+    bool found;
+} snap_open_t;
+
+typedef struct {
+    snap_open_t *v;
+    int n;
+    int64_t lo, snap;
+} snap_check_t;
+
+static int snap_check_batch(void *ctx, st_seg_t *s, st_frd_t *r, int64_t pos, kp_batch_hdr_t *h, const uint8_t *p) {
+    (void)s, (void)r, (void)pos, (void)p;
+    snap_check_t *x = ctx;
+    if (h->base_offset >= x->snap) return 1;
+    if (h->base_offset < x->lo || h->producer_id < 0 || !(h->attributes & KP_ATTR_TRANSACTIONAL) ||
+        (h->attributes & KP_ATTR_CONTROL))
+        return 0;
+    for (int i = 0; i < x->n; i++)
+        if (x->v[i].pid == h->producer_id && h->base_offset >= x->v[i].first) x->v[i].found = true;
+    return 0;
+}
+
+static int snap_check_open(st_log_t *l, int64_t snap) {
+    snap_check_t x = {NULL, 0, INT64_MAX, snap};
+    int cap = 0;
+    for (size_t b = 0; b < l->l_prods.pt_nb; b++)
+        for (const st_prod_t *p = l->l_prods.pt_b[b]; p; p = p->p_next) {
+            if (p->p_txn_first < 0 || p->p_txn_first >= snap) continue;
+            if (x.n == cap) {
+                cap = cap ? cap * 2 : 8;
+                x.v = realloc(x.v, (size_t)cap * sizeof(*x.v));
+                if (!x.v) abort();
+            }
+            x.v[x.n++] = (snap_open_t){p->p_id, p->p_txn_first, false};
+            if (p->p_txn_first < x.lo) x.lo = p->p_txn_first;
+        }
+    if (!x.n) return 0;
+    if (x.lo < l->l_start) x.lo = l->l_start;
+    int rc = 0;
+    for (int i = 0; i < l->l_nsegs && rc == 0; i++) {
+        st_seg_t *s = l->l_segs[i];
+        if (s->seg_base >= snap) break;
+        if (i + 1 < l->l_nsegs && l->l_segs[i + 1]->seg_base <= x.lo) continue;
+        rc = seg_scan(s, snap_check_batch, &x);
+    }
+    if (rc > 0) rc = 0;
+    for (int i = 0; i < x.n && rc == 0; i++) {
+        if (x.v[i].found) continue;
+        rb_info("storage: %s: producer %" PRId64 ": the snapshot's open transaction at %" PRId64
+                " has no batch left in the log: dropped",
+                l->l_dir, x.v[i].pid, x.v[i].first);
+        st_pt_set_txn(&l->l_prods, x.v[i].pid, -1);
+    }
+    free(x.v);
     return rc;
 }
 
@@ -533,11 +614,13 @@ int st__pt_load(st_log_t *l) {
     free(offs);
     int64_t now = rb_now_ms();
     if (from < 0) from = 0;
+    if (from > 0) rc = snap_check_open(l, from);
     st__txn_from_prods(l); /* the snapshot's open transactions */
+    replay_ctx_t x = {l, from, now};
     for (int i = 0; i < l->l_nsegs && rc == 0; i++) {
         st_seg_t *s = l->l_segs[i];
         if (i + 1 < l->l_nsegs && l->l_segs[i + 1]->seg_base <= from) continue;
-        rc = replay_seg(l, s, from, now);
+        rc = seg_scan(s, replay_batch, &x);
     }
     st_pt_expire(&l->l_prods, now, atomic_load(&l->l_mgr->m_prod_expire_ms));
     return rc;

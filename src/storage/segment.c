@@ -138,11 +138,16 @@ int st__seg_open(const char *dir, int64_t base, bool create, st_seg_t **out) {
     rc = seg_open_one(dir, base, ".timeindex", flags, &missing);
     if (rc < 0) goto fail;
     s->seg_tfd = rc;
-    bool xmissing = false; /* a missing .txnindex is rebuilt alone (S23) */
-    rc = seg_open_one(dir, base, ST_XIDX_EXT, flags, &xmissing);
-    if (rc < 0) goto fail;
-    s->seg_xfd = rc;
-    s->seg_xrebuild = xmissing && !create;
+    /* a missing .txnindex is rebuilt alone (S23), and created only then
+     * (st__xidx_load), after the rebuild mark */
+    rc = seg_open_one(dir, base, ST_XIDX_EXT, flags, NULL);
+    if (rc == -ENOENT && !create) {
+        s->seg_xrebuild = true;
+    } else if (rc < 0) {
+        goto fail;
+    } else {
+        s->seg_xfd = rc;
+    }
     struct stat st;
     if (fstat(s->seg_fd, &st) < 0) {
         rc = -errno;

@@ -185,7 +185,20 @@
  *      transactions, markers close them (an abort writes the entry of a
  *      segment being rebuilt) and fence older epochs. The rebuilt files are
  *      fdatasync'd before the log is used. A clean open with valid files
- *      reads no batch header before the newest snapshot.
+ *      reads no batch header before the newest snapshot. A rebuild first
+ *      makes `txnindex-rebuild` durable in the partition dir, before any
+ *      file is created (a missing one is not created at segment open) or
+ *      emptied, and removes it once every rebuilt file and the dir are
+ *      synced; an open that finds it rebuilds every file. An open
+ *      transaction the snapshot names (first offset F below its offset S)
+ *      is kept only if a data batch of the producer remains in
+ *      [max(F, log start), S): the cleaner (S21), retention and
+ *      DeleteRecords may have removed the batches and the marker together,
+ *      and the replay from S would never close it. A file claiming more
+ *      entries than its segment has offsets or batches is damaged. The
+ *      cleaner removes a group's first file before its commit record when
+ *      a merged source had lost its file (S22), so the group is rebuilt,
+ *      never trusted without the merged entries.
  *
  * Threads: retention and compaction run on the manager's cleaner thread (S8, S9); a close or
  * delete waits for it to leave that log, as it waits for the flusher.

@@ -36,6 +36,7 @@
 
 #define ST_OIDX_ENTRY 8   /* .index entry: u32 relative offset, u32 position */
 #define ST_TIDX_ENTRY 12  /* .timeindex entry: i64 timestamp, u32 relative offset */
+#define ST_XIDX_REBUILD_FILE "txnindex-rebuild" /* S23: present while an open rebuilds .txnindex files */
 #define ST_XIDX_ENTRY 34  /* .txnindex entry: i16 version 0, i64 pid, first, last, last stable offset */
 #define ST_XIDX_EXT ".txnindex"
 #define ST_TAIL_MAX 64    /* in-memory index tail of the active segment */

@@ -17,6 +17,8 @@
 #include "storage/storage_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,7 +106,10 @@ int st__xidx_read(st_seg_t *s, int64_t next_base, st_aborted_txn_t **out, int *n
     *n = 0;
     struct stat st;
     if (fstat(s->seg_xfd, &st) < 0) return -errno;
-    if (st.st_size % ST_XIDX_ENTRY || st.st_size / ST_XIDX_ENTRY > INT32_MAX / 2) return 1;
+    /* one entry per marker, each marker an offset and a whole batch of the
+     * segment: a file claiming more is damaged (and never malloc'd) */
+    int64_t most = RB_MIN(next_base - s->seg_base, s->seg_size / KP_BATCH_HEADER_SIZE);
+    if (st.st_size % ST_XIDX_ENTRY || st.st_size / ST_XIDX_ENTRY > RB_MIN(most, INT32_MAX / 2)) return 1;
     int cnt = (int)(st.st_size / ST_XIDX_ENTRY);
     if (cnt == 0) {
         s->seg_xn = s->seg_xsynced = 0;
@@ -322,6 +327,13 @@ void st__txn_from_prods(st_log_t *l) {
  * recovered segments (marked by recovery), are emptied and marked for the
  * replay (st__pt_load) to fill. */
 int st__xidx_load(st_log_t *l) {
+    char mark[4096];
+    snprintf(mark, sizeof(mark), "%s/%s", l->l_dir, ST_XIDX_REBUILD_FILE);
+    if (access(mark, F_OK) == 0) {
+        rb_warn("storage: %s: an earlier open stopped while rebuilding .txnindex files: rebuilding all", l->l_dir);
+        for (int i = 0; i < l->l_nsegs; i++) l->l_segs[i]->seg_xrebuild = true;
+    }
+    bool any = false;
     for (int i = 0; i < l->l_nsegs; i++) {
         st_seg_t *s = l->l_segs[i];
         int64_t next_base = i + 1 < l->l_nsegs ? l->l_segs[i + 1]->seg_base : l->l_leo;
@@ -339,9 +351,25 @@ int st__xidx_load(st_log_t *l) {
                     (long long)s->seg_base);
             s->seg_xrebuild = true;
         }
+        any = true;
+    }
+    if (!any) return 0;
+    /* S23: the mark is durable before any file is created or emptied, and
+     * goes only once every rebuilt file is (st__txn_load): an open that
+     * stops in between leaves it, and the next open rebuilds all */
+    int rc = rb_write_file_atomic(mark, "", 0);
+    if (rc < 0) return rc;
+    for (int i = 0; i < l->l_nsegs; i++) {
+        st_seg_t *s = l->l_segs[i];
+        if (!s->seg_xrebuild) continue;
+        if (s->seg_xfd < 0) { /* missing: created only now */
+            char path[4096];
+            st__seg_path(path, sizeof(path), l->l_dir, s->seg_base, ST_XIDX_EXT);
+            s->seg_xfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+            if (s->seg_xfd < 0) return -errno;
+        }
         if (ftruncate(s->seg_xfd, 0) < 0) return -errno;
         s->seg_xn = s->seg_xsynced = 0;
-        l->l_dirsync_gen++; /* the file may be new (created missing) */
     }
     return 0;
 }
@@ -356,14 +384,22 @@ static int cmp_last(const void *a, const void *b) {
 int st__txn_load(st_log_t *l) {
     if (l->l_ntab > 1) qsort(l->l_tab, (size_t)l->l_ntab, sizeof(*l->l_tab), cmp_last);
     tab_drop_below_start(l);
+    bool any = false;
     for (int i = 0; i < l->l_nsegs; i++) {
         st_seg_t *s = l->l_segs[i];
         if (!s->seg_xrebuild) continue;
         if (fdatasync(s->seg_xfd) < 0) return -errno;
         s->seg_xsynced = s->seg_xn;
         s->seg_xrebuild = false;
+        any = true;
     }
-    return 0;
+    if (!any) return 0;
+    int rc = rb_fsync_dir(l->l_dir); /* files created by st__xidx_load */
+    if (rc < 0) return rc;
+    char mark[4096];
+    snprintf(mark, sizeof(mark), "%s/%s", l->l_dir, ST_XIDX_REBUILD_FILE);
+    if (unlink(mark) < 0 && errno != ENOENT) return -errno;
+    return rb_fsync_dir(l->l_dir);
 }
 
 /* ---- queries ----------------------------------------------------------------------------- */

@@ -576,6 +576,219 @@ static void test_snapshot_kept_at_segment_base(void **state) {
     free(check_files(f, &sc, &n0));
 }
 
+
+static int nsegs(fx_t *f);
+
+/* A segment whose .txnindex write failed (file removed, S22) merged by the
+ * cleaner into an earlier one: the group's first file must not survive
+ * alone (it would be trusted without the merged segment's entries); the
+ * reopen rebuilds it and finds both aborted transactions. */
+static void test_clean_merges_segment_without_txnindex(void **state) {
+    fx_t *f = *state;
+    f->cfg.compact = true;
+    f->cfg.min_cleanable_dirty_ratio = 0;
+    fx_open(f);
+    int64_t o1, m1, o2, m2;
+    assert_int_equal(txn_append(f->l, 1, 0, 0, 2, false, &o1), 0);
+    assert_int_equal(marker(f->l, 1, 0, false, &m1), 0);
+    plain_roll(f, 20);
+    assert_int_equal(txn_append(f->l, 2, 0, 0, 2, false, &o2), 0);
+    setenv("RILL_FAILPOINTS", "st.txnindex.write=5", 1);
+    rb_failpoint_reload();
+    assert_int_equal(marker(f->l, 2, 0, false, &m2), 0);
+    unsetenv("RILL_FAILPOINTS");
+    rb_failpoint_reload();
+    plain_roll(f, 40);
+    st_aborted_txn_t want[2] = {{1, o1, m1}, {2, o2, m2}};
+    expect_aborted(f->l, 0, INT64_MAX, 2, want);
+    lso_durable(f->l);
+    int n_before = nsegs(f);
+    f->cfg.segment_bytes = 1 << 20; /* the cleaner merges the sealed segments into one */
+    st_log_set_config(f->l, &f->cfg);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(f->l, rb_now_ms(), 0, &cs), 1);
+    assert_true(nsegs(f) < n_before);
+    expect_aborted(f->l, 0, INT64_MAX, 2, want); /* in memory: right */
+    reopen(f, true);
+    expect_aborted(f->l, 0, INT64_MAX, 2, want);
+}
+
+static void plain_key(fx_t *f, const char *key) {
+    kp_record_in_t rec = {0};
+    rec.key.p = (const uint8_t *)key;
+    rec.key.len = (int32_t)strlen(key);
+    rec.value.p = (const uint8_t *)"plain-value-plain-value-plain-value-plain-value";
+    rec.value.len = 47;
+    rec.timestamp = rb_now_ms();
+    rb_buf_t b;
+    rb_buf_init(&b);
+    kp_batch_build(&b, 0, KP_COMP_NONE, &rec, 1, -1, -1, -1, 0);
+    int64_t x, e;
+    assert_int_equal(stt_append_blob(f->l, &b, rb_now_ms(), &x, &e), 0);
+    rb_buf_free(&b);
+}
+
+static int nsegs(fx_t *f) { int64_t v[256]; return list_ext(f, ".log", v, 256); }
+
+static void reopen_expiring(fx_t *f, int64_t exp_ms) {
+    stt_fx_close(f);
+    assert_int_equal(st_mgr_open(f->dir, &f->m), 0);
+    st_mgr_set_producer_expiration_ms(f->m, exp_ms);
+    assert_int_equal(st_log_open(f->m, f->topic, 0, &f->cfg, &f->l), 0);
+}
+
+/* A snapshot taken while a transaction was open; the cleaner later removes
+ * the transaction's batches and its marker (the producer expired at a
+ * reopen, so its last marker is unknown); the newer snapshots are lost: the
+ * open from the old snapshot must not keep the transaction open (S23). */
+static void test_snapshot_open_txn_cleaned_lost_snapshots(void **state) {
+    fx_t *f = *state;
+    f->cfg.compact = true;
+    f->cfg.min_cleanable_dirty_ratio = 0;
+    f->cfg.delete_retention_ms = 0;
+    fx_open(f);
+    int64_t F, M;
+    plain_roll(f, 3);
+    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0); /* keys k0, k1 */
+    int n0 = nsegs(f);
+    while (nsegs(f) == n0) plain_key(f, "z");
+    int64_t segs[256];
+    int ns = list_ext(f, ".log", segs, 256);
+    int64_t X = segs[ns - 1]; /* snapshot here: pid 7 open at F */
+    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
+    plain_key(f, "k0");
+    plain_key(f, "k1");
+    n0 = nsegs(f);
+    while (nsegs(f) == n0) plain_key(f, "z");
+    reopen_expiring(f, 1); /* pid 7 idle: expires at the open; its marker unknown since the open */
+    lso_durable(f->l);
+    usleep(5000);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(f->l, rb_now_ms() + 10, 0, &cs), 1);
+    int64_t sn[32];
+    int nsn = list_ext(f, ".snapshot", sn, 32);
+    stt_fx_close(f);
+    /* the newest snapshots lost (unsynced at a power loss, or a failed write) */
+    for (int i = 0; i < nsn; i++) {
+        if (sn[i] <= X) continue;
+        char p[4400];
+        snprintf(p, sizeof(p), "%s/%020lld.snapshot", f->pdir, (long long)sn[i]);
+        unlink(p);
+    }
+    fx_open(f);
+    st_txn_open_t *op;
+    int n;
+    assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
+    free(op);
+    assert_int_equal(n, 0);
+}
+
+/* The same, the newer snapshot lost to a failed write and the open unclean
+ * (it rebuilds the active segment's .txnindex from the snapshot at or below
+ * its base: the old one). */
+static void test_snapshot_open_txn_cleaned_unclean_open(void **state) {
+    fx_t *f = *state;
+    f->cfg.compact = true;
+    f->cfg.min_cleanable_dirty_ratio = 0;
+    f->cfg.delete_retention_ms = 0;
+    fx_open(f);
+    int64_t F, M;
+    plain_roll(f, 3);
+    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0); /* keys k0, k1 */
+    int n0 = nsegs(f);
+    while (nsegs(f) == n0) plain_key(f, "z");
+    /* a snapshot at this roll: pid 7 open at F */
+    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
+    plain_key(f, "k0");
+    plain_key(f, "k1");
+    n0 = nsegs(f);
+    setenv("RILL_FAILPOINTS", "st.snapshot.write=28", 1); /* ENOSPC at this roll's snapshot only */
+    rb_failpoint_reload();
+    while (nsegs(f) == n0) plain_key(f, "z");
+    unsetenv("RILL_FAILPOINTS");
+    rb_failpoint_reload();
+    plain_key(f, "z");
+    reopen_expiring(f, 1); /* pid 7 idle: expires at the open; its marker unknown since the open */
+    lso_durable(f->l);
+    usleep(5000);
+    st_clean_stats_t cs;
+    assert_int_equal(st_log_compact_run(f->l, rb_now_ms() + 10, 0, &cs), 1);
+    reopen(f, false); /* a crash (the clean-shutdown marker absent) */
+    st_txn_open_t *op;
+    int n;
+    assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
+    free(op);
+    assert_int_equal(n, 0);
+}
+
+/* A crash during an open that rebuilds .txnindex files (e.g. the first
+ * start after the upgrade: none exist): what it leaves is the rebuild mark
+ * (durable before any file is created or emptied), empty or partial files
+ * and no clean-shutdown marker. The next open must not trust those files
+ * below the recovery point: it rebuilds all, and removes the mark. */
+static void test_crash_during_rebuild(void **state) {
+    fx_t *f = *state;
+    fx_open(f);
+    scen_t sc;
+    scenario(f, &sc);
+    check_state(f, &sc);
+    stt_fx_close(f);
+    int64_t logs[256];
+    int nl = list_ext(f, ".log", logs, 256);
+    for (int i = 0; i < nl; i++) {
+        char p[4400];
+        xpath(f, logs[i], p, sizeof(p));
+        assert_int_equal(truncate(p, 0), 0); /* what open #1 leaves: created (O_CREAT) / emptied, not yet refilled */
+    }
+    char p[4300];
+    snprintf(p, sizeof(p), "%s/.kafka_cleanShutdown", f->dir);
+    assert_int_equal(unlink(p), 0); /* open #1 removed the marker, then the process died */
+    char mark[4400];
+    snprintf(mark, sizeof(mark), "%s/txnindex-rebuild", f->pdir);
+    FILE *mf = fopen(mark, "w");
+    assert_non_null(mf);
+    fclose(mf);
+    fx_open(f);
+    assert_int_equal(access(mark, F_OK), -1); /* gone once the rebuilt files are durable */
+    st_aborted_txn_t *got = NULL; int ng = -1; int64_t lso;
+    assert_int_equal(st_log_txn_view(f->l, 0, INT64_MAX, &lso, &got, &ng), 0);
+    free(got);
+    expect_aborted(f->l, 0, INT64_MAX, sc.n, sc.want);
+}
+
+/* DeleteRecords removes the segment holding a transaction's marker; the
+ * newer snapshot was lost: the open from the old snapshot must not keep the
+ * transaction open (its batches are all below the log start). */
+static void test_snapshot_open_txn_below_start(void **state) {
+    fx_t *f = *state;
+    fx_open(f);
+    int64_t F, M;
+    plain_roll(f, 3);
+    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0);
+    int n0 = nsegs(f);
+    while (nsegs(f) == n0) plain_key(f, "z");
+    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
+    n0 = nsegs(f);
+    setenv("RILL_FAILPOINTS", "st.snapshot.write=28", 1);
+    rb_failpoint_reload();
+    while (nsegs(f) == n0) plain_key(f, "z");
+    unsetenv("RILL_FAILPOINTS");
+    rb_failpoint_reload();
+    plain_key(f, "z");
+    int64_t segs[256];
+    int ns = list_ext(f, ".log", segs, 256);
+    lso_durable(f->l);
+    int64_t low;
+    assert_int_equal(st_log_delete_records(f->l, segs[ns - 1], &low), 0);
+    assert_true(low > M); /* the marker's segment is gone */
+    reopen(f, false);
+    st_txn_open_t *op;
+    int n;
+    assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
+    free(op);
+    assert_int_equal(n, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lso_aborted_and_reopen, fx_setup, fx_teardown),
@@ -586,6 +799,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_txnindex_write_failure, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_compaction_carries_txnindex, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_kept_at_segment_base, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_clean_merges_segment_without_txnindex, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_open_txn_cleaned_lost_snapshots, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_open_txn_cleaned_unclean_open, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_crash_during_rebuild, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_open_txn_below_start, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
