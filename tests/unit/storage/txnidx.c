@@ -637,88 +637,97 @@ static void reopen_expiring(fx_t *f, int64_t exp_ms) {
     assert_int_equal(st_log_open(f->m, f->topic, 0, &f->cfg, &f->l), 0);
 }
 
-/* A snapshot taken while a transaction was open; the cleaner later removes
- * the transaction's batches and its marker (the producer expired at a
- * reopen, so its last marker is unknown); the newer snapshots are lost: the
- * open from the old snapshot must not keep the transaction open (S23). */
-static void test_snapshot_open_txn_cleaned_lost_snapshots(void **state) {
-    fx_t *f = *state;
-    f->cfg.compact = true;
-    f->cfg.min_cleanable_dirty_ratio = 0;
-    f->cfg.delete_retention_ms = 0;
-    fx_open(f);
-    int64_t F, M;
+/* Producer 7's transaction opens at *F, a roll snapshots it open (the
+ * returned base), then its commit marker at *M. */
+static int64_t open_txn_across_roll(fx_t *f, int64_t *F, int64_t *M) {
     plain_roll(f, 3);
-    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0); /* keys k0, k1 */
+    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, F), 0); /* keys k0, k1 */
     int n0 = nsegs(f);
     while (nsegs(f) == n0) plain_key(f, "z");
     int64_t segs[256];
     int ns = list_ext(f, ".log", segs, 256);
-    int64_t X = segs[ns - 1]; /* snapshot here: pid 7 open at F */
-    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
-    plain_key(f, "k0");
-    plain_key(f, "k1");
-    n0 = nsegs(f);
-    while (nsegs(f) == n0) plain_key(f, "z");
-    reopen_expiring(f, 1); /* pid 7 idle: expires at the open; its marker unknown since the open */
-    lso_durable(f->l);
-    usleep(5000);
-    st_clean_stats_t cs;
-    assert_int_equal(st_log_compact_run(f->l, rb_now_ms() + 10, 0, &cs), 1);
-    int64_t sn[32];
-    int nsn = list_ext(f, ".snapshot", sn, 32);
-    stt_fx_close(f);
-    /* the newest snapshots lost (unsynced at a power loss, or a failed write) */
-    for (int i = 0; i < nsn; i++) {
-        if (sn[i] <= X) continue;
-        char p[4400];
-        snprintf(p, sizeof(p), "%s/%020lld.snapshot", f->pdir, (long long)sn[i]);
-        unlink(p);
-    }
-    fx_open(f);
-    st_txn_open_t *op;
-    int n;
-    assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
-    free(op);
-    assert_int_equal(n, 0);
+    assert_int_equal(marker(f->l, 7, 0, true, M), 0);
+    return segs[ns - 1];
 }
 
-/* The same, the newer snapshot lost to a failed write and the open unclean
- * (it rebuilds the active segment's .txnindex from the snapshot at or below
- * its base: the old one). */
-static void test_snapshot_open_txn_cleaned_unclean_open(void **state) {
-    fx_t *f = *state;
-    f->cfg.compact = true;
-    f->cfg.min_cleanable_dirty_ratio = 0;
-    f->cfg.delete_retention_ms = 0;
-    fx_open(f);
-    int64_t F, M;
-    plain_roll(f, 3);
-    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0); /* keys k0, k1 */
+/* A roll whose snapshot write fails (ENOSPC: only a warning), then one
+ * more record. */
+static void roll_without_snapshot(fx_t *f) {
     int n0 = nsegs(f);
-    while (nsegs(f) == n0) plain_key(f, "z");
-    /* a snapshot at this roll: pid 7 open at F */
-    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
-    plain_key(f, "k0");
-    plain_key(f, "k1");
-    n0 = nsegs(f);
-    setenv("RILL_FAILPOINTS", "st.snapshot.write=28", 1); /* ENOSPC at this roll's snapshot only */
+    setenv("RILL_FAILPOINTS", "st.snapshot.write=28", 1);
     rb_failpoint_reload();
     while (nsegs(f) == n0) plain_key(f, "z");
     unsetenv("RILL_FAILPOINTS");
     rb_failpoint_reload();
     plain_key(f, "z");
-    reopen_expiring(f, 1); /* pid 7 idle: expires at the open; its marker unknown since the open */
+}
+
+/* Later records supersede k0 and k1; a reopen expires producer 7 (its last
+ * marker is then unknown) and a pass removes its batches and marker. */
+static void supersede_and_clean(fx_t *f) {
+    plain_key(f, "k0");
+    plain_key(f, "k1");
+    roll_without_snapshot(f);
+    reopen_expiring(f, 1);
     lso_durable(f->l);
     usleep(5000);
     st_clean_stats_t cs;
     assert_int_equal(st_log_compact_run(f->l, rb_now_ms() + 10, 0, &cs), 1);
-    reopen(f, false); /* a crash (the clean-shutdown marker absent) */
+    assert_true(cs.markers_removed >= 1);
+}
+
+static void expect_no_open_txn(fx_t *f) {
     st_txn_open_t *op;
     int n;
     assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
     free(op);
     assert_int_equal(n, 0);
+    st_log_state_t st;
+    st_log_state(f->l, &st);
+    assert_int_equal(lso_durable(f->l), st.log_end_offset); /* the LSO is not held */
+}
+
+static void compact_no_retention(fx_t *f) {
+    f->cfg.compact = true;
+    f->cfg.min_cleanable_dirty_ratio = 0;
+    f->cfg.delete_retention_ms = 0;
+    fx_open(f);
+}
+
+/* A snapshot taken while a transaction was open; the cleaner later removes
+ * the transaction's batches and its marker; the newer snapshots are lost
+ * (unsynced at a power loss): the open from the old snapshot must not keep
+ * the transaction open (S23). */
+static void test_snapshot_open_txn_cleaned_lost_snapshots(void **state) {
+    fx_t *f = *state;
+    compact_no_retention(f);
+    int64_t F, M;
+    int64_t X = open_txn_across_roll(f, &F, &M);
+    supersede_and_clean(f);
+    int64_t sn[32];
+    int nsn = list_ext(f, ".snapshot", sn, 32);
+    stt_fx_close(f);
+    for (int i = 0; i < nsn; i++) {
+        if (sn[i] <= X) continue;
+        char p[4400];
+        snprintf(p, sizeof(p), "%s/%020lld.snapshot", f->pdir, (long long)sn[i]);
+        assert_int_equal(unlink(p), 0);
+    }
+    fx_open(f);
+    expect_no_open_txn(f);
+}
+
+/* The same, the open unclean: it rebuilds the active segment's .txnindex
+ * from the snapshot at or below its base, the old one (the roll's snapshot
+ * after the marker failed). */
+static void test_snapshot_open_txn_cleaned_unclean_open(void **state) {
+    fx_t *f = *state;
+    compact_no_retention(f);
+    int64_t F, M;
+    open_txn_across_roll(f, &F, &M);
+    supersede_and_clean(f);
+    reopen(f, false);
+    expect_no_open_txn(f);
 }
 
 /* A crash during an open that rebuilds .txnindex files (e.g. the first
@@ -763,18 +772,8 @@ static void test_snapshot_open_txn_below_start(void **state) {
     fx_t *f = *state;
     fx_open(f);
     int64_t F, M;
-    plain_roll(f, 3);
-    assert_int_equal(txn_append(f->l, 7, 0, 0, 2, true, &F), 0);
-    int n0 = nsegs(f);
-    while (nsegs(f) == n0) plain_key(f, "z");
-    assert_int_equal(marker(f->l, 7, 0, true, &M), 0);
-    n0 = nsegs(f);
-    setenv("RILL_FAILPOINTS", "st.snapshot.write=28", 1);
-    rb_failpoint_reload();
-    while (nsegs(f) == n0) plain_key(f, "z");
-    unsetenv("RILL_FAILPOINTS");
-    rb_failpoint_reload();
-    plain_key(f, "z");
+    open_txn_across_roll(f, &F, &M);
+    roll_without_snapshot(f);
     int64_t segs[256];
     int ns = list_ext(f, ".log", segs, 256);
     lso_durable(f->l);
@@ -782,11 +781,7 @@ static void test_snapshot_open_txn_below_start(void **state) {
     assert_int_equal(st_log_delete_records(f->l, segs[ns - 1], &low), 0);
     assert_true(low > M); /* the marker's segment is gone */
     reopen(f, false);
-    st_txn_open_t *op;
-    int n;
-    assert_int_equal(st_log_open_txns(f->l, &op, &n), 0);
-    free(op);
-    assert_int_equal(n, 0);
+    expect_no_open_txn(f);
 }
 
 int main(void) {
