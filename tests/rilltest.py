@@ -459,6 +459,31 @@ def ck_read_partition(broker, topic, partition, start, end, timeout=60, **conf):
         c.close()
 
 
+def ck_read_until(broker, topic, partition, end, timeout=60, **conf):
+    """Values of one partition from its start, read until the consumer's
+    position reaches `end` (offsets taken by transaction markers, or records
+    a read_committed consumer drops, are never delivered: counting messages
+    would not tell when to stop)."""
+    import confluent_kafka as ck
+    if end <= 0:
+        return []
+    c = ck_consumer(broker, **conf)
+    try:
+        tp = ck.TopicPartition(topic, partition, ck.OFFSET_BEGINNING)
+        c.assign([tp])
+        out = []
+        deadline = time.monotonic() + timeout
+        while c.position([tp])[0].offset < end:
+            assert time.monotonic() < deadline, "read %d records of %s[%d], position %d < %d within %ss" % (
+                len(out), topic, partition, c.position([tp])[0].offset, end, timeout)
+            for m in c.consume(num_messages=500, timeout=0.2):
+                assert m.error() is None, m.error()
+                out.append(m.value())
+        return out
+    finally:
+        c.close()
+
+
 def unique(prefix):
     """A topic name unique within this process run."""
     unique.n += 1

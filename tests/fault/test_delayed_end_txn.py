@@ -23,7 +23,7 @@ import pytest
 
 import kwire
 from lproxy import LoopbackProxy
-from rilltest import ck_consumer, ck_create_topic, ck_producer, unique
+from rilltest import ck_create_topic, ck_producer, ck_read_until, unique
 
 API_END_TXN = 26
 FLEXIBLE_END_TXN = 3  # EndTxn is flexible from v3: the response header has tagged fields
@@ -155,27 +155,6 @@ def lso(broker, topic):
         return kwire.list_latest(q, topic, 0, 1), kwire.list_latest(q, topic, 0, 0)
 
 
-def read_committed(broker, topic, end, timeout=30):
-    """Values a read_committed consumer reads from partition 0 up to `end`
-    (markers take offsets but are not delivered: read until the position)."""
-    import confluent_kafka as ck
-    c = ck_consumer(broker, isolation_level="read_committed")
-    try:
-        tp = ck.TopicPartition(topic, 0, 0)
-        c.assign([tp])
-        out = []
-        deadline = time.monotonic() + timeout
-        while c.position([tp])[0].offset < end:
-            assert time.monotonic() < deadline, "read %d records, position %d < %d" % (
-                len(out), c.position([tp])[0].offset, end)
-            for m in c.consume(num_messages=500, timeout=0.2):
-                assert m.error() is None, m.error()
-                out.append(m.value())
-        return out
-    finally:
-        c.close()
-
-
 def commit_with_retries(p, deadline):
     """commit_transaction, again while librdkafka says the error is
     retriable (its EndTxn timed out)."""
@@ -237,7 +216,7 @@ def run_delayed_end_txn(broker_factory, iterations, per_half=20):
         expect += pending
         end = lso(broker, topic)
         assert end[0] == end[1]
-        got = read_committed(broker, topic, end[1])
+        got = ck_read_until(broker, topic, 0, end[1], isolation_level="read_committed")
         assert got == expect, "committed %d records, read_committed read %d" % (len(expect), len(got))
         print("iterations %d, late EndTxns refused %d, commit calls per transaction %s, records %d" % (
             iterations, refused, commit_tries, len(got)))

@@ -16,10 +16,10 @@ import threading
 import confluent_kafka as ck
 
 import kwire
-from rilltest import ck_create_topic, unique, wait_until
+from rilltest import ck_create_topic, ck_read_until, unique, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "integration"))
-from test_transactions import read_all, txn_producer  # noqa: E402
+from test_transactions import txn_producer  # noqa: E402
 
 ROUNDS = 3
 PER_TXN = 20
@@ -65,7 +65,11 @@ class Worker:
 
 
 def check(broker, topic, outcome):
-    got = read_all(broker, topic, 1, "read_committed", expect=None, quiet=1.0)
+    with kwire.Conn(broker.port) as c:
+        wait_until(lambda: kwire.list_latest(c, topic, 0, 1) == kwire.list_latest(c, topic, 0, 0), 30,
+                   "the LSO at the high watermark (nothing open)")
+        end = kwire.list_latest(c, topic, 0, 0)
+    got = ck_read_until(broker, topic, 0, end, isolation_level="read_committed")
     per = {}
     for v in got:
         n = int(v.split(b"-")[0][1:])
@@ -79,10 +83,7 @@ def check(broker, topic, outcome):
         else:
             assert c in (0, PER_TXN), (n, o, c)
     assert set(per) <= set(outcome)
-    with kwire.Conn(broker.port) as c:
-        wait_until(lambda: kwire.list_latest(c, topic, 0, 1) == kwire.list_latest(c, topic, 0, 0), 30,
-                   "the LSO at the high watermark (nothing open)")
-    assert len(read_all(broker, topic, 1, "read_uncommitted", expect=len(got), quiet=0.5)) >= len(got)
+    assert len(ck_read_until(broker, topic, 0, end, isolation_level="read_uncommitted")) >= len(got)
     return sum(1 for o in outcome.values() if o == "abort")
 
 
