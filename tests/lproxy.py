@@ -7,6 +7,19 @@ import socket
 import threading
 
 
+def close_quietly(x, how=socket.SHUT_RDWR):
+    """shutdown (which wakes a thread blocked in recv on it) then close,
+    ignoring a socket already gone."""
+    try:
+        x.shutdown(how)
+    except OSError:
+        pass
+    try:
+        x.close()
+    except OSError:
+        pass
+
+
 class LoopbackProxy:
     def __init__(self):
         self.lsock = socket.socket()
@@ -55,7 +68,4 @@ class LoopbackProxy:
         with self.lock:
             socks = list(self.socks)
         for x in socks:
-            try:
-                x.close()
-            except OSError:
-                pass
+            close_quietly(x)

@@ -70,10 +70,10 @@
  *      accept order. So each transaction keeps the newest connection id
  *      that AddPartitionsToTxn / AddOffsetsToTxn arrived on, and an EndTxn
  *      for an Ongoing transaction arriving on an older connection is
- *      refused with INVALID_TXN_STATE, changing nothing. Without KIP-890's
- *      epoch bump per transaction (not implemented) this is the only
- *      thing telling the two transactions apart: same producer id, same
- *      epoch. The floor lives in memory only: a restart closes every
+ *      refused with INVALID_TXN_STATE, changing nothing. rilld does not
+ *      bump the epoch per transaction (KIP-890 part 2; EndTxn v0-v3 are
+ *      served), so this is what tells the two transactions apart: same
+ *      producer id, same epoch. The floor lives in memory only: a restart closes every
  *      connection, so no request from before it can arrive after it.
  *  T9. TxnOffsetCommit v3+ carries the consumer's generation, member id and
  *      group.instance.id; the group coordinator checks them as an

@@ -15,14 +15,13 @@ iterations read_committed reads every record of every committed
 transaction exactly once, in order. Without T8 the late EndTxn commits the
 first half early and librdkafka's next produce of the transaction fails.
 The CI variant runs 8 iterations, the soak variant 60."""
-import socket
 import struct
 import time
 
 import pytest
 
 import kwire
-from lproxy import LoopbackProxy
+from lproxy import LoopbackProxy, close_quietly
 from rilltest import ck_create_topic, ck_producer, ck_read_until, unique
 
 API_END_TXN = 26
@@ -46,17 +45,6 @@ class HoldProxy(LoopbackProxy):
         st = {"held": None}
         self.spawn(self._c2s, c, s, st)
         self.spawn(self._s2c, c, s, st)
-
-    @staticmethod
-    def _close(x):
-        try:
-            x.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            x.close()
-        except OSError:
-            pass
 
     def _c2s(self, c, s, st):
         buf = b""
@@ -88,9 +76,9 @@ class HoldProxy(LoopbackProxy):
                     s.sendall(out)
         except OSError:
             pass
-        self._close(c)
+        close_quietly(c)
         if st["held"] is None:
-            self._close(s)
+            close_quietly(s)
 
     def _s2c(self, c, s, st):
         try:
@@ -106,7 +94,7 @@ class HoldProxy(LoopbackProxy):
                 c.sendall(data)
         except OSError:
             pass
-        self._close(c)
+        close_quietly(c)
 
     def arm(self):
         with self.lock:
@@ -144,7 +132,7 @@ class HoldProxy(LoopbackProxy):
         with self.lock:
             assert self.lock.wait_for(lambda: answer() is not None, timeout), "the broker did not answer the late EndTxn"
             err = answer()
-        self._close(h["server"])
+        close_quietly(h["server"])
         return err
 
 

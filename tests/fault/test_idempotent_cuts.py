@@ -18,7 +18,7 @@ import pytest
 
 from confluent_kafka import TopicPartition
 
-from lproxy import LoopbackProxy
+from lproxy import LoopbackProxy, close_quietly
 from rilltest import ck_consumer, ck_create_topic, ck_producer, ck_read_partition, unique
 
 
@@ -54,13 +54,9 @@ class CutProxy(LoopbackProxy):
         for x in (c, s):
             try:
                 x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                x.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
-            try:
-                x.close()
-            except OSError:
-                pass
+            close_quietly(x, socket.SHUT_RD)
 
     def _pump(self, src, dst, d, state, c, s):
         try:
