@@ -183,6 +183,7 @@ static void txn_begin(rs_thread *th) {
 
 static void thread_sink(void *arg, const char *topic, int32_t partition, const rs_record *r, rs_kv_store *store) {
     rs_thread *th = arg;
+    if (!th->producer) return; /* its replacement failed (R7): the app has failed */
     if (th->app->eos) {
         txn_begin(th); /* R5 */
         if (th->txn_error) return; /* the transaction will be aborted anyway */
@@ -278,13 +279,15 @@ static int64_t read_checkpoint(const char *task_dir, const char *changelog, int3
 /* ---- tasks ---- */
 
 
-static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
+/* true when the store holds its changelog up to the end; false when the
+ * restore was cut short (the app stopping, or a failure, which it reports) */
+static bool restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
     int64_t lo = 0, hi = 0;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(th->restorer, s->changelog, t->partition, &lo, &hi, 10000);
     if (e) { /* no changelog yet: nothing to restore */
         s->changelog_end = -1;
-        return;
+        return true;
     }
     int64_t from = lo;
     if (s->vt == &rs__rocksdb_store_vt) {
@@ -292,7 +295,7 @@ static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
         if (ck >= lo && ck <= hi) from = ck;
     }
     s->changelog_end = hi;
-    if (from >= hi) return;
+    if (from >= hi) return true;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, s->changelog, t->partition)->offset = from;
     rd_kafka_assign(th->restorer, l);
@@ -320,8 +323,11 @@ static void restore_store(rs_thread *th, rs_task *t, rs_kv_store *s) {
         rd_kafka_message_destroy(m);
     }
     rd_kafka_assign(th->restorer, NULL);
-    if (pos < hi) fail(th, "restore of %s [%d] stopped at %lld of %lld", s->changelog, (int)t->partition,
-                       (long long)pos, (long long)hi);
+    if (pos >= hi) return true;
+    if (!atomic_load(&th->app->stop)) /* a stop cuts a restore short without failing */
+        fail(th, "restore of %s [%d] stopped at %lld of %lld", s->changelog, (int)t->partition, (long long)pos,
+             (long long)hi);
+    return false;
 }
 
 static void publish_tasks(rs_thread *th) {
@@ -362,7 +368,12 @@ static rs_task *task_get(rs_thread *th, int st, int32_t p, bool create) {
     t->partitions = thread_partitions;
     const rs_graph *g = a->topo->g;
     for (guint i = 0; i < g->stores->len; i++)
-        if (t->stores[i] && t->stores[i]->changelog) restore_store(th, t, t->stores[i]);
+        if (t->stores[i] && t->stores[i]->changelog && !restore_store(th, t, t->stores[i])) {
+            /* a store restored in part never processes a record, and it is
+             * never closed clean (that would checkpoint it as whole) */
+            rs__task_free(t);
+            return NULL;
+        }
     if (a->eos) { /* R8: from here on the stores may hold uncommitted writes */
         char *ckp = ckpt_path(t);
         remove(ckp);
@@ -436,10 +447,13 @@ static void add_task_metrics(rs_app *a, const rs_task *t) {
     atomic_fetch_add(&a->m_skipped, t->m.skipped);
 }
 
-static void close_task(rs_thread *th, const char *name) {
+/* clean: the commit of R2 succeeded. Under exactly-once only such a close
+ * writes a checkpoint (R8); a dirty one leaves the store without one, so
+ * its next open wipes and restores it (R3). */
+static void close_task(rs_thread *th, const char *name, bool clean) {
     rs_task *t = g_hash_table_lookup(th->tasks, name);
     if (!t) return;
-    if (th->app->eos) flush_and_checkpoint(t); /* R8: after the commit of R2 */
+    if (th->app->eos && clean) flush_and_checkpoint(t);
     add_task_metrics(th->app, t);
     g_hash_table_remove(th->tasks, name);
 }
@@ -449,9 +463,11 @@ static rd_kafka_t *new_producer(rs_app *a, rs_thread *th, char *errstr, size_t e
 /* R7: the open transaction cannot commit. Abort it (or, when the producer
  * is in a fatal state, replace the producer: the new one's
  * init_transactions aborts it), close every task dirty and wipe its state
- * directory, and go back to the committed offsets; tasks are made again
- * (and restored) by the next record of their partitions. */
-static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *reason) {
+ * directory, and (seek) go back to the committed offsets; tasks are made
+ * again (and restored) by the next record of their partitions. Without
+ * seek (the whole assignment is being taken away: lost partitions), the
+ * next owner starts from the committed offsets anyway. */
+static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *reason, bool seek) {
     rs_app *a = th->app;
     bool fatal = cause ? rd_kafka_error_is_fatal(cause) : false;
     char why[512];
@@ -501,6 +517,7 @@ static void txn_rollback(rs_thread *th, rd_kafka_error_t *cause, const char *rea
     }
     g_hash_table_remove_all(th->offsets);
     publish_tasks(th);
+    if (!seek) return;
     rd_kafka_topic_partition_list_t *as = NULL;
     if (rd_kafka_assignment(th->consumer, &as) || !as) {
         fail(th, "rollback: no assignment");
@@ -530,6 +547,7 @@ static int commit_eos(rs_thread *th, bool final) {
     gpointer k, v;
     g_hash_table_iter_init(&it, th->tasks);
     while (g_hash_table_iter_next(&it, &k, &v)) rs__task_commit(v);
+    if (atomic_load(&th->app->failed) || !th->producer) return -1; /* what is open is aborted at rs_app_free */
     rd_kafka_topic_partition_list_t *l = offsets_list(th);
     rd_kafka_error_t *e = NULL;
     if (!th->in_txn && !th->txn_error && !l) goto done; /* nothing to commit */
@@ -537,7 +555,7 @@ static int commit_eos(rs_thread *th, bool final) {
     txn_begin(th); /* offsets alone are a transaction too */
     if (th->txn_error) {
         if (l) rd_kafka_topic_partition_list_destroy(l);
-        txn_rollback(th, NULL, "a send in the transaction failed");
+        txn_rollback(th, NULL, "a send in the transaction failed", true);
         return -1;
     }
     if (l) {
@@ -548,7 +566,7 @@ static int commit_eos(rs_thread *th, bool final) {
     }
     if (!e) e = rd_kafka_commit_transaction(th->producer, 60000);
     if (e) {
-        txn_rollback(th, e, NULL);
+        txn_rollback(th, e, NULL, true);
         rd_kafka_error_destroy(e);
         return -1;
     }
@@ -584,15 +602,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             if (st >= 0) task_get(th, st, parts->elems[i].partition, true);
         }
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        bool clean = false;
         if (th->app->eos && rd_kafka_assignment_lost(rk))
-            txn_rollback(th, NULL, "partitions lost"); /* another member may own them: no commit (R7) */
+            txn_rollback(th, NULL, "partitions lost", false); /* another member may own them: no commit (R7) */
         else
-            commit(th, false); /* R2 */
+            clean = commit(th, false) == 0; /* R2 */
         for (int i = 0; i < parts->cnt; i++) {
             int st = source_subtopo(th->app, parts->elems[i].topic);
             char name[32];
             snprintf(name, sizeof(name), "%d_%d", st, (int)parts->elems[i].partition);
-            close_task(th, name);
+            close_task(th, name, clean);
             /* never commit for a partition we no longer own: a failed commit
              * must not later overwrite the new owner's progress */
             char key[600];
@@ -662,7 +681,7 @@ static void *thread_main(void *arg) {
             }
             rd_kafka_message_destroy(m);
         }
-        rd_kafka_poll(th->producer, 0);
+        if (th->producer) rd_kafka_poll(th->producer, 0);
         int64_t now = now_ms();
         GHashTableIter it;
         gpointer k, v;
@@ -963,6 +982,23 @@ void rs_app_free(rs_app *a) {
     rs_app_close(a);
     for (int i = 0; i < a->nthreads; i++) {
         rs_thread *th = &a->threads[i];
+        if (th->consumer) rd_kafka_destroy(th->consumer);
+        if (th->restorer) {
+            rd_kafka_consumer_close(th->restorer);
+            rd_kafka_destroy(th->restorer);
+        }
+        /* the producer goes before the tasks: the delivery reports it still
+         * serves name their stores; a clean close left none, and for a
+         * failed app they no longer matter */
+        if (th->producer) {
+            th->drop_reports = true;
+            if (th->in_txn) { /* a failed app: what it left open is not committed */
+                rd_kafka_error_t *e = rd_kafka_abort_transaction(th->producer, 10000);
+                if (e) rd_kafka_error_destroy(e);
+            }
+            rd_kafka_flush(th->producer, 10000);
+            rd_kafka_destroy(th->producer);
+        }
         if (th->tasks) {
             GHashTableIter it;
             gpointer k, v;
@@ -975,19 +1011,6 @@ void rs_app_free(rs_app *a) {
         }
         if (th->offsets) g_hash_table_destroy(th->offsets);
         if (th->nparts) g_hash_table_destroy(th->nparts);
-        if (th->consumer) rd_kafka_destroy(th->consumer);
-        if (th->restorer) {
-            rd_kafka_consumer_close(th->restorer);
-            rd_kafka_destroy(th->restorer);
-        }
-        if (th->producer) {
-            if (th->in_txn) { /* a failed app: what it left open is not committed */
-                rd_kafka_error_t *e = rd_kafka_abort_transaction(th->producer, 10000);
-                if (e) rd_kafka_error_destroy(e);
-            }
-            rd_kafka_flush(th->producer, 10000);
-            rd_kafka_destroy(th->producer);
-        }
         g_free(th->txn_id);
     }
     free(a->threads);
