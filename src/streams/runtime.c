@@ -73,6 +73,7 @@ typedef struct {
     /* exactly-once (R5-R7): a transaction is open; a send in it failed */
     bool in_txn, txn_error;
     bool drop_reports; /* a rollback: delivery reports of the old transaction name freed stores */
+    bool assigned_once; /* the rebalance callback has run (the first SyncGroup answer is in) */
     char *txn_id;
     rs_cache_budget cache; /* this thread's share of cache.max.bytes.buffering */
     char err[512];
@@ -585,6 +586,7 @@ done:
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     rs_thread *th = opaque;
+    th->assigned_once = true;
     bool cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_error_t *e = cooperative ? rd_kafka_incremental_assign(rk, parts) : NULL;
@@ -631,6 +633,24 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 }
 
 static void task_free_cb(gpointer p) { rs__task_free(p); }
+
+/* librdkafka before 2.3.0 (Debian 12 has 2.0.2) fails an assertion and
+ * aborts the process when it destroys a consumer of a cooperative assignor
+ * that has chosen its protocol (JoinGroup answered) but not yet had its
+ * first assignment (SyncGroup answered): librdkafka issue #4312, reproduced
+ * by test_streams.py::test_stop_in_first_rebalance. So a consumer in that
+ * window is polled until its first assignment arrives (the rebalance
+ * callback always runs once for it, even empty), for at most 30 s, before
+ * it is closed. A stop has been asked: a task made meanwhile restores
+ * nothing (restore_store) and a record polled is dropped uncounted. */
+static void first_assignment_wait(rs_thread *th) {
+    int64_t until = now_ms() + 30000;
+    while (!th->assigned_once && !strcmp(rd_kafka_rebalance_protocol(th->consumer), "COOPERATIVE") &&
+           now_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(th->consumer, 50);
+        if (m) rd_kafka_message_destroy(m);
+    }
+}
 
 static void *thread_main(void *arg) {
     rs_thread *th = arg;
@@ -690,6 +710,7 @@ static void *thread_main(void *arg) {
         if (now - th->last_commit >= interval) commit(th, false);
     }
     if (!atomic_load(&a->failed)) commit(th, true);
+    first_assignment_wait(th);
     rd_kafka_consumer_close(th->consumer);
     return NULL;
 }

@@ -15,6 +15,9 @@ import re
 import shutil
 import struct
 import subprocess
+import time
+
+import pytest
 
 from rilltest import BUILD, ck_consumer, ck_create_topic, ck_producer, wait_until
 from streamsapp import StreamsApp
@@ -667,3 +670,88 @@ def test_eos_abort_and_fenced_producer_roll_back(broker_factory, tmp_path):
     assert closed_metric(app, "aborts") >= 3
     assert closed_metric(app, "restored") > 0
     out.assert_increasing()
+
+
+class SyncGroupDelay:
+    """A loopback proxy (tests/lproxy.py) that rilld advertises: forwards
+    every request, except that a SyncGroup request is held `delay` seconds
+    first; `sync_seen` is set when the first one arrives."""
+
+    def __init__(self, delay):
+        import threading
+        from lproxy import LoopbackProxy, close_quietly
+
+        outer = self
+        self.delay, self.sync_seen = delay, threading.Event()
+
+        class Proxy(LoopbackProxy):
+            def serve(self, c, s):
+                self.spawn(self._c2s, c, s)
+                self.spawn(self._s2c, c, s)
+
+            def _c2s(self, c, s):
+                buf = b""
+                try:
+                    while True:
+                        data = c.recv(65536)
+                        if not data:
+                            break
+                        buf += data
+                        while len(buf) >= 6 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
+                            n = 4 + struct.unpack(">i", buf[:4])[0]
+                            frame, buf = buf[:n], buf[n:]
+                            if struct.unpack(">h", frame[4:6])[0] == 14:  # SyncGroup
+                                outer.sync_seen.set()
+                                time.sleep(outer.delay)
+                            s.sendall(frame)
+                except OSError:
+                    pass
+                close_quietly(c)
+                close_quietly(s)
+
+            def _s2c(self, c, s):
+                try:
+                    while True:
+                        data = s.recv(65536)
+                        if not data:
+                            break
+                        c.sendall(data)
+                except OSError:
+                    pass
+                close_quietly(c)
+                close_quietly(s)
+
+        self.proxy = Proxy()
+        self.port = self.proxy.port
+
+    def close(self):
+        self.proxy.close()
+
+
+@pytest.mark.parametrize("guarantee,after", [("at_least_once", 0.0), ("at_least_once", 1.0),
+                                             ("exactly_once_v2", 0.5)])
+def test_stop_in_first_rebalance(broker_factory, tmp_path, guarantee, after):
+    """SIGTERM while the app's consumer waits for its first SyncGroup answer
+    (held 3 s by a proxy): a clean exit. librdkafka 2.0.2 aborts on an
+    assertion destroying a cooperative-sticky consumer in that window (its
+    issue #4312); the runtime lets the first assignment arrive before it
+    closes the consumer. Without that wait every case here died of SIGABRT."""
+    proxy = SyncGroupDelay(3.0)
+    try:
+        broker = broker_factory(props=dict(BROKER_PROPS, **{
+            "advertised.listeners": "PLAINTEXT://127.0.0.1:%d" % proxy.port}), start=False)
+        broker.start()
+        proxy.proxy.target = broker.port
+        setup_topics(broker)
+        log = str(tmp_path / "app.log")
+        app = StreamsApp(broker, str(tmp_path / "state"), log,
+                         extra=["--set", "processing.guarantee=" + guarantee,
+                                "--set", "consumer.session.timeout.ms=10000"])
+        assert proxy.sync_seen.wait(30), "the app's consumer never sent SyncGroup"
+        time.sleep(after)
+        assert not app.tasks, "the stop is meant to come before the first assignment"
+        rc = app.stop()
+        assert rc == 0, open(log).read()[-3000:]
+        assert any(l.startswith("closed:") for l in app.lines), app.lines
+    finally:
+        proxy.close()
