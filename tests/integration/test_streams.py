@@ -672,17 +672,19 @@ def test_eos_abort_and_fenced_producer_roll_back(broker_factory, tmp_path):
     out.assert_increasing()
 
 
-class SyncGroupDelay:
+class DelayProxy:
     """A loopback proxy (tests/lproxy.py) that rilld advertises: forwards
-    every request, except that a SyncGroup request is held `delay` seconds
-    first; `sync_seen` is set when the first one arrives."""
+    every request, except that while armed a request frame for which
+    match(api_key, frame) is true is held `delay` seconds first (and so is
+    what follows it on that connection); `seen` is set when one arrives."""
 
-    def __init__(self, delay):
+    def __init__(self, match, delay, armed=True):
         import threading
         from lproxy import LoopbackProxy, close_quietly
 
         outer = self
-        self.delay, self.sync_seen = delay, threading.Event()
+        self.match, self.delay, self.armed, self.seen = match, delay, armed, threading.Event()
+        self.frame = None  # the first frame held
 
         class Proxy(LoopbackProxy):
             def serve(self, c, s):
@@ -700,8 +702,10 @@ class SyncGroupDelay:
                         while len(buf) >= 6 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
                             n = 4 + struct.unpack(">i", buf[:4])[0]
                             frame, buf = buf[:n], buf[n:]
-                            if struct.unpack(">h", frame[4:6])[0] == 14:  # SyncGroup
-                                outer.sync_seen.set()
+                            if outer.armed and outer.match(struct.unpack(">h", frame[4:6])[0], frame):
+                                if not outer.seen.is_set():
+                                    outer.frame = frame
+                                outer.seen.set()
                                 time.sleep(outer.delay)
                             s.sendall(frame)
                 except OSError:
@@ -724,6 +728,13 @@ class SyncGroupDelay:
         self.proxy = Proxy()
         self.port = self.proxy.port
 
+    def start_broker(self, broker_factory):
+        broker = broker_factory(props=dict(BROKER_PROPS, **{
+            "advertised.listeners": "PLAINTEXT://127.0.0.1:%d" % self.port}), start=False)
+        broker.start()
+        self.proxy.target = broker.port
+        return broker
+
     def close(self):
         self.proxy.close()
 
@@ -736,22 +747,85 @@ def test_stop_in_first_rebalance(broker_factory, tmp_path, guarantee, after):
     assertion destroying a cooperative-sticky consumer in that window (its
     issue #4312); the runtime lets the first assignment arrive before it
     closes the consumer. Without that wait every case here died of SIGABRT."""
-    proxy = SyncGroupDelay(3.0)
+    proxy = DelayProxy(lambda api, frame: api == 14, 3.0)  # SyncGroup
     try:
-        broker = broker_factory(props=dict(BROKER_PROPS, **{
-            "advertised.listeners": "PLAINTEXT://127.0.0.1:%d" % proxy.port}), start=False)
-        broker.start()
-        proxy.proxy.target = broker.port
+        broker = proxy.start_broker(broker_factory)
         setup_topics(broker)
         log = str(tmp_path / "app.log")
         app = StreamsApp(broker, str(tmp_path / "state"), log,
                          extra=["--set", "processing.guarantee=" + guarantee,
                                 "--set", "consumer.session.timeout.ms=10000"])
-        assert proxy.sync_seen.wait(30), "the app's consumer never sent SyncGroup"
+        assert proxy.seen.wait(30), "the app's consumer never sent SyncGroup"
         time.sleep(after)
         assert not app.tasks, "the stop is meant to come before the first assignment"
         rc = app.stop()
         assert rc == 0, open(log).read()[-3000:]
         assert any(l.startswith("closed:") for l in app.lines), app.lines
+    finally:
+        proxy.close()
+
+
+def fetch_partitions(frame):
+    """The partition indexes a Fetch request (v4-v11: not flexible, topics by
+    name) asks for."""
+    api, ver = struct.unpack(">hh", frame[4:8])
+    assert api == 1 and 4 <= ver <= 11, (api, ver)
+    at = 12
+    cid = struct.unpack(">h", frame[at:at + 2])[0]  # client id
+    at += 2 + max(cid, 0)
+    at += 4 * 4 + 1 + (8 if ver >= 7 else 0)  # replica, max wait, min/max bytes, isolation, session id + epoch
+    parts = []
+    for _ in range(struct.unpack(">i", frame[at:at + 4])[0]):
+        at += 4
+        n = struct.unpack(">h", frame[at:at + 2])[0]
+        at += 2 + n
+        np_ = struct.unpack(">i", frame[at:at + 4])[0]
+        at += 4
+        for _ in range(np_):
+            parts.append(struct.unpack(">i", frame[at:at + 4])[0])
+            at += 4 + (4 if ver >= 9 else 0) + 8 + (8 if ver >= 5 else 0) + 4
+    return parts
+
+
+def test_stop_during_restore_writes_no_checkpoint(broker_factory, tmp_path):
+    """exactly_once_v2: an instance killed with SIGKILL leaves no checkpoint,
+    so the next one restores its RocksDB stores from the changelogs; that
+    next one gets SIGTERM while the restore is held (a proxy holds its
+    changelog fetch). It exits cleanly and writes no checkpoint for a task
+    whose store was restored in part (R8), so the third run restores in
+    full and counts on exactly. (Before: the stop failed the app, the task
+    ran on its partial store and its clean close checkpointed it as whole;
+    the third run restored nothing and counted from what was there.)"""
+    proxy = DelayProxy(lambda api, frame: api == 1 and b"-counts-changelog" in frame, 8.0, armed=False)
+    try:
+        broker = proxy.start_broker(broker_factory)
+        setup_topics(broker)
+        expected = collections.Counter()
+        state = str(tmp_path / "state")
+        out = CommittedOutput(broker)
+        try:
+            produce_lines(broker, 200, expected, seed=31)
+            app = StreamsApp(broker, state, str(tmp_path / "run0.log"), extra=EOS)
+            out.wait_exact(expected, 60, "exact counts, first run")
+            app.kill9()
+            proxy.armed = True
+            log1 = str(tmp_path / "run1.log")
+            app = StreamsApp(broker, state, log1, extra=EOS)
+            assert proxy.seen.wait(60), "the restore never fetched the changelog"
+            assert app.stop() == 0, open(log1).read()[-3000:]
+            proxy.armed = False
+            cut = ["1_%d" % p for p in fetch_partitions(proxy.frame)]
+            assert cut and not set(cut) & set(checkpoints(state, "wc-test")), \
+                "a store restored in part (%s) was checkpointed: %s" % (cut, checkpoints(state, "wc-test"))
+            produce_lines(broker, 100, expected, seed=32)
+            log2 = str(tmp_path / "run2.log")
+            app = StreamsApp(broker, state, log2, extra=EOS)
+            try:
+                out.wait_exact(expected, 90, "exact counts after the cut restore")
+            finally:
+                assert app.stop() == 0, open(log2).read()[-3000:]
+            out.assert_increasing()
+        finally:
+            out.close()
     finally:
         proxy.close()
