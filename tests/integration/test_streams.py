@@ -680,7 +680,7 @@ class DelayProxy:
 
     def __init__(self, match, delay, armed=True):
         import threading
-        from lproxy import LoopbackProxy, close_quietly
+        from lproxy import LoopbackProxy, close_quietly, frames_from
 
         outer = self
         self.match, self.delay, self.armed, self.seen = match, delay, armed, threading.Event()
@@ -692,17 +692,11 @@ class DelayProxy:
                 self.spawn(self._s2c, c, s)
 
             def _c2s(self, c, s):
-                buf = b""
                 try:
-                    while True:
-                        data = c.recv(65536)
-                        if not data:
-                            break
-                        buf += data
-                        while len(buf) >= 6 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
-                            n = 4 + struct.unpack(">i", buf[:4])[0]
-                            frame, buf = buf[:n], buf[n:]
-                            if outer.armed and outer.match(struct.unpack(">h", frame[4:6])[0], frame):
+                    for frames in frames_from(c):
+                        for frame in frames:
+                            if outer.armed and len(frame) >= 6 and \
+                                    outer.match(struct.unpack(">h", frame[4:6])[0], frame):
                                 if not outer.seen.is_set():
                                     outer.frame = frame
                                 outer.seen.set()
