@@ -4,7 +4,35 @@ connection to 127.0.0.1:<target> per client connection and hands the pair to
 a subclass's serve(c, s), which pumps bytes as it likes (on its own
 threads). close() stops accepting and closes every socket."""
 import socket
+import struct
 import threading
+
+
+def split_frames(buf):
+    """The complete size-prefixed Kafka frames at the start of buf, and what
+    is left after them (a partial frame, or b"")."""
+    frames = []
+    while len(buf) >= 4:
+        n = 4 + struct.unpack(">i", buf[:4])[0]
+        if n < 4:
+            raise ValueError("negative frame size")
+        if len(buf) < n:
+            break
+        frames.append(buf[:n])
+        buf = buf[n:]
+    return frames, buf
+
+
+def frames_from(sock):
+    """Yields, per recv, the list of complete frames it finished (maybe
+    empty), until the peer closes; an OSError goes to the caller."""
+    buf = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        frames, buf = split_frames(buf + data)
+        yield frames
 
 
 def close_quietly(x, how=socket.SHUT_RDWR):

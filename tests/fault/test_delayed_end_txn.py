@@ -21,7 +21,7 @@ import time
 import pytest
 
 import kwire
-from lproxy import LoopbackProxy, close_quietly
+from lproxy import LoopbackProxy, close_quietly, frames_from
 from rilltest import ck_create_topic, ck_producer, ck_read_until, unique
 
 API_END_TXN = 26
@@ -47,22 +47,13 @@ class HoldProxy(LoopbackProxy):
         self.spawn(self._s2c, c, s, st)
 
     def _c2s(self, c, s, st):
-        buf = b""
         try:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    break
+            for frames in frames_from(c):
                 if st["held"] is not None:
                     continue  # the client's side of a held connection: dropped
-                buf += data
                 out = b""
-                while len(buf) >= 4:
-                    n = struct.unpack(">i", buf[:4])[0]
-                    if len(buf) < 4 + n:
-                        break
-                    frame, buf = buf[:4 + n], buf[4 + n:]
-                    api = struct.unpack(">h", frame[4:6])[0] if n >= 2 else -1
+                for frame in frames:
+                    api = struct.unpack(">h", frame[4:6])[0] if len(frame) >= 6 else -1
                     with self.lock:
                         if api == API_END_TXN and self.armed and st["held"] is None:
                             self.armed = False

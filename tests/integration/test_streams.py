@@ -680,7 +680,7 @@ class DelayProxy:
 
     def __init__(self, match, delay, armed=True):
         import threading
-        from lproxy import LoopbackProxy, close_quietly
+        from lproxy import LoopbackProxy, close_quietly, frames_from
 
         outer = self
         self.match, self.delay, self.armed, self.seen = match, delay, armed, threading.Event()
@@ -692,17 +692,11 @@ class DelayProxy:
                 self.spawn(self._s2c, c, s)
 
             def _c2s(self, c, s):
-                buf = b""
                 try:
-                    while True:
-                        data = c.recv(65536)
-                        if not data:
-                            break
-                        buf += data
-                        while len(buf) >= 6 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
-                            n = 4 + struct.unpack(">i", buf[:4])[0]
-                            frame, buf = buf[:n], buf[n:]
-                            if outer.armed and outer.match(struct.unpack(">h", frame[4:6])[0], frame):
+                    for frames in frames_from(c):
+                        for frame in frames:
+                            if outer.armed and len(frame) >= 6 and \
+                                    outer.match(struct.unpack(">h", frame[4:6])[0], frame):
                                 if not outer.seen.is_set():
                                     outer.frame = frame
                                 outer.seen.set()
@@ -755,10 +749,14 @@ def test_stop_in_first_rebalance(broker_factory, tmp_path, guarantee, after):
         app = StreamsApp(broker, str(tmp_path / "state"), log,
                          extra=["--set", "processing.guarantee=" + guarantee,
                                 "--set", "consumer.session.timeout.ms=10000"])
-        assert proxy.seen.wait(30), "the app's consumer never sent SyncGroup"
-        time.sleep(after)
-        assert not app.tasks, "the stop is meant to come before the first assignment"
-        rc = app.stop()
+        try:
+            assert proxy.seen.wait(30), "the app's consumer never sent SyncGroup"
+            time.sleep(after)
+            assert not app.tasks, "the stop is meant to come before the first assignment"
+            rc = app.stop()
+        finally:
+            if app.alive():
+                app.kill9()
         assert rc == 0, open(log).read()[-3000:]
         assert any(l.startswith("closed:") for l in app.lines), app.lines
     finally:
@@ -806,13 +804,20 @@ def test_stop_during_restore_writes_no_checkpoint(broker_factory, tmp_path):
         try:
             produce_lines(broker, 200, expected, seed=31)
             app = StreamsApp(broker, state, str(tmp_path / "run0.log"), extra=EOS)
-            out.wait_exact(expected, 60, "exact counts, first run")
-            app.kill9()
+            try:
+                out.wait_exact(expected, 60, "exact counts, first run")
+            finally:
+                app.kill9()
             proxy.armed = True
             log1 = str(tmp_path / "run1.log")
             app = StreamsApp(broker, state, log1, extra=EOS)
-            assert proxy.seen.wait(60), "the restore never fetched the changelog"
-            assert app.stop() == 0, open(log1).read()[-3000:]
+            try:
+                assert proxy.seen.wait(60), "the restore never fetched the changelog"
+                rc = app.stop()
+            finally:
+                if app.alive():
+                    app.kill9()
+            assert rc == 0, open(log1).read()[-3000:]
             proxy.armed = False
             cut = ["1_%d" % p for p in fetch_partitions(proxy.frame)]
             assert cut and not set(cut) & set(checkpoints(state, "wc-test")), \
