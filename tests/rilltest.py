@@ -484,6 +484,32 @@ def ck_read_until(broker, topic, partition, end, timeout=60, **conf):
         c.close()
 
 
+def ck_read_settled(broker, topic, isolation, want=None, timeout=60, settle=1.0):
+    """Every record of topic (all partitions, in partition order), read from
+    the beginning with the isolation level given; returns once nothing new
+    came for settle seconds and want(records), if given, agrees."""
+    import confluent_kafka as ck
+    c = ck_consumer(broker, isolation_level=isolation)
+    try:
+        md = c.list_topics(topic, timeout=10).topics[topic]
+        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in md.partitions])
+        out = []
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            got = c.consume(num_messages=1000, timeout=0.2)
+            for m in got:
+                assert m.error() is None, m.error()
+                out.append(m)
+            if got:
+                last_new = time.monotonic()
+            elif time.monotonic() - last_new >= settle and (want is None or want(out)):
+                return out
+        raise AssertionError("%s (%s): %d records, no end within %ss" % (topic, isolation, len(out), timeout))
+    finally:
+        c.close()
+
+
 def unique(prefix):
     """A topic name unique within this process run."""
     unique.n += 1

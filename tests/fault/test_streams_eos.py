@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from rilltest import ck_consumer, ck_create_topic, ck_producer, wait_until
+from rilltest import ck_create_topic, ck_producer, ck_read_settled, wait_until
 from streamsapp import StreamsApp
 
 NPARTS = 4
@@ -79,32 +79,6 @@ class Input:
         assert self.error is None, self.error
 
 
-def read_topic(broker, topic, isolation, want=None, timeout=60, settle=1.0):
-    """Every record of topic (all partitions) in partition order, read with
-    the isolation level given; stops when nothing new came for settle
-    seconds (and, with want, the reader agrees)."""
-    import confluent_kafka as ck
-    c = ck_consumer(broker, isolation_level=isolation)
-    try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in md.partitions])
-        out = []
-        deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            got = c.consume(num_messages=1000, timeout=0.2)
-            for m in got:
-                assert m.error() is None, m.error()
-                out.append(m)
-            if got:
-                last_new = time.monotonic()
-            elif time.monotonic() - last_new >= settle and (want is None or want(out)):
-                return out
-        raise AssertionError("%s (%s): %d records, no end within %ss" % (topic, isolation, len(out), timeout))
-    finally:
-        c.close()
-
-
 def counts_exact(expected):
     def ok(msgs):
         last = {}
@@ -145,7 +119,7 @@ def test_wordcount_exactly_once_under_kill9(broker_factory, tmp_path, kills, lin
             apps[i] = App(broker, dirs[i], logs)
         inp.join(240)
         produced = sum(inp.expected.values())
-        out = read_topic(broker, "wordcount-output", "read_committed", want=counts_exact(inp.expected), timeout=180)
+        out = ck_read_settled(broker, "wordcount-output", "read_committed", want=counts_exact(inp.expected), timeout=180)
         for a in apps:
             assert a.alive(), open(logs).read()[-3000:]
     finally:
@@ -168,8 +142,8 @@ def test_wordcount_exactly_once_under_kill9(broker_factory, tmp_path, kills, lin
     # the abort path ran: records of aborted transactions are in the logs
     aborted = {}
     for topic in ["wordcount-output", APP + "-wordcount-counts-repartition", APP + "-wordcount-counts-changelog"]:
-        n_unc = len(read_topic(broker, topic, "read_uncommitted", settle=0.5))
-        n_com = len(read_topic(broker, topic, "read_committed", settle=0.5))
+        n_unc = len(ck_read_settled(broker, topic, "read_uncommitted", settle=0.5))
+        n_com = len(ck_read_settled(broker, topic, "read_committed", settle=0.5))
         assert n_unc >= n_com
         aborted[topic] = n_unc - n_com
     timed_out = len(re.findall(r"timed out after \d+ ms: aborting", broker.log_text()))

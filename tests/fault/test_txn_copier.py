@@ -17,32 +17,16 @@ import time
 import pytest
 
 import kwire
-from rilltest import ck_consumer, ck_create_topic, ck_producer, unique, wait_until
+from rilltest import ck_consumer, ck_create_topic, ck_producer, ck_read_settled, unique, wait_until
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NPARTS = 3
 
 
-def read_values(broker, topic, isolation, settle=1.0, timeout=60, expect=None):
-    import confluent_kafka as ck
-    c = ck_consumer(broker, isolation_level=isolation)
-    try:
-        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(NPARTS)])
-        out = []
-        deadline = time.monotonic() + timeout
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            got = c.consume(num_messages=1000, timeout=0.2)
-            for m in got:
-                assert m.error() is None, m.error()
-                out.append(m.value())
-            if got:
-                last_new = time.monotonic()
-            if (expect is None or len(out) >= expect) and time.monotonic() - last_new >= settle:
-                return out
-        raise AssertionError("read %d values of %s within %ss" % (len(out), topic, timeout))
-    finally:
-        c.close()
+def read_values(broker, topic, isolation, expect):
+    """The values of topic once at least expect were read and nothing new
+    came for a second."""
+    return [m.value() for m in ck_read_settled(broker, topic, isolation, want=lambda out: len(out) >= expect)]
 
 
 def start_copier(broker, tin, tout, group, tid, pause_ms=20):
